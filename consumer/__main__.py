@@ -1,0 +1,164 @@
+"""The command line: ``python -m consumer COMMAND``. Parse, dispatch, exit codes.
+
+Exit status: 0 for a succeeded or skipped run, 1 for a failed run or an
+unexpected error, 2 for a bad setting, 3 when the database cannot be
+reached, 4 when the platform's tables are not as SPEC says, 75 when another
+run holds the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+from .errors import ConfigError, ServiceError
+from .irt import linking
+from .irt.model import MODELS
+from .settings import SPECS, Settings
+from .telemetry import FitProgress, configure_logging
+
+log = logging.getLogger("consumer")
+
+
+def _calibration_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that override the calibration settings; help text comes from the settings table."""
+    def flag(name, **kwargs):
+        spec = SPECS[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                            help=f"{spec.help} ({spec.env}, default {spec.default})", **kwargs)
+    flag("model", metavar="|".join(MODELS))
+    flag("lookback_days", metavar="DAYS")
+    flag("max_obs", metavar="N")
+    flag("min_responses", metavar="N")
+    flag("linking_method", metavar="|".join(linking.METHODS))
+    flag("em_tolerance", metavar="X")
+    flag("em_max_iterations", metavar="N")
+    flag("quadrature_points", metavar="N")
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m consumer",
+        description="Event-driven IRT item calibration. Settings come from the environment "
+                    "(see README); flags override them.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="run one calibration now, with no broker",
+        description="Load the window's answers, fit, link, score and write, once. "
+                    "Exit 0 when the run succeeded or was skipped (no observations), non-zero otherwise.")
+    _calibration_flags(calibrate)
+    calibrate.add_argument("--request-id", help="id recorded with the run (default: none)")
+    calibrate.add_argument("--requested-by", default="cli", help="who asked (default: cli)")
+    calibrate.add_argument("--dry-run", action="store_true", help="fit and record the run, write no parameters")
+    calibrate.add_argument("--as-of", type=_timestamp, metavar="TIME",
+                           help="end of the look-back window, ISO 8601 (default: now)")
+    calibrate.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    calibrate.set_defaults(handler=_calibrate)
+
+    migrate = commands.add_parser("migrate", help="apply pending migrations of the service's tables",
+                                  description="Create or update the service's own tables; idempotent.")
+    migrate.set_defaults(handler=_migrate)
+
+    demo = commands.add_parser(
+        "demo", help="simulate a week of answers in the embedded database and calibrate them",
+        description="Create the platform tables in an embedded PostgreSQL, fill them with simulated answers "
+                    "(known true parameters, anchors on a known old scale), run a calibration and print what "
+                    "it found next to the truth. Uses the embedded database even when DATABASE_URL is set.")
+    demo.add_argument("--students", type=int, default=4000, help="simulated students (default 4000)")
+    demo.add_argument("--items", type=int, default=400, help="items in the bank (default 400)")
+    demo.add_argument("--answers", type=int, default=40, help="answers per student (default 40)")
+    demo.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name, None) for name in SPECS}
+    return Settings.load().with_overrides("flag", **overrides)
+
+
+def _engine(settings: Settings):
+    from .db.engine import check_connection, create_engine
+    engine = create_engine(settings)
+    check_connection(engine)
+    return engine
+
+
+def _migrate_engine(engine) -> None:
+    from .db.migrations import migrate
+    from .db.engine import unavailable
+    try:
+        applied = migrate(engine)
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise unavailable(engine, exc) from exc
+    for migration in applied:
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .run import CalibrationRequest, calibrate
+    settings = _settings(args)
+    engine = _engine(settings)
+    _migrate_engine(engine)
+    progress = FitProgress()
+    request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
+                                 dry_run=args.dry_run, as_of=args.as_of)
+    try:
+        summary = calibrate(engine, settings, request, progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(summary.as_dict(), default=str))
+    return 0 if summary.ok else 1
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = _engine(settings)
+    _migrate_engine(engine)
+    log.info("the service's tables are up to date")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(students=args.students, items=args.items, answers=args.answers, seed=args.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging("info")
+    try:
+        configure_logging(Settings.load().log_level)
+        return args.handler(args)
+    except ServiceError as problem:
+        log.error("%s", problem)
+        return problem.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # one line for the person on call; the traceback only on request
+        log.error("unexpected failure: %s: %s (set LOG_LEVEL=debug to see the traceback)",
+                  type(exc).__name__, exc)
+        log.debug("traceback", exc_info=exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The platform's tables as SPEC describes them, for the demo, the tests and the benchmarks.
+
+In production the platform owns ``attempt`` (a view there) and ``question``;
+the service only reads them and its migrations never create them. Here they
+are made, filled in bulk with COPY, and dropped again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from typing import Iterable
+
+import numpy as np
+import sqlalchemy as sa
+
+PLATFORM_DDL = (
+    "CREATE TABLE question (id bigint PRIMARY KEY, meta jsonb NOT NULL DEFAULT '{}'::jsonb)",
+    "CREATE TABLE attempt (id bigserial PRIMARY KEY, student_id {student_type} NOT NULL, "
+    "question_id bigint NOT NULL, correct boolean NOT NULL, completed_at timestamptz NOT NULL, "
+    "time_spent_ms integer)",
+)
+
+
+def create_platform_tables(conn: sa.Connection, student_type: str = "text") -> None:
+    """(Re)create empty ``question`` and ``attempt`` tables; ``student_type`` is text or bigint."""
+    conn.exec_driver_sql("DROP TABLE IF EXISTS attempt, question CASCADE")
+    for statement in PLATFORM_DDL:
+        conn.exec_driver_sql(statement.replace("{student_type}", student_type))
+
+
+def copy_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: Iterable[tuple],
+              chunk_rows: int = 1_000_000) -> int:
+    """COPY ``rows`` into ``table`` in chunks; returns how many were sent."""
+    cursor = conn.connection.driver_connection.cursor()
+    sent = 0
+    batch: list[tuple] = []
+
+    def flush():
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(batch)
+        cursor.execute(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)",
+                       stream=io.BytesIO(buffer.getvalue().encode()))
+
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= chunk_rows:
+            flush()
+            sent += len(batch)
+            batch = []
+    if batch:
+        flush()
+        sent += len(batch)
+    return sent
+
+
+def insert_questions(conn: sa.Connection, ids: Iterable[int], metas: Iterable[dict]) -> int:
+    return copy_rows(conn, "question", ("id", "meta"), ((int(i), json.dumps(m)) for i, m in zip(ids, metas)))
+
+
+def insert_attempts(conn: sa.Connection, student_ids: np.ndarray, question_ids: np.ndarray,
+                    correct: np.ndarray, completed_at: np.ndarray) -> int:
+    """Bulk-insert attempts; ``completed_at`` is an array of numpy datetime64 (UTC)."""
+    stamps = np.datetime_as_string(completed_at.astype("datetime64[us]"), unit="us")
+    rows = zip(student_ids.tolist(), question_ids.tolist(), np.where(correct, "t", "f").tolist(),
+               (s + "+00" for s in stamps))
+    return copy_rows(conn, "attempt", ("student_id", "question_id", "correct", "completed_at"), rows)
+
+
+def as_datetime64(moment: datetime) -> np.datetime64:
+    """A timezone-aware datetime as a UTC numpy datetime64."""
+    return np.datetime64(moment.astimezone(timezone.utc).replace(tzinfo=None), "us")

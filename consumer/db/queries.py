@@ -1,0 +1,211 @@
+"""Every SQL statement a calibration run issues, and the bulk paths they need.
+
+Loading is set-based: PostgreSQL filters the window, keeps each student's
+first answer to each question, applies the cap and packs every student's
+answers into one binary blob (8 bytes per answer: question_id * 2 + correct),
+so one row per student crosses the wire and numpy unpacks the rest.
+Writing is bulk: COPY into a temporary table, then one upsert per target.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import sqlalchemy as sa
+
+from ..errors import PlatformSchemaError
+from ..irt.responses import Responses
+
+#: The platform's tables and the columns the service reads (SPEC).
+PLATFORM_COLUMNS = {
+    "attempt": ("student_id", "question_id", "correct", "completed_at"),
+    "question": ("id", "meta"),
+}
+
+
+def check_platform_schema(conn: sa.Connection) -> None:
+    """Raise ``PlatformSchemaError`` naming every missing platform table or column."""
+    rows = conn.execute(sa.text(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_name IN ('attempt', 'question') AND table_schema = ANY (current_schemas(false))"
+    )).all()
+    present: dict[str, set[str]] = {}
+    for table, column in rows:
+        present.setdefault(table, set()).add(column)
+    problems = []
+    for table, columns in PLATFORM_COLUMNS.items():
+        if table not in present:
+            problems.append(f"table (or view) {table} is missing")
+            continue
+        missing = [c for c in columns if c not in present[table]]
+        if missing:
+            problems.append(f"{table} lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if problems:
+        raise PlatformSchemaError(
+            "the platform's tables are not as expected: " + "; ".join(problems),
+            "check that DATABASE_URL points at the platform's database; the service reads "
+            "attempt(student_id, question_id, correct, completed_at) and question(id, meta)",
+        )
+
+
+@dataclass(frozen=True)
+class Observations:
+    """The responses of one window, with the ids behind the array indices."""
+
+    responses: Responses
+    student_ids: list[str]
+    question_ids: np.ndarray
+    first_at: datetime | None
+    last_at: datetime | None
+
+    @property
+    def n_obs(self) -> int:
+        return self.responses.n_obs
+
+
+_LOAD_OBSERVATIONS = sa.text("""
+WITH firsts AS (
+    SELECT DISTINCT ON (student_id, question_id)
+           student_id, question_id, (correct::int <> 0)::int AS correct, completed_at
+      FROM attempt
+     WHERE completed_at > :since AND completed_at <= :until
+       AND student_id IS NOT NULL AND question_id IS NOT NULL AND correct IS NOT NULL
+     ORDER BY student_id, question_id, completed_at
+), kept AS (
+    SELECT * FROM firsts
+     ORDER BY completed_at DESC, student_id, question_id
+     LIMIT :cap
+)
+SELECT student_id::text,
+       string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea),
+       min(completed_at),
+       max(completed_at)
+  FROM kept
+ GROUP BY student_id
+""")
+
+
+def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap: int) -> Observations:
+    """Each student's first answer to each question in (since, until], the ``cap`` most recent."""
+    rows = conn.execute(_LOAD_OBSERVATIONS, {"since": since, "until": until, "cap": cap}).all()
+    student_ids = [row[0] for row in rows]
+    lengths = np.fromiter((len(row[1]) // 8 for row in rows), dtype=np.int64, count=len(rows))
+    codes = np.frombuffer(b"".join(row[1] for row in rows), dtype=">i8").astype(np.int64)
+    correct = codes & 1
+    question_ids, item = np.unique(codes >> 1, return_inverse=True)
+    ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=ptr[1:])
+    responses = Responses(ptr, item.astype(np.int32), correct.astype(np.uint8), int(question_ids.size))
+    return Observations(
+        responses=responses,
+        student_ids=student_ids,
+        question_ids=question_ids,
+        first_at=min((row[2] for row in rows), default=None),
+        last_at=max((row[3] for row in rows), default=None),
+    )
+
+
+def load_anchor_rows(conn: sa.Connection) -> list[tuple[int, object]]:
+    """(question id, meta->'irt') of every question tagged "anchor"."""
+    return [tuple(row) for row in conn.execute(sa.text(
+        "SELECT id, meta->'irt' FROM question "
+        "WHERE jsonb_typeof(meta->'tags') = 'array' AND meta->'tags' @> '[\"anchor\"]'::jsonb ORDER BY id"
+    ))]
+
+
+# --- run records -----------------------------------------------------------------------------
+
+def insert_run(conn: sa.Connection, run_id: uuid.UUID, request_id: str | None, model_spec: dict) -> None:
+    conn.execute(sa.text(
+        "INSERT INTO mirt_fit_meta (run_id, request_id, status, model_spec) "
+        "VALUES (:run_id, :request_id, 'running', CAST(:model_spec AS jsonb))"
+    ), {"run_id": run_id, "request_id": request_id, "model_spec": json.dumps(model_spec)})
+
+
+def finish_run(conn: sa.Connection, run_id: uuid.UUID, status: str, model_spec: dict, fit_stats: dict,
+               error: str | None = None, fitted_at: datetime | None = None) -> None:
+    conn.execute(sa.text(
+        "UPDATE mirt_fit_meta SET status = :status, model_spec = CAST(:model_spec AS jsonb), "
+        "fit_stats = CAST(:fit_stats AS jsonb), error = :error, fitted_at = :fitted_at, finished_at = now() "
+        "WHERE run_id = :run_id"
+    ), {"run_id": run_id, "status": status, "model_spec": json.dumps(model_spec),
+        "fit_stats": json.dumps(fit_stats), "error": error, "fitted_at": fitted_at})
+
+
+# --- bulk writes -----------------------------------------------------------------------------
+
+def _copy_csv(conn: sa.Connection, table: str, columns: tuple[str, ...], rows) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)",
+                   stream=io.BytesIO(buffer.getvalue().encode()))
+
+
+def write_item_params(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime, model: str,
+                      item_ids: np.ndarray, params: list[dict]) -> int:
+    """Record the run's item parameters in the history and upsert the current ones."""
+    conn.exec_driver_sql("CREATE TEMP TABLE run_items (item_id bigint, params jsonb) ON COMMIT DROP")
+    _copy_csv(conn, "run_items", ("item_id", "params"),
+              ((int(i), json.dumps(p)) for i, p in zip(item_ids, params)))
+    values = {"run_id": run_id, "fitted_at": fitted_at, "model": model}
+    conn.execute(sa.text(
+        "INSERT INTO mirt_item_params_history (run_id, item_id, model, params, fitted_at) "
+        "SELECT :run_id, item_id, :model, params, :fitted_at FROM run_items"
+    ), values)
+    return conn.execute(sa.text(
+        "INSERT INTO mirt_item_params (item_id, model, params, run_id, fitted_at) "
+        "SELECT item_id, :model, params, :run_id, :fitted_at FROM run_items "
+        "ON CONFLICT (item_id) DO UPDATE SET model = excluded.model, params = excluded.params, "
+        "run_id = excluded.run_id, fitted_at = excluded.fitted_at"
+    ), values).rowcount
+
+
+def write_abilities(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime,
+                    user_ids: list[str], theta: np.ndarray, se: np.ndarray) -> int:
+    """Record the run's abilities in the history and upsert the current ones."""
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE run_abilities (user_id text, theta float8, theta_se float8) ON COMMIT DROP")
+    _copy_csv(conn, "run_abilities", ("user_id", "theta", "theta_se"),
+              zip(user_ids, theta.tolist(), se.tolist()))
+    values = {"run_id": run_id, "fitted_at": fitted_at}
+    conn.execute(sa.text(
+        "INSERT INTO mirt_ability_history (run_id, user_id, theta, theta_se, fitted_at) "
+        "SELECT :run_id, user_id, theta, theta_se, :fitted_at FROM run_abilities"
+    ), values)
+    return conn.execute(sa.text(
+        "INSERT INTO mirt_ability (user_id, theta, theta_se, run_id, fitted_at) "
+        "SELECT user_id, theta, theta_se, :run_id, :fitted_at FROM run_abilities "
+        "ON CONFLICT (user_id) DO UPDATE SET theta = excluded.theta, theta_se = excluded.theta_se, "
+        "run_id = excluded.run_id, fitted_at = excluded.fitted_at"
+    ), values).rowcount
+
+
+# --- the run lock ----------------------------------------------------------------------------
+
+#: Advisory lock key held for the whole of a calibration run.
+RUN_LOCK_KEY = 7_246_113_002
+
+
+def try_run_lock(conn: sa.Connection) -> bool:
+    """Take the session-level run lock on ``conn`` if free (released by ``release_run_lock``)."""
+    return bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RUN_LOCK_KEY}).scalar())
+
+
+def release_run_lock(conn: sa.Connection) -> None:
+    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK_KEY})
+
+
+def abandon_stale_runs(conn: sa.Connection) -> list[str]:
+    """Mark runs left 'running' by a process that died as failed; only call while holding the run lock."""
+    return [str(row[0]) for row in conn.execute(sa.text(
+        "UPDATE mirt_fit_meta SET status = 'failed', finished_at = now(), "
+        "error = 'abandoned: the process running it ended before it finished' "
+        "WHERE status = 'running' RETURNING run_id"
+    ))]

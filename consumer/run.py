@@ -1,0 +1,385 @@
+"""One calibration run: SPEC's steps in order, each a short call.
+
+``calibrate`` is what both the command line and the Pub/Sub consumer call:
+a request (who asked, overrides) in, a ``RunSummary`` out. It holds the run
+lock for its whole length, records the run in ``mirt_fit_meta`` before it
+starts and when it ends, and writes the results in one transaction, so a run
+lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import sqlalchemy as sa
+
+from . import anchors as anchor_io
+from .db import queries
+from .db.engine import unavailable
+from .errors import RunLockBusy, ServiceError
+from .irt import linking
+from .irt.estimate import ItemCalibration, Progress, estimate_items
+from .irt.quadrature import Quadrature
+from .irt.scoring import score_eap
+from .settings import Settings
+
+log = logging.getLogger("consumer.run")
+
+SUCCEEDED, SKIPPED, FAILED = "succeeded", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """Why a run starts: who asked, under which id, with which overrides."""
+
+    request_id: str | None = None
+    requested_by: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+    as_of: datetime | None = None
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["overrides"] = dict(self.overrides)
+        out["as_of"] = self.as_of.isoformat() if self.as_of else None
+        return out
+
+
+@dataclass
+class RunSummary:
+    """What a run did, as the log, the run record, ``--json`` and the completed event tell it."""
+
+    run_id: str
+    request_id: str | None
+    status: str = "running"
+    model: str = ""
+    counts: dict = field(default_factory=dict)
+    linking_constants: dict = field(default_factory=lambda: linking.IDENTITY.as_dict())
+    fit: dict = field(default_factory=dict)
+    window: dict = field(default_factory=dict)
+    rows_upserted: dict = field(default_factory=dict)
+    durations: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    error: str | None = None
+    dry_run: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (SUCCEEDED, SKIPPED)
+
+
+class _Run:
+    """The state of one run while its steps execute."""
+
+    def __init__(self, engine: sa.Engine, settings: Settings, request: CalibrationRequest,
+                 progress: Progress | None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.request = request
+        self.progress = progress
+        self.run_id = uuid.uuid4()
+        self.until = request.as_of or datetime.now(timezone.utc)
+        self.since = self.until - timedelta(days=settings.lookback_days)
+        self.summary = RunSummary(run_id=str(self.run_id), request_id=request.request_id,
+                                  model=settings.model, dry_run=request.dry_run)
+        self.summary.window = {"since": self.since.isoformat(), "until": self.until.isoformat()}
+        self.log = logging.LoggerAdapter(log, {"run_id": str(self.run_id)})
+
+    def warn(self, message: str, *args) -> None:
+        text = message % args if args else message
+        self.summary.warnings.append(text)
+        self.log.warning(text)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary.durations[name] = round(time.perf_counter() - started, 3)
+
+    def model_spec(self) -> dict:
+        s = self.summary
+        return {
+            "model": s.model,
+            "n_items": s.counts.get("items_estimated", 0),
+            "n_users": s.counts.get("users", 0),
+            "n_obs": s.counts.get("observations", 0),
+            "n_anchors": s.linking_constants.get("n_anchors", 0),
+            "linking_constants": s.linking_constants,
+            "request": self.request.as_dict(),
+            "settings": self.settings.public(),
+            "window": s.window,
+            "excluded_items": s.counts.get("excluded_items", {}),
+            "anchors_skipped": s.counts.get("anchors_skipped", {}),
+            "dry_run": self.request.dry_run,
+        }
+
+
+def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest | None = None,
+              *, progress: Progress | None = None) -> RunSummary:
+    """Run one calibration and return its summary.
+
+    A run that cannot start raises: ``ConfigError`` for bad overrides,
+    ``DatabaseUnavailable`` when the database cannot be reached, and
+    ``RunLockBusy`` when another run holds the lock (both worth retrying).
+    Once started, a run always ends recorded as succeeded, skipped or
+    failed, and its summary is returned, unless the database itself goes
+    away, which raises ``DatabaseUnavailable`` again and leaves no results.
+    """
+    request = request or CalibrationRequest()
+    settings = settings.with_overrides("request", **request.overrides)
+    run = _Run(engine, settings, request, progress)
+    started = time.perf_counter()
+    run.log.info("calibration run %s starting (request %s, requested by %s); settings: %s; database: %s",
+                 run.run_id, request.request_id or "-", request.requested_by or "-",
+                 " ".join(f"{k}={v}" for k, v in settings.public().items()), settings.database_source())
+    with _run_lock(engine, run):
+        _record_start(run)
+        try:
+            _steps(run)
+        except Exception as exc:
+            _record_failure(run, exc)
+        finally:
+            run.summary.durations["total"] = round(time.perf_counter() - started, 3)
+    _log_outcome(run)
+    return run.summary
+
+
+def _steps(run: _Run) -> None:
+    s = run.summary
+    observations = _load_observations(run)
+    if observations.n_obs == 0:
+        run.warn("no observations completed between %s and %s (look-back %d days): nothing to calibrate; "
+                 "the run is recorded as skipped and no parameters are touched",
+                 run.since.isoformat(timespec="seconds"), run.until.isoformat(timespec="seconds"),
+                 run.settings.lookback_days)
+        s.status = SKIPPED
+        with _database(run) as conn:
+            queries.finish_run(conn, run.run_id, SKIPPED, run.model_spec(), {})
+        return
+    anchors = _load_anchors(run)
+    fit = _fit(run, observations)
+    constants = _link(run, observations, fit, anchors)
+    with run.step("score"):
+        abilities = score_eap(observations.responses, fit.params, linking=constants,
+                              quadrature=Quadrature.normal(run.settings.quadrature_points))
+    s.counts["users_scored"] = int(abilities.scored.sum())
+    run.log.info("scored %d users by EAP on the linked scale (%d with no estimated item left unscored) in %.2fs",
+                 s.counts["users_scored"], s.counts["users"] - s.counts["users_scored"], s.durations["score"])
+    _write(run, observations, fit, constants, abilities)
+
+
+def _load_observations(run: _Run) -> queries.Observations:
+    s = run.summary
+    with run.step("load"), _database(run) as conn:
+        queries.check_platform_schema(conn)
+        observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs)
+    s.counts.update(observations=observations.n_obs, users=observations.responses.n_persons,
+                    items=int(observations.question_ids.size))
+    s.window.update(first_at=observations.first_at.isoformat() if observations.first_at else None,
+                    last_at=observations.last_at.isoformat() if observations.last_at else None)
+    capped = " (capped at MIRT_MAX_OBS, most recent kept)" if observations.n_obs >= run.settings.max_obs else ""
+    run.log.info("loaded %d observations%s from %d users on %d items, completed %s to %s, in %.2fs",
+                 observations.n_obs, capped, s.counts["users"], s.counts["items"],
+                 s.window["first_at"] or "-", s.window["last_at"] or "-", s.durations["load"])
+    return observations
+
+
+def _load_anchors(run: _Run) -> list[anchor_io.Anchor]:
+    with run.step("anchors"), _database(run) as conn:
+        anchors, skipped = anchor_io.parse_anchors(queries.load_anchor_rows(conn))
+    for question_id, reason in skipped.items():
+        run.warn("anchor question %d skipped: %s; fix its meta.irt or remove its anchor tag", question_id, reason)
+    run.summary.counts["anchors_tagged"] = len(anchors) + len(skipped)
+    run.summary.counts["anchors_skipped"] = {str(k): v for k, v in skipped.items()}
+    if not anchors:
+        run.warn("no anchors found (questions tagged \"anchor\" with parameters in meta.irt): the run goes on "
+                 "unlinked (slope 1, intercept 0) and this calibration defines the scale")
+    else:
+        run.log.info("loaded %d anchors: %s", len(anchors), _id_list([x.question_id for x in anchors]))
+    return anchors
+
+
+def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
+    s, settings = run.summary, run.settings
+    run.log.info("fitting %s by marginal maximum likelihood (EM, %d quadrature points, tolerance %g)",
+                 settings.model, settings.quadrature_points, settings.em_tolerance)
+    with run.step("fit"):
+        fit = estimate_items(observations.responses, settings.model,
+                             quadrature=Quadrature.normal(settings.quadrature_points),
+                             tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
+                             min_responses=settings.min_responses, progress=run.progress)
+    excluded = {str(observations.question_ids[j]): reason for j, reason in fit.excluded.items()}
+    s.counts.update(items_estimated=int(fit.estimated.sum()), items_excluded=len(excluded),
+                    excluded_items=excluded)
+    n_params = _free_parameters(fit)
+    s.fit = {"loglik": fit.loglik, "iterations": fit.iterations, "converged": fit.converged,
+             "max_change": fit.max_change, "n_parameters": n_params,
+             "aic": -2 * fit.loglik + 2 * n_params,
+             "bic": -2 * fit.loglik + n_params * math.log(max(fit.n_persons, 1))}
+    run.log.info("fitted %s in %.2fs: %d EM iterations, %s, log-likelihood %.3f, %d items estimated",
+                 settings.model, s.durations["fit"], fit.iterations,
+                 "converged" if fit.converged else f"NOT converged (last change {fit.max_change:.2g})",
+                 fit.loglik, s.counts["items_estimated"])
+    if not fit.converged:
+        run.warn("EM stopped at MIRT_EM_MAX_ITERATIONS=%d before converging (largest last change %.3g); "
+                 "estimates are written but raise the cap or loosen MIRT_EM_TOLERANCE",
+                 settings.em_max_iterations, fit.max_change)
+    if excluded:
+        run.warn("%d items not estimated: %s", len(excluded),
+                 "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:10])
+                 + ("; ..." if len(excluded) > 10 else ""))
+    return fit
+
+
+def _free_parameters(fit: ItemCalibration) -> int:
+    per_item = {"1PL": 1, "2PL": 2, "3PL": 3}[fit.model]
+    n = int(fit.estimated.sum())
+    return n + 1 if fit.model == "1PL" and n else n * per_item
+
+
+def _link(run: _Run, observations: queries.Observations, fit: ItemCalibration,
+          anchors: list[anchor_io.Anchor]) -> linking.LinkingConstants:
+    s = run.summary
+    with run.step("link"):
+        position = {int(q): j for j, q in enumerate(observations.question_ids)}
+        usable = [(x, position[x.question_id]) for x in anchors
+                  if x.question_id in position and fit.estimated[position[x.question_id]]]
+        constants = linking.IDENTITY
+        if anchors and len(usable) < linking.MIN_ANCHORS:
+            run.warn("only %d of %d anchors were answered in the window and estimated (at least %d needed): "
+                     "the run goes on unlinked (slope 1, intercept 0)", len(usable), len(anchors),
+                     linking.MIN_ANCHORS)
+        elif usable:
+            reference = anchor_io.reference_parameters([x for x, _ in usable])
+            new = fit.params.take(np.array([j for _, j in usable]))
+            try:
+                constants = linking.link(reference, new, run.settings.linking_method)
+            except linking.LinkingError as problem:
+                run.warn("linking failed (%s): the run goes on unlinked (slope 1, intercept 0)", problem)
+    s.linking_constants = constants.as_dict()
+    s.counts["anchors"] = constants.n_anchors
+    run.log.info("linking constants (%s, %d anchors): slope %.4f, intercept %.4f",
+                 constants.method, constants.n_anchors, constants.slope, constants.intercept)
+    return constants
+
+
+def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) -> None:
+    s = run.summary
+    fitted_at = datetime.now(timezone.utc)
+    linked = fit.params.on_scale(constants.slope, constants.intercept)
+    estimated = np.flatnonzero(fit.estimated)
+    params = [_item_params(linked, j, fit) for j in estimated]
+    scored = np.flatnonzero(abilities.scored)
+    with run.step("write"):
+        with _database(run, transaction=True) as conn:
+            if run.request.dry_run:
+                s.rows_upserted = {"items": 0, "abilities": 0}
+            else:
+                s.rows_upserted = {
+                    "items": queries.write_item_params(conn, run.run_id, fitted_at, fit.model,
+                                                       observations.question_ids[estimated], params),
+                    "abilities": queries.write_abilities(conn, run.run_id, fitted_at,
+                                                         [observations.student_ids[i] for i in scored],
+                                                         abilities.theta[scored], abilities.se[scored]),
+                }
+            s.status = SUCCEEDED
+            queries.finish_run(conn, run.run_id, SUCCEEDED, run.model_spec(), s.fit, fitted_at=fitted_at)
+    run.log.info("%s %d item parameters and %d abilities in one transaction in %.2fs",
+                 "dry run: would have upserted" if run.request.dry_run else "upserted",
+                 len(estimated) if run.request.dry_run else s.rows_upserted["items"],
+                 len(scored) if run.request.dry_run else s.rows_upserted["abilities"], s.durations["write"])
+
+
+def _item_params(params, j: int, fit: ItemCalibration) -> dict:
+    return {"a": float(params.a[j]), "b": float(params.b[j]), "c": float(params.c[j]),
+            "n_responses": int(fit.responses_per_item[j])}
+
+
+# --- database plumbing -----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _database(run: _Run, transaction: bool = False) -> Iterator[sa.Connection]:
+    """A connection (in a transaction when asked); connection failures become ``DatabaseUnavailable``."""
+    try:
+        with (run.engine.begin() if transaction else run.engine.connect()) as conn:
+            yield conn
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise unavailable(run.engine, exc) from exc
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise unavailable(run.engine, exc) from exc
+        raise
+
+
+@contextlib.contextmanager
+def _run_lock(engine: sa.Engine, run: _Run) -> Iterator[None]:
+    """Hold the run lock on a connection of its own for the whole run."""
+    try:
+        conn = engine.connect()
+    except Exception as exc:
+        raise unavailable(engine, exc) from exc
+    try:
+        if not queries.try_run_lock(conn):
+            raise RunLockBusy("another calibration run holds the run lock",
+                              "wait for it to finish; the request is retried later")
+        conn.commit()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                queries.release_run_lock(conn)
+                conn.commit()
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def _record_start(run: _Run) -> None:
+    with _database(run, transaction=True) as conn:
+        for stale in queries.abandon_stale_runs(conn):
+            run.warn("run %s was left 'running' by a process that ended mid-run; recorded as failed", stale)
+        queries.insert_run(conn, run.run_id, run.request.request_id, run.model_spec())
+
+
+def _record_failure(run: _Run, exc: Exception) -> None:
+    s = run.summary
+    s.status = FAILED
+    s.error = str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, ServiceError):
+        run.log.debug("run failed", exc_info=exc)
+    try:
+        with _database(run, transaction=True) as conn:
+            queries.finish_run(conn, run.run_id, FAILED, run.model_spec(), s.fit, error=s.error)
+    except ServiceError:
+        if getattr(exc, "transient", False):
+            raise exc from None
+        raise
+
+
+def _log_outcome(run: _Run) -> None:
+    s = run.summary
+    total = s.durations.get("total", 0.0)
+    if s.status == SUCCEEDED:
+        run.log.info("calibration run %s succeeded in %.2fs", s.run_id, total)
+    elif s.status == SKIPPED:
+        run.log.warning("calibration run %s skipped in %.2fs: no observations in the window", s.run_id, total)
+    else:
+        run.log.error("calibration run %s failed after %.2fs: %s", s.run_id, total, s.error)
+
+
+def _id_list(ids: list[int], limit: int = 20) -> str:
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")

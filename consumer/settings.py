@@ -1,0 +1,207 @@
+"""Every setting of the service: its environment variable, default, meaning and check.
+
+Settings are read once, from the environment, then overridden by command-line
+flags or a request's overrides, and validated in one place. A bad value is a
+``ConfigError`` that names the variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+from .irt import estimate, linking
+from .irt.model import MODELS, model_name
+from .irt.quadrature import DEFAULT_POINTS
+
+APP_NAME = "irt-calibration"
+
+
+def _positive_int(text: str) -> int:
+    value = int(str(text).strip().replace("_", ""))
+    if value <= 0:
+        raise ValueError
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(str(text).strip())
+    if not value > 0 or value == float("inf"):
+        raise ValueError
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        lowered = str(text).strip().lower()
+        if lowered not in allowed:
+            raise ValueError
+        return lowered
+    return parse
+
+
+def _text(text: str) -> str:
+    return str(text).strip()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is named, parsed and explained."""
+
+    env: str
+    default: Any
+    parse: Callable[[str], Any]
+    allowed: str
+    help: str
+    secret: bool = False
+
+
+#: One source for each setting: the README's table and the CLI flags read this.
+SPECS: dict[str, Spec] = {
+    "model": Spec("MIRT_MODEL", "2PL", model_name, f"one of {', '.join(MODELS)} (Rasch = 1PL)",
+                  "IRT model to fit"),
+    "lookback_days": Spec("MIRT_LOOKBACK_DAYS", 60, _positive_int, "a whole number of days > 0",
+                          "answers completed in this many days before the run are used"),
+    "max_obs": Spec("MIRT_MAX_OBS", 500_000, _positive_int, "a whole number > 0",
+                    "cap on responses per run; the most recent are kept"),
+    "min_responses": Spec("MIRT_MIN_RESPONSES", estimate.DEFAULT_MIN_RESPONSES, _positive_int,
+                          "a whole number > 0", "items with fewer responses are not estimated"),
+    "linking_method": Spec("MIRT_LINKING_METHOD", linking.STOCKING_LORD, _choice(*linking.METHODS),
+                           f"one of {', '.join(linking.METHODS)}", "how the new scale is linked to the anchors"),
+    "em_tolerance": Spec("MIRT_EM_TOLERANCE", estimate.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
+                         "EM stops when no slope or intercept moves more than this"),
+    "em_max_iterations": Spec("MIRT_EM_MAX_ITERATIONS", estimate.DEFAULT_MAX_ITERATIONS, _positive_int,
+                              "a whole number > 0", "EM cycles before giving up (the run says it did not converge)"),
+    "quadrature_points": Spec("MIRT_QUADRATURE_POINTS", DEFAULT_POINTS, _positive_int, "a whole number >= 5",
+                              "quadrature nodes on [-6, 6]"),
+    "database_url": Spec("DATABASE_URL", "", _text, "a PostgreSQL URL",
+                         "database to use (any SQLAlchemy PostgreSQL URL; pg8000 is the driver)", secret=True),
+    "instance_connection_name": Spec("INSTANCE_CONNECTION_NAME", "", _text, "project:region:instance",
+                                     "Cloud SQL instance, reached through the Cloud SQL Python Connector"),
+    "db_user": Spec("DB_USER", "", _text, "a user name", "Cloud SQL database user"),
+    "db_name": Spec("DB_NAME", "", _text, "a database name", "Cloud SQL database"),
+    "db_pass": Spec("DB_PASS", "", _text, "a password", "Cloud SQL password (leave empty with DB_IAM_AUTH)",
+                    secret=True),
+    "db_iam_auth": Spec("DB_IAM_AUTH", False, _boolean, "true or false", "Cloud SQL IAM database authentication"),
+    "db_ip_type": Spec("DB_IP_TYPE", "public", _choice("public", "private", "psc"), "public, private or psc",
+                       "which Cloud SQL IP the connector uses"),
+    "data_dir": Spec("MIRT_DATA_DIR", "", _text, "a directory",
+                     "where the embedded PostgreSQL keeps its data when no database is configured"),
+    "log_level": Spec("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"),
+                      "debug, info, warning or error", "least severe log lines shown"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str
+    lookback_days: int
+    max_obs: int
+    min_responses: int
+    linking_method: str
+    em_tolerance: float
+    em_max_iterations: int
+    quadrature_points: int
+    database_url: str
+    instance_connection_name: str
+    db_user: str
+    db_name: str
+    db_pass: str
+    db_iam_auth: bool
+    db_ip_type: str
+    data_dir: str
+    log_level: str
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Settings from ``environ`` (default: the process environment), then ``overrides``.
+
+        Overrides that are None are ignored, so unset command-line flags keep
+        the environment's value.
+        """
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name, spec in SPECS.items():
+            raw = environ.get(spec.env)
+            values[name] = spec.default if raw is None or raw == "" else _parse(name, raw, source=spec.env)
+        settings = cls(**values)
+        return settings.with_overrides(**overrides)
+
+    def with_overrides(self, origin: str = "flag", **overrides: Any) -> "Settings":
+        """A copy with the given settings replaced, each checked like its variable.
+
+        ``origin`` names where the overrides came from in error messages:
+        "flag" (``--max-obs``) or "request" (``overrides.max_obs``).
+        """
+        changed = {}
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name not in SPECS:
+                raise ConfigError(f"unknown setting {name!r}", f"known settings: {', '.join(SPECS)}")
+            label = f"--{name.replace('_', '-')}" if origin == "flag" else f"{origin} override {name}"
+            changed[name] = _parse(name, value, source=label)
+        candidate = replace(self, **changed)
+        candidate._check()
+        return candidate
+
+    def _check(self) -> None:
+        if self.quadrature_points < 5:
+            raise ConfigError(f"MIRT_QUADRATURE_POINTS must be at least 5, got {self.quadrature_points}")
+        if self.instance_connection_name and self.instance_connection_name.count(":") != 2:
+            raise ConfigError(f"INSTANCE_CONNECTION_NAME must read project:region:instance, "
+                              f"got {self.instance_connection_name!r}")
+        if self.instance_connection_name and not (self.db_user and self.db_name):
+            raise ConfigError("INSTANCE_CONNECTION_NAME is set but DB_USER or DB_NAME is not",
+                              "set both, and DB_PASS or DB_IAM_AUTH=true")
+        if self.instance_connection_name and not (self.db_pass or self.db_iam_auth):
+            raise ConfigError("Cloud SQL needs a password or IAM authentication",
+                              "set DB_PASS, or DB_IAM_AUTH=true for IAM database authentication")
+
+    @property
+    def embedded_data_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        import platformdirs
+        return Path(platformdirs.user_data_dir(APP_NAME))
+
+    def public(self) -> dict[str, Any]:
+        """The settings that shape a run, safe to log and to store (no secrets, no URLs)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in CALIBRATION_SETTINGS}
+
+    def database_source(self) -> str:
+        """Where the database comes from, without credentials."""
+        if self.database_url:
+            return "DATABASE_URL"
+        if self.instance_connection_name:
+            return f"Cloud SQL {self.instance_connection_name}"
+        return "embedded PostgreSQL"
+
+
+#: The settings that shape the numbers (logged at the start of a run and stored with it).
+CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "linking_method",
+                        "em_tolerance", "em_max_iterations", "quadrature_points")
+
+
+def _parse(name: str, raw: Any, *, source: str) -> Any:
+    spec = SPECS[name]
+    try:
+        if isinstance(raw, bool) and spec.parse is not _boolean:
+            raise ValueError
+        return spec.parse(str(raw))
+    except (ValueError, TypeError):
+        shown = "<hidden>" if spec.secret else repr(raw)
+        raise ConfigError(f"{source} must be {spec.allowed}, got {shown}") from None
