@@ -166,7 +166,7 @@ def _steps(run: _Run) -> None:
                  run.since.isoformat(timespec="seconds"), run.until.isoformat(timespec="seconds"),
                  run.settings.lookback_days)
         s.status = SKIPPED
-        with _database(run) as conn:
+        with _database(run, transaction=True) as conn:
             queries.finish_run(conn, run.run_id, SKIPPED, run.model_spec(), {})
         return
     anchors = _load_anchors(run)

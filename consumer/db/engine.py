@@ -84,7 +84,8 @@ def describe(engine: sa.Engine) -> str:
         return f"embedded PostgreSQL ({url.query['unix_sock']})"
     if url.host is None and url.database is None:
         return "Cloud SQL (connector)"
-    return url.set(password=None, query={}).render_as_string()
+    bare = URL.create(url.drivername, username=url.username, host=url.host, port=url.port, database=url.database)
+    return bare.render_as_string()
 
 
 def check_connection(engine: sa.Engine) -> None:

@@ -1,0 +1,69 @@
+"""A real PostgreSQL for the tests: a fresh database per test.
+
+The server is, in order: ``TEST_DATABASE_URL`` when set; the PostgreSQL on
+127.0.0.1:5432 when one answers there (as on the developers' and CI's
+machines); otherwise an embedded PostgreSQL started in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from consumer.db.engine import pg8000_url
+from consumer.db.migrations import migrate
+
+
+def _local_server_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_url() -> sa.URL:
+    """URL of a database on the test server, to connect to as an administrator."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return pg8000_url(os.environ["TEST_DATABASE_URL"])[0]
+    if _local_server_answers():
+        url = sa.make_url("postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
+        try:
+            sa.create_engine(url).connect().close()
+            return url
+        except Exception:
+            pass
+    from consumer.db.embedded import embedded_url
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sa.make_url(embedded_url(Path(tempfile.mkdtemp(prefix="mirt-test-"))))
+
+
+@pytest.fixture
+def database_url(server_url) -> str:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"mirt_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield server_url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url):
+    """An engine on the fresh database, with the service's tables migrated."""
+    eng = sa.create_engine(database_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()

@@ -1,0 +1,43 @@
+"""Platform rows for tests: simulated answers written to ``attempt`` and ``question``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+from consumer.db import platform
+from consumer.irt.simulate import SimulatedData
+
+AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+FIRST_QUESTION_ID = 5000
+
+
+def question_ids(n_items: int) -> np.ndarray:
+    return FIRST_QUESTION_ID + np.arange(n_items)
+
+
+def student_ids(n_persons: int) -> np.ndarray:
+    return np.array([f"u{i:05d}" for i in range(n_persons)])
+
+
+def load_simulation(conn, data: SimulatedData, *, anchors=(), old_scale=(1.0, 0.0), days_before=3,
+                    student_type="text") -> None:
+    """Create the platform tables and put the simulated answers in, ``days_before`` AS_OF.
+
+    ``anchors`` are item positions tagged as anchors whose reference
+    parameters are the true ones on ``old_scale``.
+    """
+    platform.create_platform_tables(conn, student_type)
+    on_old = data.params.on_scale(*old_scale)
+    metas = [{"tags": []} for _ in range(len(data.params))]
+    for j in anchors:
+        metas[j] = {"tags": ["anchor"], "irt": {"a": float(on_old.a[j]), "b": float(on_old.b[j]), "c": 0.0,
+                                                "model": "2PL", "run_id": "reference"}}
+    platform.insert_questions(conn, question_ids(len(data.params)), metas)
+    r = data.responses
+    when = platform.as_datetime64(AS_OF - timedelta(days=days_before))
+    students = (np.arange(r.n_persons) + 1 if student_type == "bigint" else student_ids(r.n_persons))
+    stamps = when + np.arange(r.n_obs).astype("timedelta64[s]") % np.timedelta64(86400, "s")
+    platform.insert_attempts(conn, students[r.person_index()], question_ids(r.n_items)[r.item],
+                             r.correct.astype(bool), stamps)

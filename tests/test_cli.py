@@ -1,0 +1,141 @@
+"""The command line as an operator meets it: exit codes, one clear line per problem, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from consumer.db.migrations import migrate
+
+from .platform_data import AS_OF, load_simulation
+from consumer.irt.simulate import simulate
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DATABASE_URL", "DB_"))}
+    full_env.pop("INSTANCE_CONNECTION_NAME", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "consumer", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if " ERROR " in line]
+
+
+def test_help_lists_every_command_and_each_has_help():
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("calibrate", "migrate", "demo"):
+        assert command in result.stdout
+        assert cli(command, "--help").returncode == 0
+
+
+@pytest.mark.parametrize("env, flags, expected", [
+    ({"MIRT_LOOKBACK_DAYS": "-3"}, [], "MIRT_LOOKBACK_DAYS must be a whole number of days > 0, got '-3'"),
+    ({"MIRT_MODEL": "4PL"}, [], "MIRT_MODEL must be one of 1PL, 2PL, 3PL"),
+    ({"MIRT_MAX_OBS": "lots"}, [], "MIRT_MAX_OBS must be a whole number > 0, got 'lots'"),
+    ({}, ["--max-obs", "1e3x"], "--max-obs must be a whole number > 0, got '1e3x'"),
+    ({}, ["--model", "4PL"], "--model must be one of"),
+    ({"DATABASE_URL": "mysql://u@h/db"}, [], "DATABASE_URL must name a PostgreSQL database"),
+    ({"INSTANCE_CONNECTION_NAME": "proj:region:inst"}, [], "DB_USER or DB_NAME is not"),
+])
+def test_a_bad_setting_is_one_line_and_exit_status_2(env, flags, expected):
+    result = cli("calibrate", *flags, env=env)
+    assert result.returncode == 2, result.stderr
+    assert len(error_lines(result)) == 1 and expected in error_lines(result)[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_is_one_line_without_the_password():
+    result = cli("calibrate", env={"DATABASE_URL": "postgresql://svc:s3cret-pw@127.0.0.1:1/platform"})
+    assert result.returncode == 3
+    (line,) = error_lines(result)
+    assert "cannot reach the database at postgresql+pg8000://svc@127.0.0.1:1/platform" in line
+    assert "check DATABASE_URL" in line
+    assert "s3cret-pw" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_missing_database_says_so(server_url):
+    url = server_url.set(database="no_such_database_here").render_as_string(hide_password=False)
+    result = cli("calibrate", env={"DATABASE_URL": url})
+    assert result.returncode == 3
+    (line,) = error_lines(result)
+    assert 'database "no_such_database_here" does not exist' in line
+
+
+def test_missing_platform_tables_fail_the_run_with_a_clear_line(database_url):
+    result = cli("calibrate", "--json", env={"DATABASE_URL": database_url})
+    assert result.returncode == 1
+    (line,) = error_lines(result)
+    assert "table (or view) attempt is missing" in line and "table (or view) question is missing" in line
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "failed" and "attempt is missing" in summary["error"]
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT status FROM mirt_fit_meta").scalar() == "failed"
+    engine.dispose()
+
+
+def test_a_missing_column_is_named(database_url):
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE question (id bigint, meta jsonb)")
+        conn.exec_driver_sql("CREATE TABLE attempt (student_id text, question_id bigint, correct boolean)")
+    engine.dispose()
+    result = cli("calibrate", env={"DATABASE_URL": database_url})
+    assert result.returncode == 1
+    assert "attempt lacks column completed_at" in error_lines(result)[0]
+
+
+def test_calibrate_prints_its_summary_as_json_and_exits_0(database_url):
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        load_simulation(conn, simulate(1500, 60, 20, seed=3), anchors=range(0, 60, 5), old_scale=(1.1, 0.2))
+    engine.dispose()
+    result = cli("calibrate", "--json", "--as-of", AS_OF.isoformat(), "--request-id", "weekly-48",
+                 "--model", "2PL", env={"DATABASE_URL": database_url})
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "succeeded" and summary["request_id"] == "weekly-48"
+    assert summary["counts"]["observations"] == 30000 and summary["counts"]["anchors"] == 12
+    assert summary["linking_constants"]["method"] == "stocking-lord"
+    assert set(summary["durations"]) >= {"load", "anchors", "fit", "link", "score", "write", "total"}
+    # The log tells the story, one step per line.
+    log = result.stderr
+    for fragment in ("settings: model=2PL", "loaded 30000 observations from 1500 users on 60 items",
+                     "loaded 12 anchors", "fitted 2PL", "linking constants (stocking-lord, 12 anchors)",
+                     "upserted 60 item parameters and 1500 abilities", f"run {summary['run_id']} succeeded"):
+        assert fragment in log, fragment
+
+
+def test_migrate_is_idempotent_and_never_creates_platform_tables(database_url):
+    env = {"DATABASE_URL": database_url}
+    first, second = cli("migrate", env=env), cli("migrate", env=env)
+    assert first.returncode == 0 and "applied migration 0001_service_tables" in first.stderr
+    assert second.returncode == 0 and "applied migration" not in second.stderr
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        tables = {r[0] for r in conn.exec_driver_sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+    engine.dispose()
+    assert {"mirt_fit_meta", "mirt_item_params", "mirt_ability", "mirt_item_params_history",
+            "mirt_ability_history", "mirt_schema_migrations"} <= tables
+    assert not {"attempt", "question"} & tables
+
+
+def test_demo_runs_on_the_embedded_database_and_shows_recovery(tmp_path):
+    result = cli("demo", "--students", "1500", "--items", "80", "--answers", "25",
+                 env={"MIRT_DATA_DIR": str(tmp_path)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "linking slope" in out and "linking intercept" in out
+    slope_found, slope_true = [float(x) for x in out.split("linking slope")[1].split()[:2]]
+    assert slope_true == 1.2 and abs(slope_found - slope_true) < 0.15
+    assert "anchor question" in result.stderr and "skipped" in result.stderr  # the planted broken anchor
+    assert "Rows written: 80 item parameters, 1500 abilities" in out

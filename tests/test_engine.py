@@ -1,0 +1,77 @@
+"""The engine factory's wiring, including the Cloud SQL connector path that cannot reach Cloud SQL here."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.db import engine as engine_module
+from consumer.db.engine import create_engine, describe, pg8000_url
+from consumer.settings import Settings
+
+
+def test_urls_are_turned_to_pg8000_and_sslmode_to_an_ssl_context():
+    url, args = pg8000_url("postgres://svc:pw@db.internal:6432/platform?sslmode=require")
+    assert url.drivername == "postgresql+pg8000" and url.port == 6432 and "sslmode" not in url.query
+    assert args["ssl_context"].verify_mode.name == "CERT_NONE"
+    url, args = pg8000_url("postgresql+psycopg://svc@h/db?sslmode=verify-full")
+    assert url.drivername == "postgresql+pg8000" and args["ssl_context"].check_hostname
+    assert pg8000_url("postgresql://svc@h/db")[1] == {}
+
+
+def test_describe_hides_the_password():
+    eng = create_engine(Settings.load({"DATABASE_URL": "postgresql://svc:topsecret@db:5432/platform"}))
+    assert describe(eng) == "postgresql+pg8000://svc@db:5432/platform"
+
+
+class FakeConnector:
+    instances: list["FakeConnector"] = []
+
+    def __init__(self, **kwargs):
+        self.init_kwargs = kwargs
+        self.connects = []
+        self.closed = False
+        FakeConnector.instances.append(self)
+
+    def connect(self, instance, driver, **kwargs):
+        self.connects.append((instance, driver, kwargs))
+        raise ConnectionRefusedError("fake connector: no Cloud SQL here")
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_connector(monkeypatch):
+    import google.cloud.sql.connector as connector_module
+    FakeConnector.instances.clear()
+    monkeypatch.setattr(connector_module, "Connector", FakeConnector)
+    return FakeConnector
+
+
+@pytest.mark.parametrize("env, expected_kwargs, ip", [
+    ({"DB_PASS": "pw"}, {"user": "svc", "db": "platform", "enable_iam_auth": False, "password": "pw"}, "PUBLIC"),
+    ({"DB_IAM_AUTH": "true", "DB_IP_TYPE": "private"},
+     {"user": "svc@proj.iam", "db": "platform", "enable_iam_auth": True}, "PRIVATE"),
+])
+def test_cloud_sql_goes_through_the_connector_with_pg8000(fake_connector, env, expected_kwargs, ip):
+    user = "svc@proj.iam" if env.get("DB_IAM_AUTH") else "svc"
+    settings = Settings.load({"INSTANCE_CONNECTION_NAME": "proj:europe-west1:platform-db", "DB_USER": user,
+                              "DB_NAME": "platform", **env})
+    eng = create_engine(settings)
+    with pytest.raises(Exception, match="no Cloud SQL here"):
+        eng.connect()
+    (connector,) = fake_connector.instances
+    assert connector.init_kwargs["refresh_strategy"] == "lazy"
+    assert connector.init_kwargs["ip_type"].name == ip
+    instance, driver, kwargs = connector.connects[0]
+    assert (instance, driver, kwargs) == ("proj:europe-west1:platform-db", "pg8000", expected_kwargs)
+    eng.dispose()
+    assert connector.closed
+
+
+def test_cloud_sql_settings_are_checked():
+    from consumer.errors import ConfigError
+    with pytest.raises(ConfigError, match="project:region:instance"):
+        Settings.load({"INSTANCE_CONNECTION_NAME": "just-a-name", "DB_USER": "u", "DB_NAME": "d", "DB_PASS": "p"})
+    with pytest.raises(ConfigError, match="password or IAM"):
+        Settings.load({"INSTANCE_CONNECTION_NAME": "p:r:i", "DB_USER": "u", "DB_NAME": "d"})

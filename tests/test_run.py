@@ -1,0 +1,217 @@
+"""A calibration run against a real PostgreSQL: SPEC's steps, what lands and what must not."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from consumer.db import platform, queries
+from consumer.errors import RunLockBusy
+from consumer.irt.simulate import simulate
+from consumer.run import CalibrationRequest, calibrate
+from consumer.settings import Settings
+
+from .platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation, question_ids
+
+SETTINGS = Settings.load({})
+REQUEST = CalibrationRequest(request_id="req-1", requested_by="tests", as_of=AS_OF)
+
+
+def rows(engine, sql, **params):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+@pytest.fixture
+def simulated():
+    return simulate(3000, 120, 30, seed=7)
+
+
+def test_a_run_writes_linked_parameters_abilities_and_its_record(engine, simulated):
+    anchors = list(range(0, 120, 6))
+    with engine.begin() as conn:
+        load_simulation(conn, simulated, anchors=anchors, old_scale=(1.3, -0.5))
+
+    summary = calibrate(engine, SETTINGS, REQUEST)
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.counts["observations"] == simulated.responses.n_obs
+    assert summary.counts["users"] == 3000 and summary.counts["items"] == 120
+    constants = summary.linking_constants
+    assert constants["method"] == "stocking-lord" and constants["n_anchors"] == len(anchors)
+    assert constants["slope"] == pytest.approx(1.3, abs=0.1)
+    assert constants["intercept"] == pytest.approx(-0.5, abs=0.1)
+
+    items = rows(engine, "SELECT item_id, model, params, run_id::text FROM mirt_item_params ORDER BY item_id")
+    assert len(items) == 120 and {r[1] for r in items} == {"2PL"} and {r[3] for r in items} == {summary.run_id}
+    b = np.array([r[2]["b"] for r in items])
+    truth_b = simulated.params.on_scale(1.3, -0.5).b
+    assert np.sqrt(np.mean((b - truth_b) ** 2)) < 0.3
+    assert all(r[2]["n_responses"] > 0 for r in items)
+
+    abilities = rows(engine, "SELECT user_id, theta, theta_se FROM mirt_ability ORDER BY user_id")
+    assert len(abilities) == 3000
+    theta = np.array([r[1] for r in abilities])
+    assert np.corrcoef(theta, 1.3 * simulated.theta - 0.5)[0, 1] > 0.85
+    assert all(r[2] > 0 for r in abilities)
+
+    (record,) = rows(engine, "SELECT status, request_id, model_spec, fit_stats, fitted_at FROM mirt_fit_meta")
+    status, request_id, spec, stats, fitted_at = record
+    assert (status, request_id) == ("succeeded", "req-1") and fitted_at is not None
+    assert spec["model"] == "2PL" and spec["n_items"] == 120 and spec["n_users"] == 3000
+    assert spec["n_obs"] == simulated.responses.n_obs and spec["n_anchors"] == len(anchors)
+    assert spec["linking_constants"]["slope"] == pytest.approx(constants["slope"])
+    assert spec["request"]["requested_by"] == "tests" and spec["settings"]["lookback_days"] == 60
+    assert stats["converged"] is True and stats["loglik"] < 0
+
+
+def test_first_attempt_inside_the_window_counts_and_stale_answers_are_ignored(engine):
+    with engine.begin() as conn:
+        platform.create_platform_tables(conn)
+        platform.insert_questions(conn, [1, 2], [{}, {}])
+        t = lambda days: platform.as_datetime64(AS_OF - timedelta(days=days))
+        # s1 got q1 wrong first, then right; the answer from 90 days ago is outside the window.
+        platform.insert_attempts(
+            conn, np.array(["s1", "s1", "s1", "s2"]), np.array([1, 1, 1, 2]),
+            np.array([True, False, True, True]), np.array([t(90), t(5), t(2), t(1)]))
+        observations = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 100)
+
+    assert observations.n_obs == 2
+    assert observations.student_ids == ["s1", "s2"]
+    r = observations.responses
+    s1 = slice(r.person_ptr[0], r.person_ptr[1])
+    assert observations.question_ids[r.item[s1]].tolist() == [1] and r.correct[s1].tolist() == [0]
+    assert observations.first_at.date() == (AS_OF - timedelta(days=5)).date()
+
+
+def test_the_cap_keeps_the_most_recent_observations(engine):
+    with engine.begin() as conn:
+        platform.create_platform_tables(conn)
+        platform.insert_questions(conn, range(1, 11), [{}] * 10)
+        when = np.array([platform.as_datetime64(AS_OF - timedelta(hours=h)) for h in range(10)])
+        platform.insert_attempts(conn, np.array(["s"] * 10), np.arange(1, 11), np.ones(10, bool), when)
+        observations = queries.load_observations(conn, AS_OF - timedelta(days=1), AS_OF, 4)
+    # Hours 0..3 before AS_OF are the four most recent: questions 1..4.
+    assert sorted(observations.question_ids.tolist()) == [1, 2, 3, 4]
+
+
+def test_student_ids_may_be_bigint(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated, student_type="bigint")
+    summary = calibrate(engine, SETTINGS, REQUEST)
+    assert summary.status == "succeeded"
+    assert rows(engine, "SELECT count(*) FROM mirt_ability WHERE user_id ~ '^[0-9]+$'")[0][0] == 3000
+
+
+def test_an_empty_window_is_a_recorded_skip_that_touches_no_parameters(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+    first = calibrate(engine, SETTINGS, REQUEST)
+    before = rows(engine, "SELECT item_id, params FROM mirt_item_params ORDER BY item_id")
+
+    later = CalibrationRequest(request_id="req-2", as_of=AS_OF + timedelta(days=365))
+    skipped = calibrate(engine, SETTINGS, later)
+
+    assert first.status == "succeeded" and skipped.status == "skipped" and skipped.ok
+    assert any("no observations" in w for w in skipped.warnings)
+    assert rows(engine, "SELECT item_id, params FROM mirt_item_params ORDER BY item_id") == before
+    statuses = rows(engine, "SELECT request_id, status FROM mirt_fit_meta ORDER BY started_at")
+    assert statuses == [("req-1", "succeeded"), ("req-2", "skipped")]
+
+
+def test_history_keeps_every_runs_parameters_by_run_id(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+    first = calibrate(engine, SETTINGS, REQUEST)
+    second = calibrate(engine, SETTINGS.with_overrides(model="1PL"), REQUEST)
+
+    current = rows(engine, "SELECT DISTINCT run_id::text, model FROM mirt_item_params")
+    assert current == [(second.run_id, "1PL")]
+    history = dict(rows(engine, "SELECT run_id::text, count(*) FROM mirt_item_params_history GROUP BY run_id"))
+    assert history == {first.run_id: 120, second.run_id: 120}
+    abilities = dict(rows(engine, "SELECT run_id::text, count(*) FROM mirt_ability_history GROUP BY run_id"))
+    assert abilities == {first.run_id: 3000, second.run_id: 3000}
+
+
+def test_malformed_anchors_are_skipped_by_name_and_no_anchors_means_unlinked(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+        conn.execute(sa.text("UPDATE question SET meta = CAST(:m AS jsonb) WHERE id = :id"),
+                     {"m": json.dumps({"tags": ["anchor"], "irt": {"a": "x", "b": 0}}), "id": FIRST_QUESTION_ID})
+        conn.execute(sa.text("UPDATE question SET meta = CAST(:m AS jsonb) WHERE id = :id"),
+                     {"m": json.dumps({"tags": ["anchor"]}), "id": FIRST_QUESTION_ID + 1})
+
+    summary = calibrate(engine, SETTINGS, REQUEST)
+
+    assert summary.status == "succeeded"
+    assert summary.counts["anchors_skipped"] == {
+        str(FIRST_QUESTION_ID): "meta.irt.a is 'x', not a finite number",
+        str(FIRST_QUESTION_ID + 1): "meta.irt is missing",
+    }
+    assert any(f"anchor question {FIRST_QUESTION_ID} skipped" in w for w in summary.warnings)
+    assert any("no anchors found" in w and "unlinked" in w for w in summary.warnings)
+    assert summary.linking_constants == {"method": "none", "slope": 1.0, "intercept": 0.0, "n_anchors": 0}
+
+
+def test_a_failure_while_writing_leaves_nothing_half_written(engine, simulated, monkeypatch):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(queries, "write_abilities", broken)
+
+    summary = calibrate(engine, SETTINGS, REQUEST)
+
+    assert summary.status == "failed" and "disk full" in summary.error
+    for table in ("mirt_item_params", "mirt_item_params_history", "mirt_ability", "mirt_ability_history"):
+        assert rows(engine, f"SELECT count(*) FROM {table}")[0][0] == 0, table
+    assert rows(engine, "SELECT status, error FROM mirt_fit_meta") == [("failed", "RuntimeError: disk full")]
+
+
+def test_items_without_enough_answers_are_reported_and_not_written(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+        conn.execute(sa.text("DELETE FROM attempt WHERE question_id = :q AND student_id > 'u00010'"),
+                     {"q": FIRST_QUESTION_ID + 5})
+    summary = calibrate(engine, SETTINGS, REQUEST)
+    assert summary.status == "succeeded"
+    assert list(summary.counts["excluded_items"]) == [str(FIRST_QUESTION_ID + 5)]
+    assert "responses (minimum 20)" in summary.counts["excluded_items"][str(FIRST_QUESTION_ID + 5)]
+    written = {r[0] for r in rows(engine, "SELECT item_id FROM mirt_item_params")}
+    assert written == set(question_ids(120).tolist()) - {FIRST_QUESTION_ID + 5}
+
+
+def test_a_second_run_waits_for_the_lock(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+    with engine.connect() as holder:
+        assert queries.try_run_lock(holder)
+        with pytest.raises(RunLockBusy):
+            calibrate(engine, SETTINGS, REQUEST)
+        queries.release_run_lock(holder)
+    assert rows(engine, "SELECT count(*) FROM mirt_fit_meta")[0][0] == 0
+
+
+def test_a_run_left_running_by_a_dead_process_is_marked_failed(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+        conn.execute(sa.text("INSERT INTO mirt_fit_meta (run_id, status) VALUES "
+                             "('00000000-0000-0000-0000-000000000001', 'running')"))
+    summary = calibrate(engine, SETTINGS, REQUEST)
+    assert summary.status == "succeeded"
+    (stale,) = rows(engine, "SELECT status, error FROM mirt_fit_meta WHERE request_id IS NULL")
+    assert stale[0] == "failed" and "abandoned" in stale[1]
+
+
+def test_dry_run_records_the_run_but_writes_no_parameters(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+    summary = calibrate(engine, SETTINGS, CalibrationRequest(as_of=AS_OF, dry_run=True))
+    assert summary.status == "succeeded" and summary.rows_upserted == {"items": 0, "abilities": 0}
+    assert rows(engine, "SELECT count(*) FROM mirt_item_params")[0][0] == 0
+    assert rows(engine, "SELECT model_spec->>'dry_run' FROM mirt_fit_meta")[0][0] == "true"
