@@ -1,0 +1,42 @@
+"""The event contracts: every example validates, and what subscribers rely on is enforced."""
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "v1"
+
+
+def validator(event: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / f"{event}.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+@pytest.mark.parametrize("example", sorted((SCHEMAS / "examples").glob("*.json")), ids=lambda p: p.name)
+def test_every_example_validates_against_its_schema(example):
+    event = example.name.split(".")[0]
+    validator(event).validate(json.loads(example.read_text()))
+
+
+def test_a_failed_completion_must_say_why_and_a_success_must_not_carry_an_error():
+    check = validator("calibration-completed")
+    failed = json.loads((SCHEMAS / "examples" / "calibration-completed.failed.json").read_text())
+    assert not list(check.iter_errors(failed))
+    assert list(check.iter_errors({**failed, "error": None}))
+    succeeded = json.loads((SCHEMAS / "examples" / "calibration-completed.succeeded.json").read_text())
+    assert list(check.iter_errors({**succeeded, "error": "oops"}))
+
+
+@pytest.mark.parametrize("data", [
+    {"overrides": {"lookback_days": -3}},
+    {"overrides": {"model": "4PL"}},
+    {"overrides": {"max_obs": "lots"}},
+    {"overrides": {"unknown": 1}},
+    {"request_id": ""},
+    [],
+])
+def test_bad_requests_are_rejected(data):
+    assert list(validator("calibration-requested").iter_errors(data))
