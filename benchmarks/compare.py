@@ -390,6 +390,15 @@ def run_size(size: str, args) -> list[dict]:
     return rows
 
 
+def code_fingerprint() -> str:
+    """A digest of consumer/'s sources, to notice the code changing under a long benchmark."""
+    import hashlib
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "consumer").rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def machine_line() -> str:
     import numba
     blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
@@ -401,7 +410,7 @@ def machine_line() -> str:
                                 capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "consumer"],
                                capture_output=True, text=True).stdout.strip()
-        commit += " (consumer/ has uncommitted changes)" if dirty else ""
+        commit += f" (consumer/ has uncommitted changes, sources {code_fingerprint()})" if dirty else ""
     except OSError:
         commit = "?"
     return (f"Machine: {os.cpu_count()} cores, {ram:.0f} GB RAM, {platform.machine()} {platform.system()}; "
@@ -463,7 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [s for s in sizes if s not in SIZES] + [e for e in args.engines if e not in ENGINES]
     if unknown:
         parser.error(f"unknown size or engine: {', '.join(unknown)}")
-    rows = []
+    rows, fingerprint = [], code_fingerprint()
     with tempfile.TemporaryDirectory(prefix="irt-bench-") as tmp:
         args.tmp = tmp
         for size in sizes:
@@ -478,6 +487,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{QUADRATURE_POINTS} quadrature points, tolerance 1e-4, no standard errors.")
     print(machine_line())
     print(server_line())
+    if code_fingerprint() != fingerprint:
+        print("WARNING: the sources under consumer/ changed during the benchmark; rows may mix code versions.")
 
 
 if __name__ == "__main__":
