@@ -2,8 +2,7 @@
 
 Exit status: 0 for a succeeded or skipped run, 1 for a failed run or an
 unexpected error, 2 for a bad setting, 3 when the database cannot be
-reached, 4 when the platform's tables are not as SPEC says, 75 when another
-run holds the lock.
+reached, 75 when another run holds the lock.
 """
 
 from __future__ import annotations
@@ -12,13 +11,14 @@ import argparse
 import json
 import logging
 import sys
+import uuid
 from datetime import datetime, timezone
 
 from .errors import ConfigError, ServiceError
 from .irt import linking
 from .irt.model import MODELS
-from .settings import SPECS, Settings
-from .telemetry import FitProgress, configure_logging
+from .settings import SPECS, Settings, parse_setting
+from .telemetry import FitProgress, configure_logging, configure_opentelemetry, shutdown_opentelemetry
 
 log = logging.getLogger("consumer")
 
@@ -72,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Create or update the service's own tables; idempotent.")
     migrate.set_defaults(handler=_migrate)
 
+    serve = commands.add_parser(
+        "serve", help="run the Pub/Sub consumer: calibration-requested in, calibration-completed out",
+        description="Pull calibration requests from MIRT_REQUESTS_SUBSCRIPTION in GOOGLE_CLOUD_PROJECT (or the "
+                    "emulator at PUBSUB_EMULATOR_HOST), run them one at a time, publish calibration-completed to "
+                    "MIRT_COMPLETED_TOPIC, and serve /healthz and /readyz on PORT. Stops cleanly on SIGTERM/SIGINT.")
+    serve.set_defaults(handler=_serve)
+
+    publish = commands.add_parser(
+        "publish", help="publish a calibration request (and optionally wait for its completed event)",
+        description="Publish one calibration-requested event to MIRT_REQUESTS_TOPIC, as Cloud Scheduler does "
+                    "weekly. With --wait, print the matching calibration-completed event as JSON and exit 0 when "
+                    "the run succeeded or was skipped.")
+    for name in ("model", "lookback_days", "max_obs", "linking_method"):
+        spec = SPECS[name]
+        publish.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                             help=f"override: {spec.help} (default: the consumer's {spec.env})")
+    publish.add_argument("--dry-run", action="store_true", help="ask for a run that writes no parameters")
+    publish.add_argument("--request-id", help="idempotency key (default: a new id)")
+    publish.add_argument("--requested-by", default="cli", help="who asks (default: cli)")
+    publish.add_argument("--wait", action="store_true", help="wait for the calibration-completed event and print it")
+    publish.add_argument("--timeout", type=float, default=900.0, help="seconds to wait with --wait (default 900)")
+    publish.set_defaults(handler=_publish)
+
     demo = commands.add_parser(
         "demo", help="simulate a week of answers in the embedded database and calibrate them",
         description="Create the platform tables in an embedded PostgreSQL, fill them with simulated answers "
@@ -113,6 +136,7 @@ def _migrate_engine(engine) -> None:
 def _calibrate(args: argparse.Namespace) -> int:
     from .run import CalibrationRequest, calibrate
     settings = _settings(args)
+    configure_opentelemetry()
     engine = _engine(settings)
     _migrate_engine(engine)
     progress = FitProgress()
@@ -122,6 +146,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         summary = calibrate(engine, settings, request, progress=progress)
     finally:
         progress.close()
+        shutdown_opentelemetry()
     if args.json:
         print(json.dumps(summary.as_dict(), default=str))
     return 0 if summary.ok else 1
@@ -135,6 +160,83 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .bus.subscriber import CalibrationConsumer
+    from .db.engine import check_connection, create_engine
+    from .health import HealthServer
+    settings = _settings(args)
+    settings.require_project()
+    configure_opentelemetry()
+    engine = create_engine(settings)
+    with _google_credentials_explained():
+        consumer = CalibrationConsumer(settings, engine)
+        consumer.check_subscription()
+
+    def database_ok() -> bool:
+        try:
+            check_connection(engine)
+            return True
+        except ServiceError:
+            return False
+
+    health = HealthServer(settings.health_port, consumer.alive,
+                          {"database": database_ok, "subscription": consumer.subscription_reachable})
+    health.start()
+    consumer.install_signal_handlers()
+    try:
+        consumer.serve()
+    finally:
+        health.stop()
+        shutdown_opentelemetry()
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .bus.events import InvalidMessage, request_body
+    from .bus.publisher import EventPublisher
+    from .bus.waiter import CompletionWaiter
+    settings = Settings.load()
+    settings.require_project()
+    overrides = {name: parse_setting(name, getattr(args, name), source=f"--{name.replace('_', '-')}")
+                 for name in ("model", "lookback_days", "max_obs", "linking_method")
+                 if getattr(args, name) is not None}
+    request_id = args.request_id or f"cli-{uuid.uuid4()}"
+    try:
+        body = request_body(request_id, args.requested_by, dry_run=args.dry_run, **overrides)
+    except InvalidMessage as problem:
+        raise ConfigError(str(problem)) from None
+    with _google_credentials_explained():
+        publisher = EventPublisher(settings)
+        waiter = CompletionWaiter(settings) if args.wait else None
+    try:
+        message_id = publisher.request(body)
+        log.info("published calibration request %s as message %s to %s", request_id, message_id,
+                 publisher.topic(settings.requests_topic))
+        if waiter is None:
+            return 0
+        event = waiter.wait_for(request_id, args.timeout)
+    finally:
+        if waiter is not None:
+            waiter.close()
+    print(json.dumps(event))
+    return 0 if event["status"] in ("succeeded", "skipped") else 1
+
+
+class _google_credentials_explained:
+    """Turn a missing Google credential into one clear line."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        from google.auth.exceptions import DefaultCredentialsError
+        if isinstance(value, DefaultCredentialsError):
+            raise ConfigError("no Google Cloud credentials found",
+                              "run on GCP with a service account, set GOOGLE_APPLICATION_CREDENTIALS, "
+                              "or set PUBSUB_EMULATOR_HOST for a local emulator") from None
+        return False
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(students=args.students, items=args.items, answers=args.answers, seed=args.seed)
@@ -145,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging("info")
     try:
-        configure_logging(Settings.load().log_level)
+        settings = Settings.load()
+        configure_logging(settings.log_level, settings.log_format, secrets=settings.secrets(),
+                          project=settings.project)
         return args.handler(args)
     except ServiceError as problem:
         log.error("%s", problem)

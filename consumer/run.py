@@ -16,10 +16,11 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import sqlalchemy as sa
+from opentelemetry import trace
 
 from . import anchors as anchor_io
 from .db import queries
@@ -32,8 +33,15 @@ from .irt.scoring import score_eap
 from .settings import Settings
 
 log = logging.getLogger("consumer.run")
+tracer = trace.get_tracer("consumer.run")
 
-SUCCEEDED, SKIPPED, FAILED = "succeeded", "skipped", "failed"
+SUCCEEDED, SKIPPED, FAILED, ABANDONED = "succeeded", "skipped", "failed", "abandoned"
+#: A request with a run in one of these states has been answered and is not run again.
+FINISHED = (SUCCEEDED, SKIPPED, FAILED)
+
+
+class RunAbandoned(Exception):
+    """The run was given up (shutdown) before it wrote anything; its request should be retried."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,16 @@ class RunSummary:
     warnings: list = field(default_factory=list)
     error: str | None = None
     dry_run: bool = False
+    #: True when this is the summary of an earlier run of the same request, which was not run again.
+    duplicate: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> "RunSummary":
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in stored.items() if k in known})
 
     @property
     def ok(self) -> bool:
@@ -83,11 +98,12 @@ class _Run:
     """The state of one run while its steps execute."""
 
     def __init__(self, engine: sa.Engine, settings: Settings, request: CalibrationRequest,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
         self.engine = engine
         self.settings = settings
         self.request = request
-        self.progress = progress
+        self.should_stop = should_stop or (lambda: False)
+        self.progress = self._checked_progress(progress)
         self.run_id = uuid.uuid4()
         self.until = request.as_of or datetime.now(timezone.utc)
         self.since = self.until - timedelta(days=settings.lookback_days)
@@ -101,13 +117,28 @@ class _Run:
         self.summary.warnings.append(text)
         self.log.warning(text)
 
+    def checkpoint(self) -> None:
+        """Give the run up here if the process is shutting down (nothing has been written yet)."""
+        if self.should_stop():
+            raise RunAbandoned("the consumer is shutting down; the run was given up before writing")
+
+    def _checked_progress(self, progress: Progress | None) -> Progress:
+        def report(iteration: int, loglik: float, change: float) -> None:
+            self.checkpoint()
+            if progress is not None:
+                progress(iteration, loglik, change)
+        return report
+
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
+    def step(self, name: str) -> Iterator[trace.Span]:
+        """Time one step of the run, in a span of its own, after a shutdown checkpoint."""
+        self.checkpoint()
         started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.summary.durations[name] = round(time.perf_counter() - started, 3)
+        with tracer.start_as_current_span(f"calibration.{name}", attributes={"run_id": str(self.run_id)}) as span:
+            try:
+                yield span
+            finally:
+                self.summary.durations[name] = round(time.perf_counter() - started, 3)
 
     def model_spec(self) -> dict:
         s = self.summary
@@ -128,7 +159,8 @@ class _Run:
 
 
 def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest | None = None,
-              *, progress: Progress | None = None) -> RunSummary:
+              *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+              once_per_request: bool = False) -> RunSummary:
     """Run one calibration and return its summary.
 
     A run that cannot start raises: ``ConfigError`` for bad overrides,
@@ -137,24 +169,49 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
     Once started, a run always ends recorded as succeeded, skipped or
     failed, and its summary is returned, unless the database itself goes
     away, which raises ``DatabaseUnavailable`` again and leaves no results.
+
+    ``should_stop`` is asked between steps and EM iterations; when it says
+    yes, the run is given up before it writes, recorded as abandoned, and
+    its summary (status "abandoned") returned, so the request can be retried.
+    With ``once_per_request``, a request id that already has a finished run
+    is not run again: that run's summary comes back with ``duplicate`` set.
     """
     request = request or CalibrationRequest()
     settings = settings.with_overrides("request", **request.overrides)
-    run = _Run(engine, settings, request, progress)
+    run = _Run(engine, settings, request, progress, should_stop)
     started = time.perf_counter()
     run.log.info("calibration run %s starting (request %s, requested by %s); settings: %s; database: %s",
                  run.run_id, request.request_id or "-", request.requested_by or "-",
                  " ".join(f"{k}={v}" for k, v in settings.public().items()), settings.database_source())
     with _run_lock(engine, run):
+        if once_per_request and request.request_id:
+            earlier = _earlier_run(run)
+            if earlier is not None:
+                return earlier
         _record_start(run)
         try:
             _steps(run)
+        except RunAbandoned as reason:
+            _record_end(run, ABANDONED, str(reason))
         except Exception as exc:
             _record_failure(run, exc)
         finally:
             run.summary.durations["total"] = round(time.perf_counter() - started, 3)
+        _store_final_summary(run)
     _log_outcome(run)
     return run.summary
+
+
+def _earlier_run(run: _Run) -> RunSummary | None:
+    with _database(run) as conn:
+        stored = queries.finished_run_summary(conn, run.request.request_id, FINISHED)
+    if stored is None:
+        return None
+    earlier = RunSummary.from_dict(stored)
+    earlier.duplicate = True
+    run.log.info("request %s was already answered by run %s (%s): not running it again",
+                 run.request.request_id, earlier.run_id, earlier.status)
+    return earlier
 
 
 def _steps(run: _Run) -> None:
@@ -165,17 +222,16 @@ def _steps(run: _Run) -> None:
                  "the run is recorded as skipped and no parameters are touched",
                  run.since.isoformat(timespec="seconds"), run.until.isoformat(timespec="seconds"),
                  run.settings.lookback_days)
-        s.status = SKIPPED
-        with _database(run, transaction=True) as conn:
-            queries.finish_run(conn, run.run_id, SKIPPED, run.model_spec(), {})
+        _record_end(run, SKIPPED)
         return
     anchors = _load_anchors(run)
     fit = _fit(run, observations)
     constants = _link(run, observations, fit, anchors)
-    with run.step("score"):
+    with run.step("score") as span:
         abilities = score_eap(observations.responses, fit.params, linking=constants,
                               quadrature=Quadrature.normal(run.settings.quadrature_points))
     s.counts["users_scored"] = int(abilities.scored.sum())
+    span.set_attribute("users_scored", s.counts["users_scored"])
     run.log.info("scored %d users by EAP on the linked scale (%d with no estimated item left unscored) in %.2fs",
                  s.counts["users_scored"], s.counts["users"] - s.counts["users_scored"], s.durations["score"])
     _write(run, observations, fit, constants, abilities)
@@ -183,9 +239,11 @@ def _steps(run: _Run) -> None:
 
 def _load_observations(run: _Run) -> queries.Observations:
     s = run.summary
-    with run.step("load"), _database(run) as conn:
+    with run.step("load") as span, _database(run) as conn:
         queries.check_platform_schema(conn)
         observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs)
+        span.set_attributes({"observations": observations.n_obs, "users": observations.responses.n_persons,
+                             "items": int(observations.question_ids.size)})
     s.counts.update(observations=observations.n_obs, users=observations.responses.n_persons,
                     items=int(observations.question_ids.size))
     s.window.update(first_at=observations.first_at.isoformat() if observations.first_at else None,
@@ -198,8 +256,9 @@ def _load_observations(run: _Run) -> queries.Observations:
 
 
 def _load_anchors(run: _Run) -> list[anchor_io.Anchor]:
-    with run.step("anchors"), _database(run) as conn:
+    with run.step("anchors") as span, _database(run) as conn:
         anchors, skipped = anchor_io.parse_anchors(queries.load_anchor_rows(conn))
+        span.set_attributes({"anchors": len(anchors), "anchors_skipped": len(skipped)})
     for question_id, reason in skipped.items():
         run.warn("anchor question %d skipped: %s; fix its meta.irt or remove its anchor tag", question_id, reason)
     run.summary.counts["anchors_tagged"] = len(anchors) + len(skipped)
@@ -216,11 +275,13 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
     s, settings = run.summary, run.settings
     run.log.info("fitting %s by marginal maximum likelihood (EM, %d quadrature points, tolerance %g)",
                  settings.model, settings.quadrature_points, settings.em_tolerance)
-    with run.step("fit"):
+    with run.step("fit") as span:
         fit = estimate_items(observations.responses, settings.model,
                              quadrature=Quadrature.normal(settings.quadrature_points),
                              tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
                              min_responses=settings.min_responses, progress=run.progress)
+        span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
+                             "items_estimated": int(fit.estimated.sum())})
     excluded = {str(observations.question_ids[j]): reason for j, reason in fit.excluded.items()}
     s.counts.update(items_estimated=int(fit.estimated.sum()), items_excluded=len(excluded),
                     excluded_items=excluded)
@@ -253,7 +314,7 @@ def _free_parameters(fit: ItemCalibration) -> int:
 def _link(run: _Run, observations: queries.Observations, fit: ItemCalibration,
           anchors: list[anchor_io.Anchor]) -> linking.LinkingConstants:
     s = run.summary
-    with run.step("link"):
+    with run.step("link") as span:
         position = {int(q): j for j, q in enumerate(observations.question_ids)}
         usable = [(x, position[x.question_id]) for x in anchors
                   if x.question_id in position and fit.estimated[position[x.question_id]]]
@@ -269,6 +330,8 @@ def _link(run: _Run, observations: queries.Observations, fit: ItemCalibration,
                 constants = linking.link(reference, new, run.settings.linking_method)
             except linking.LinkingError as problem:
                 run.warn("linking failed (%s): the run goes on unlinked (slope 1, intercept 0)", problem)
+        span.set_attributes({"method": constants.method, "slope": constants.slope,
+                             "intercept": constants.intercept, "anchors": constants.n_anchors})
     s.linking_constants = constants.as_dict()
     s.counts["anchors"] = constants.n_anchors
     run.log.info("linking constants (%s, %d anchors): slope %.4f, intercept %.4f",
@@ -283,7 +346,7 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
     estimated = np.flatnonzero(fit.estimated)
     params = [_item_params(linked, j, fit) for j in estimated]
     scored = np.flatnonzero(abilities.scored)
-    with run.step("write"):
+    with run.step("write") as span:
         with _database(run, transaction=True) as conn:
             if run.request.dry_run:
                 s.rows_upserted = {"items": 0, "abilities": 0}
@@ -296,7 +359,9 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
                                                          abilities.theta[scored], abilities.se[scored]),
                 }
             s.status = SUCCEEDED
-            queries.finish_run(conn, run.run_id, SUCCEEDED, run.model_spec(), s.fit, fitted_at=fitted_at)
+            queries.finish_run(conn, run.run_id, SUCCEEDED, run.model_spec(), s.fit, s.as_dict(),
+                               fitted_at=fitted_at)
+        span.set_attributes({"items": s.rows_upserted["items"], "abilities": s.rows_upserted["abilities"]})
     run.log.info("%s %d item parameters and %d abilities in one transaction in %.2fs",
                  "dry run: would have upserted" if run.request.dry_run else "upserted",
                  len(estimated) if run.request.dry_run else s.rows_upserted["items"],
@@ -350,23 +415,37 @@ def _run_lock(engine: sa.Engine, run: _Run) -> Iterator[None]:
 def _record_start(run: _Run) -> None:
     with _database(run, transaction=True) as conn:
         for stale in queries.abandon_stale_runs(conn):
-            run.warn("run %s was left 'running' by a process that ended mid-run; recorded as failed", stale)
+            run.warn("run %s was left 'running' by a process that ended mid-run; recorded as abandoned", stale)
         queries.insert_run(conn, run.run_id, run.request.request_id, run.model_spec())
 
 
-def _record_failure(run: _Run, exc: Exception) -> None:
+def _record_end(run: _Run, status: str, error: str | None = None) -> None:
+    """Record how the run ended (succeeded runs are recorded inside their write transaction)."""
     s = run.summary
-    s.status = FAILED
-    s.error = str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
-    if not isinstance(exc, ServiceError):
-        run.log.debug("run failed", exc_info=exc)
+    s.status, s.error = status, error
+    with _database(run, transaction=True) as conn:
+        queries.finish_run(conn, run.run_id, status, run.model_spec(), s.fit, s.as_dict(), error=error)
+
+
+def _store_final_summary(run: _Run) -> None:
+    """The summary with every duration, as a duplicate request will be answered with it."""
     try:
         with _database(run, transaction=True) as conn:
-            queries.finish_run(conn, run.run_id, FAILED, run.model_spec(), s.fit, error=s.error)
-    except ServiceError:
-        if getattr(exc, "transient", False):
-            raise exc from None
-        raise
+            queries.store_summary(conn, run.run_id, run.summary.as_dict())
+    except ServiceError as problem:
+        run.log.warning("could not store the final summary of run %s (%s); the run itself is recorded",
+                        run.run_id, problem)
+
+
+def _record_failure(run: _Run, exc: Exception) -> None:
+    """A transient failure abandons the run and raises again (retry later); any other fails it."""
+    if isinstance(exc, ServiceError) and exc.transient:
+        with contextlib.suppress(ServiceError):
+            _record_end(run, ABANDONED, str(exc))
+        raise exc
+    if not isinstance(exc, ServiceError):
+        run.log.debug("run failed", exc_info=exc)
+    _record_end(run, FAILED, str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}")
 
 
 def _log_outcome(run: _Run) -> None:
@@ -376,6 +455,9 @@ def _log_outcome(run: _Run) -> None:
         run.log.info("calibration run %s succeeded in %.2fs", s.run_id, total)
     elif s.status == SKIPPED:
         run.log.warning("calibration run %s skipped in %.2fs: no observations in the window", s.run_id, total)
+    elif s.status == ABANDONED:
+        run.log.warning("calibration run %s abandoned after %.2fs: %s; nothing was written and the request "
+                        "will be retried", s.run_id, total, s.error)
     else:
         run.log.error("calibration run %s failed after %.2fs: %s", s.run_id, total, s.error)
 

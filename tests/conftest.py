@@ -67,3 +67,30 @@ def engine(database_url):
     migrate(eng)
     yield eng
     eng.dispose()
+
+
+# --- Pub/Sub ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pubsub_host():
+    """``PUBSUB_EMULATOR_HOST`` of a Pub/Sub server speaking the real gRPC protocol.
+
+    Google's emulator when ``PUBSUB_EMULATOR_HOST`` is already set; otherwise
+    the pinned local server (consumer.bus.local_server), started here.
+    """
+    if os.environ.get("PUBSUB_EMULATOR_HOST"):
+        yield os.environ["PUBSUB_EMULATOR_HOST"]
+        return
+    import platformdirs
+    from consumer.bus import local_server
+    server = local_server.start(Path(platformdirs.user_cache_dir("irt-calibration")))
+    yield server.host
+    server.stop()
+
+
+@pytest.fixture
+def broker(pubsub_host, monkeypatch):
+    """Topics and subscriptions in a project of this test's own on the Pub/Sub server."""
+    from .broker import Broker
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
+    return Broker.create(pubsub_host, f"test-{uuid.uuid4().hex[:10]}")

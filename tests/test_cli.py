@@ -24,14 +24,19 @@ def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
                           env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def log_entries(result: subprocess.CompletedProcess) -> list[dict]:
+    """The command's log: one JSON object per line, as in production (stderr is not a terminal)."""
+    return [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+
+
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in result.stderr.splitlines() if " ERROR " in line]
+    return [entry["message"] for entry in log_entries(result) if entry["severity"] == "ERROR"]
 
 
 def test_help_lists_every_command_and_each_has_help():
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("calibrate", "migrate", "demo"):
+    for command in ("calibrate", "migrate", "serve", "publish", "demo"):
         assert command in result.stdout
         assert cli(command, "--help").returncode == 0
 
@@ -107,7 +112,8 @@ def test_calibrate_prints_its_summary_as_json_and_exits_0(database_url):
     assert summary["linking_constants"]["method"] == "stocking-lord"
     assert set(summary["durations"]) >= {"load", "anchors", "fit", "link", "score", "write", "total"}
     # The log tells the story, one step per line.
-    log = result.stderr
+    assert all(set(entry) >= {"severity", "message", "time"} for entry in log_entries(result))
+    log = "\n".join(entry["message"] for entry in log_entries(result))
     for fragment in ("settings: model=2PL", "loaded 30000 observations from 1500 users on 60 items",
                      "loaded 12 anchors", "fitted 2PL", "linking constants (stocking-lord, 12 anchors)",
                      "upserted 60 item parameters and 1500 abilities", f"run {summary['run_id']} succeeded"):
@@ -118,6 +124,7 @@ def test_migrate_is_idempotent_and_never_creates_platform_tables(database_url):
     env = {"DATABASE_URL": database_url}
     first, second = cli("migrate", env=env), cli("migrate", env=env)
     assert first.returncode == 0 and "applied migration 0001_service_tables" in first.stderr
+    assert "applied migration 0002_consumer" in first.stderr
     assert second.returncode == 0 and "applied migration" not in second.stderr
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:

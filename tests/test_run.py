@@ -205,7 +205,7 @@ def test_a_run_left_running_by_a_dead_process_is_marked_failed(engine, simulated
     summary = calibrate(engine, SETTINGS, REQUEST)
     assert summary.status == "succeeded"
     (stale,) = rows(engine, "SELECT status, error FROM mirt_fit_meta WHERE request_id IS NULL")
-    assert stale[0] == "failed" and "abandoned" in stale[1]
+    assert stale[0] == "abandoned" and "ended before it finished" in stale[1]
 
 
 def test_dry_run_records_the_run_but_writes_no_parameters(engine, simulated):
@@ -215,3 +215,33 @@ def test_dry_run_records_the_run_but_writes_no_parameters(engine, simulated):
     assert summary.status == "succeeded" and summary.rows_upserted == {"items": 0, "abilities": 0}
     assert rows(engine, "SELECT count(*) FROM mirt_item_params")[0][0] == 0
     assert rows(engine, "SELECT model_spec->>'dry_run' FROM mirt_fit_meta")[0][0] == "true"
+
+
+def test_a_request_already_answered_is_not_run_again(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+    first = calibrate(engine, SETTINGS, REQUEST, once_per_request=True)
+    again = calibrate(engine, SETTINGS, REQUEST, once_per_request=True)
+    assert not first.duplicate and again.duplicate
+    assert again.run_id == first.run_id and again.linking_constants == first.linking_constants
+    assert again.durations == first.durations and "total" in again.durations
+    assert rows(engine, "SELECT count(*) FROM mirt_fit_meta")[0][0] == 1
+
+
+def test_a_run_asked_to_stop_is_abandoned_before_writing(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+    asked = []
+
+    def stop_after_a_few_checks():
+        asked.append(1)
+        return len(asked) > 4  # past load and anchors, inside the fit
+
+    summary = calibrate(engine, SETTINGS, REQUEST, should_stop=stop_after_a_few_checks, once_per_request=True)
+
+    assert summary.status == "abandoned" and not summary.ok and "shutting down" in summary.error
+    assert rows(engine, "SELECT count(*) FROM mirt_item_params_history")[0][0] == 0
+    assert rows(engine, "SELECT status FROM mirt_fit_meta")[0][0] == "abandoned"
+    # An abandoned run does not answer its request: the retry runs it.
+    retried = calibrate(engine, SETTINGS, REQUEST, once_per_request=True)
+    assert retried.status == "succeeded" and not retried.duplicate

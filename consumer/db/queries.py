@@ -129,13 +129,36 @@ def insert_run(conn: sa.Connection, run_id: uuid.UUID, request_id: str | None, m
 
 
 def finish_run(conn: sa.Connection, run_id: uuid.UUID, status: str, model_spec: dict, fit_stats: dict,
-               error: str | None = None, fitted_at: datetime | None = None) -> None:
+               summary: dict, error: str | None = None, fitted_at: datetime | None = None) -> None:
     conn.execute(sa.text(
         "UPDATE mirt_fit_meta SET status = :status, model_spec = CAST(:model_spec AS jsonb), "
-        "fit_stats = CAST(:fit_stats AS jsonb), error = :error, fitted_at = :fitted_at, finished_at = now() "
-        "WHERE run_id = :run_id"
+        "fit_stats = CAST(:fit_stats AS jsonb), summary = CAST(:summary AS jsonb), error = :error, "
+        "fitted_at = :fitted_at, finished_at = now() WHERE run_id = :run_id"
     ), {"run_id": run_id, "status": status, "model_spec": json.dumps(model_spec),
-        "fit_stats": json.dumps(fit_stats), "error": error, "fitted_at": fitted_at})
+        "fit_stats": json.dumps(fit_stats), "summary": json.dumps(summary, default=str), "error": error,
+        "fitted_at": fitted_at})
+
+
+def store_summary(conn: sa.Connection, run_id: uuid.UUID, summary: dict) -> None:
+    conn.execute(sa.text("UPDATE mirt_fit_meta SET summary = CAST(:summary AS jsonb) WHERE run_id = :run_id"),
+                 {"run_id": run_id, "summary": json.dumps(summary, default=str)})
+
+
+def finished_run_summary(conn: sa.Connection, request_id: str, finished: tuple[str, ...]) -> dict | None:
+    """The summary of the latest run that answered ``request_id``, if one finished."""
+    return conn.execute(sa.text(
+        "SELECT summary FROM mirt_fit_meta WHERE request_id = :request_id AND status = ANY(:finished) "
+        "AND summary IS NOT NULL ORDER BY finished_at DESC LIMIT 1"
+    ), {"request_id": request_id, "finished": list(finished)}).scalar()
+
+
+def record_rejected_message(conn: sa.Connection, message_id: str, reason: str, data: bytes,
+                            attributes: dict) -> None:
+    conn.execute(sa.text(
+        "INSERT INTO mirt_rejected_message (message_id, reason, data, attributes) "
+        "VALUES (:message_id, :reason, :data, CAST(:attributes AS jsonb))"
+    ), {"message_id": message_id, "reason": reason, "data": data.decode("utf-8", "replace")[:100_000],
+        "attributes": json.dumps(attributes)})
 
 
 # --- bulk writes -----------------------------------------------------------------------------
@@ -203,9 +226,9 @@ def release_run_lock(conn: sa.Connection) -> None:
 
 
 def abandon_stale_runs(conn: sa.Connection) -> list[str]:
-    """Mark runs left 'running' by a process that died as failed; only call while holding the run lock."""
+    """Mark runs left 'running' by a process that died as abandoned; only call while holding the run lock."""
     return [str(row[0]) for row in conn.execute(sa.text(
-        "UPDATE mirt_fit_meta SET status = 'failed', finished_at = now(), "
+        "UPDATE mirt_fit_meta SET status = 'abandoned', finished_at = now(), "
         "error = 'abandoned: the process running it ended before it finished' "
         "WHERE status = 'running' RETURNING run_id"
     ))]

@@ -1,0 +1,124 @@
+"""The two events and how they travel: CloudEvents 1.0 in binary mode on Pub/Sub.
+
+The JSON data is the message body; the CloudEvents context travels in the
+message attributes (``ce-id``, ``ce-type``, ``ce-source``, ``ce-specversion``,
+``ce-time``, ``content-type``), next to the W3C ``traceparent`` when a trace
+is carried. Every event is checked against its JSON Schema in ``schemas/``
+before it is published, and every request after it is received.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
+from typing import Mapping
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+from ..run import CalibrationRequest, RunSummary
+
+SCHEMA_VERSION = "v1"
+REQUESTED_TYPE = "com.exam-prep.calibration.requested.v1"
+COMPLETED_TYPE = "com.exam-prep.calibration.completed.v1"
+SOURCE = "//irt-calibration/consumer"
+#: Request overrides that become settings of the run (dry_run is not a setting).
+SETTING_OVERRIDES = ("model", "lookback_days", "max_obs", "linking_method")
+
+
+class InvalidMessage(ValueError):
+    """A message that can never become a run: it is acked, recorded and dead-lettered, never retried."""
+
+
+@lru_cache(maxsize=None)
+def validator(event: str) -> Draft202012Validator:
+    text = resources.files("consumer.schemas").joinpath(SCHEMA_VERSION, f"{event}.schema.json").read_text()
+    return Draft202012Validator(json.loads(text), format_checker=FormatChecker())
+
+
+def _problems(event: str, data: object) -> str:
+    errors = sorted(validator(event).iter_errors(data), key=lambda e: list(e.path))
+    return "; ".join(f"{'/'.join(map(str, e.path)) or '(body)'}: {e.message}" for e in errors[:5])
+
+
+def parse_request(data: bytes, attributes: Mapping[str, str], message_id: str) -> CalibrationRequest:
+    """The calibration request a message carries, or ``InvalidMessage`` saying what is wrong with it."""
+    ce_type = attributes.get("ce-type")
+    if ce_type is not None and ce_type != REQUESTED_TYPE:
+        raise InvalidMessage(f"ce-type is {ce_type!r}, expected {REQUESTED_TYPE!r}")
+    try:
+        body = json.loads(data.decode("utf-8")) if data.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise InvalidMessage(f"body is not JSON: {problem}") from None
+    problems = _problems("calibration-requested", body)
+    if problems:
+        raise InvalidMessage(f"body does not match calibration-requested {SCHEMA_VERSION}: {problems}")
+    overrides = body.get("overrides", {})
+    return CalibrationRequest(
+        request_id=body.get("request_id") or message_id,
+        requested_by=body.get("requested_by") or attributes.get("ce-source"),
+        overrides={k: overrides[k] for k in SETTING_OVERRIDES if k in overrides},
+        dry_run=bool(overrides.get("dry_run", False)),
+    )
+
+
+def request_body(request_id: str | None = None, requested_by: str | None = None, **overrides) -> dict:
+    """The data of a calibration-requested event (checked against its schema)."""
+    body: dict = {}
+    if request_id:
+        body["request_id"] = request_id
+    if requested_by:
+        body["requested_by"] = requested_by
+    chosen = {k: v for k, v in overrides.items() if v not in (None, False)}
+    if chosen:
+        body["overrides"] = chosen
+    problems = _problems("calibration-requested", body)
+    if problems:
+        raise InvalidMessage(f"request does not match calibration-requested {SCHEMA_VERSION}: {problems}")
+    return body
+
+
+def completed_body(summary: RunSummary) -> dict:
+    """The data of the calibration-completed event for ``summary`` (checked against its schema)."""
+    counts = summary.counts
+    body = {
+        "run_id": summary.run_id,
+        "request_id": summary.request_id or summary.run_id,
+        "status": summary.status,
+        "model": summary.model,
+        "counts": {
+            "observations": int(counts.get("observations", 0)),
+            "users": int(counts.get("users", 0)),
+            "items": int(counts.get("items", 0)),
+            "items_estimated": int(counts.get("items_estimated", 0)),
+            "anchors": int(counts.get("anchors", 0)),
+        },
+        "linking_constants": dict(summary.linking_constants),
+        "durations": dict(summary.durations),
+        "error": summary.error if summary.status == "failed" else None,
+        "dry_run": bool(summary.dry_run),
+    }
+    problems = _problems("calibration-completed", body)
+    if problems:
+        raise ValueError(f"refusing to publish an invalid calibration-completed event: {problems}")
+    return body
+
+
+def cloudevent_attributes(ce_type: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Binary-mode CloudEvents context attributes for a new event."""
+    attributes = {
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid4()),
+        "ce-type": ce_type,
+        "ce-source": SOURCE,
+        "ce-time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "content-type": "application/json",
+    }
+    attributes.update(extra or {})
+    return attributes
+
+
+def encode(body: dict) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -1,0 +1,55 @@
+"""Waiting for the calibration-completed event of one request (``publish --wait``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from google.cloud import pubsub_v1
+
+from ..errors import ServiceError
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class CompletionTimeout(ServiceError):
+    """No calibration-completed event for the request arrived in time."""
+
+
+class CompletionWaiter:
+    """A short-lived subscription on the completed topic, made before the request is published."""
+
+    def __init__(self, settings: Settings, client: pubsub_v1.SubscriberClient | None = None) -> None:
+        self.client = client or pubsub_v1.SubscriberClient()
+        project = settings.require_project()
+        self.subscription = self.client.subscription_path(project, f"calibration-completed-wait-{uuid.uuid4().hex[:12]}")
+        self.client.create_subscription(name=self.subscription,
+                                        topic=self.client.topic_path(project, settings.completed_topic),
+                                        ack_deadline_seconds=60)
+
+    def wait_for(self, request_id: str, timeout: float) -> dict:
+        """The data of the first calibration-completed event for ``request_id``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.client.pull(subscription=self.subscription, max_messages=10,
+                                        timeout=min(30.0, max(deadline - time.monotonic(), 1.0)))
+            if response.received_messages:
+                self.client.acknowledge(subscription=self.subscription,
+                                        ack_ids=[m.ack_id for m in response.received_messages])
+            for received in response.received_messages:
+                body = json.loads(received.message.data or b"{}")
+                if body.get("request_id") == request_id:
+                    return body
+            if not response.received_messages:
+                time.sleep(0.2)
+        raise CompletionTimeout(f"no calibration-completed event for request {request_id} within {timeout:.0f} s",
+                                "check that a consumer is running (python -m consumer serve) and its log")
+
+    def close(self) -> None:
+        try:
+            self.client.delete_subscription(subscription=self.subscription)
+        except Exception as problem:
+            log.warning("could not delete the temporary subscription %s: %s", self.subscription, problem)

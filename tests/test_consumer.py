@@ -1,0 +1,158 @@
+"""The Pub/Sub consumer against a real Pub/Sub server (gRPC, the real client) and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from consumer.irt.simulate import simulate
+
+from .broker import DEAD_LETTER, ConsumerProcess
+from .platform_data import load_simulation
+from .tcp_proxy import CuttableProxy
+
+
+@pytest.fixture
+def consumers(tmp_path, broker, database_url):
+    """Start consumer processes for this test's broker and database; all are killed at the end."""
+    started = []
+
+    def start(database=database_url, **env):
+        process = ConsumerProcess(
+            env={"DATABASE_URL": database, "GOOGLE_CLOUD_PROJECT": broker.project,
+                 "PUBSUB_EMULATOR_HOST": broker.host, "MIRT_DEAD_LETTER_TOPIC": DEAD_LETTER, **env},
+            log_path=tmp_path / f"consumer-{len(started)}.log")
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def rows(engine, sql, **params):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def small_platform(engine, n_persons=1200, n_items=60, per_person=20, seed=5):
+    with engine.begin() as conn:
+        load_simulation(conn, simulate(n_persons, n_items, per_person, seed=seed),
+                        anchors=range(0, n_items, 5), old_scale=(1.2, 0.3), days_before=1)
+
+
+def test_a_request_in_gives_a_completed_event_out_and_rows_in_the_database(engine, broker, consumers):
+    small_platform(engine)
+    consumer = consumers()
+    assert consumer.health("/healthz") == (200, {"status": "ok"})
+    status, body = consumer.health("/readyz")
+    assert status == 200 and body["checks"] == {"database": "ok", "subscription": "ok"}
+
+    broker.request({"request_id": "weekly-2026-48", "requested_by": "cloud-scheduler"})
+    ((event, attributes),) = broker.completed(1)
+
+    assert event["request_id"] == "weekly-2026-48" and event["status"] == "succeeded"
+    assert attributes["ce-type"] == "com.exam-prep.calibration.completed.v1"
+    assert attributes["ce-specversion"] == "1.0" and attributes["content-type"] == "application/json"
+    ((status, constants),) = rows(engine, "SELECT status, model_spec->'linking_constants' FROM mirt_fit_meta "
+                                          "WHERE run_id = CAST(:r AS uuid)", r=event["run_id"])
+    assert status == "succeeded"
+    assert event["linking_constants"]["slope"] == pytest.approx(constants["slope"])
+    assert event["linking_constants"]["slope"] == pytest.approx(1.2, abs=0.15)
+    assert event["linking_constants"]["intercept"] == pytest.approx(0.3, abs=0.15)
+    assert event["counts"]["observations"] == 24000 and event["counts"]["anchors"] == 12
+    assert rows(engine, "SELECT count(*) FROM mirt_item_params WHERE run_id = CAST(:r AS uuid)",
+                r=event["run_id"])[0][0] == 60
+
+
+def test_a_duplicate_request_runs_once_and_is_answered_twice(engine, broker, consumers):
+    small_platform(engine)
+    consumers()
+    broker.request({"request_id": "ad-hoc-7"})
+    broker.request({"request_id": "ad-hoc-7"})
+    events = broker.completed(2)
+    assert [e["request_id"] for e, _ in events] == ["ad-hoc-7", "ad-hoc-7"]
+    assert events[0][0]["run_id"] == events[1][0]["run_id"]
+    assert rows(engine, "SELECT count(*) FROM mirt_fit_meta WHERE request_id = 'ad-hoc-7'")[0][0] == 1
+
+
+def test_malformed_messages_are_acked_recorded_dead_lettered_and_the_consumer_goes_on(engine, broker, consumers):
+    small_platform(engine)
+    consumer = consumers()
+    broker.request(b"{not json")
+    broker.request({"overrides": {"lookback_days": -3}})
+    broker.request({"request_id": "after-the-bad-ones"})
+
+    ((event, _),) = broker.completed(1)
+    assert event["request_id"] == "after-the-bad-ones" and event["status"] == "succeeded"
+    reasons = [r[0] for r in rows(engine, "SELECT reason FROM mirt_rejected_message ORDER BY received_at")]
+    assert len(reasons) == 2
+    assert reasons[0].startswith("body is not JSON")
+    assert "overrides/lookback_days: -3 is less than the minimum of 1" in reasons[1]
+    dead = broker.pull("dead-letter-watch", 2)
+    assert sorted(m.attributes["rejected-reason"][:16] for m in dead) == sorted(r[:16] for r in reasons)
+    assert sum("rejected and acked" in m for m in consumer.messages()) == 2
+
+
+def test_while_the_database_is_down_requests_are_nacked_and_completed_later(engine, broker, consumers, server_url):
+    small_platform(engine)
+    target = ((server_url.host, server_url.port or 5432) if server_url.host
+              else server_url.query["unix_sock"])
+    proxy = CuttableProxy(target)
+    through_proxy = sa.make_url(engine.url.render_as_string(hide_password=False)).set(
+        host="127.0.0.1", port=proxy.port, query={}).render_as_string(hide_password=False)
+    try:
+        consumer = consumers(database=through_proxy)
+        proxy.cut()
+        broker.request({"request_id": "while-down"})
+        consumer.wait_for_log("nacked, Pub/Sub will redeliver it", count=2, timeout=60)
+        assert consumer.health("/readyz")[1]["checks"]["database"] == "failing"
+        assert broker.completed(1, timeout=2) == []
+        proxy.restore()
+        ((event, _),) = broker.completed(1, timeout=120)
+    finally:
+        proxy.close()
+    assert event["request_id"] == "while-down" and event["status"] == "succeeded"
+    assert rows(engine, "SELECT status FROM mirt_fit_meta WHERE request_id = 'while-down'") == [("succeeded",)]
+
+
+def test_sigterm_during_a_run_writes_nothing_and_the_request_completes_after_restart(engine, broker, consumers):
+    small_platform(engine, n_persons=4000, n_items=200, per_person=30)
+    # A fit that goes on for long: a tolerance EM hardly reaches, on a very fine grid.
+    slow = consumers(MIRT_EM_TOLERANCE="1e-14", MIRT_EM_MAX_ITERATIONS="1000000", MIRT_QUADRATURE_POINTS="4001",
+                     MIRT_SHUTDOWN_GRACE_SECONDS="8")
+    broker.request({"request_id": "interrupted"})
+    slow.wait_for_log("fitting 2PL")
+    time.sleep(1.0)
+
+    code, took = slow.terminate()
+
+    assert code == 0 and took < 8.0, (code, took)
+    assert any("abandoned" in m for m in slow.messages())
+    assert rows(engine, "SELECT status FROM mirt_fit_meta") == [("abandoned",)]
+    for table in ("mirt_item_params", "mirt_item_params_history", "mirt_ability", "mirt_ability_history"):
+        assert rows(engine, f"SELECT count(*) FROM {table}")[0][0] == 0, table
+    assert broker.completed(1, timeout=2) == []
+
+    consumers()  # restarted, with the default tolerance
+    ((event, _),) = broker.completed(1, timeout=120)
+    assert event["request_id"] == "interrupted" and event["status"] == "succeeded"
+    assert sorted(r[0] for r in rows(engine, "SELECT status FROM mirt_fit_meta")) == ["abandoned", "succeeded"]
+
+
+def test_a_burst_of_100_requests_is_answered_in_order_one_run_at_a_time(engine, broker, consumers):
+    small_platform(engine, n_persons=300, n_items=25, per_person=10)
+    ids = [f"burst-{i:03d}" for i in range(100)]
+    for request_id in ids:
+        broker.request({"request_id": request_id})
+    consumers()
+
+    events = broker.completed(100, timeout=400)
+
+    assert [e["request_id"] for e, _ in events] == ids
+    assert all(e["status"] == "succeeded" for e, _ in events)
+    runs = rows(engine, "SELECT request_id, started_at, finished_at FROM mirt_fit_meta ORDER BY started_at")
+    assert [r[0] for r in runs] == ids
+    assert all(later[1] >= earlier[2] for earlier, later in zip(runs, runs[1:])), "two runs overlapped"
