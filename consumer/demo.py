@@ -1,19 +1,25 @@
-"""``python -m consumer demo``: a calibration on simulated answers, printed next to the truth.
+"""``python -m consumer demo``: the whole loop on simulated answers, printed next to the truth.
 
 It makes a fresh ``mirt_demo`` database in the embedded PostgreSQL, creates
 the platform's tables there, fills them with a simulated week of answers
 (known item parameters and abilities; some retakes, which must not count,
 and some answers older than the look-back window, which must be ignored),
-tags anchors whose reference parameters sit on a known old scale (one of
-them malformed, which must be skipped), runs one calibration exactly as
-``calibrate`` does, reads the results back from the database and compares
-them with the truth.
+and tags anchors whose reference parameters sit on a known old scale (one
+of them malformed, which must be skipped). Then it starts the local Pub/Sub
+server, runs the consumer, publishes a calibration request, waits for the
+calibration-completed event and prints it; reads the results back from the
+database; and compares them with the truth. When the local Pub/Sub server
+cannot be had (it is downloaded once), the run is started directly instead,
+as ``calibrate`` does, and the demo says so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import datetime, timedelta, timezone
+import os
+import threading
+from datetime import datetime, timezone
 
 import numpy as np
 import sqlalchemy as sa
@@ -22,7 +28,8 @@ from .db import platform
 from .db.embedded import embedded_url
 from .db.migrations import migrate
 from .irt.simulate import simulate
-from .run import CalibrationRequest, calibrate
+from .errors import ServiceError
+from .run import CalibrationRequest, RunSummary, calibrate
 from .settings import Settings
 from .telemetry import FitProgress
 
@@ -56,16 +63,69 @@ def run_demo(students: int = 4000, items: int = 400, answers: int = 40, seed: in
              students, answers, items, attempts[0].size, anchor_positions.size, slope, intercept)
 
     migrate(engine)
-    progress = FitProgress()
+    request_id = f"demo-{seed}"
     try:
-        summary = calibrate(engine, settings, CalibrationRequest(request_id=f"demo-{seed}", requested_by="demo",
-                                                                 as_of=now), progress=progress)
-    finally:
-        progress.close()
+        summary = _through_pubsub(engine, settings, request_id)
+    except ServiceError as problem:
+        log.warning("demo: the local Pub/Sub server is not available (%s); running the calibration directly", problem)
+        progress = FitProgress()
+        try:
+            summary = calibrate(engine, settings, CalibrationRequest(request_id=request_id, requested_by="demo",
+                                                                     as_of=now), progress=progress)
+        finally:
+            progress.close()
     if not summary.ok:
         return 1
     _print_comparison(engine, summary, truth, question_ids, student_ids)
     return 0
+
+
+def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> RunSummary:
+    """Start the local Pub/Sub server and the consumer, publish a request, print its completed event."""
+    import platformdirs
+    from .bus import local_server
+    server = local_server.start(__import__("pathlib").Path(platformdirs.user_cache_dir("irt-calibration")))
+    previous_host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = server.host
+    try:
+        from google.cloud import pubsub_v1
+        from .bus.events import request_body
+        from .bus.publisher import EventPublisher
+        from .bus.subscriber import CalibrationConsumer
+        from .bus.waiter import CompletionWaiter
+        settings = settings.with_overrides("demo", project="demo-project")
+        publisher = EventPublisher(settings)
+        subscriber = pubsub_v1.SubscriberClient()
+        for topic in (settings.requests_topic, settings.completed_topic):
+            publisher.client.create_topic(name=publisher.topic(topic))
+        subscriber.create_subscription(request={
+            "name": subscriber.subscription_path(settings.project, settings.requests_subscription),
+            "topic": publisher.topic(settings.requests_topic), "enable_message_ordering": True})
+        consumer = CalibrationConsumer(settings, engine, subscriber=subscriber, publisher=publisher)
+        thread = threading.Thread(target=consumer.serve, name="consumer", daemon=True)
+        thread.start()
+        waiter = CompletionWaiter(settings)
+        try:
+            publisher.request(request_body(request_id, "demo"))
+            log.info("demo: published calibration request %s to %s; waiting for calibration-completed",
+                     request_id, settings.requests_topic)
+            event = waiter.wait_for(request_id, timeout=600)
+        finally:
+            waiter.close()
+            consumer.stop("demo finished")
+            thread.join(timeout=30)
+        print("calibration-completed event, as subscribers receive it:")
+        print(json.dumps(event, indent=2))
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT summary FROM mirt_fit_meta WHERE run_id = CAST(:r AS uuid)"),
+                                  {"r": event["run_id"]}).scalar()
+        return RunSummary.from_dict(stored)
+    finally:
+        if previous_host is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous_host
+        server.stop()
 
 
 def _fresh_database(settings: Settings) -> sa.Engine:

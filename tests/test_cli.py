@@ -146,3 +146,7 @@ def test_demo_runs_on_the_embedded_database_and_shows_recovery(tmp_path):
     assert slope_true == 1.2 and abs(slope_found - slope_true) < 0.15
     assert "anchor question" in result.stderr and "skipped" in result.stderr  # the planted broken anchor
     assert "Rows written: 80 item parameters, 1500 abilities" in out
+    # The whole loop: a request through Pub/Sub, and the completed event subscribers get.
+    event = json.loads(out.split("as subscribers receive it:")[1].split("\n\n")[0])
+    assert event["status"] == "succeeded" and event["request_id"] == "demo-2026"
+    assert event["linking_constants"]["slope"] == pytest.approx(slope_found, abs=1e-3)
