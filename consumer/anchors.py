@@ -22,6 +22,8 @@ class Anchor:
     c: float
     model: str | None = None
     run_id: str | None = None
+    a_se: float | None = None
+    b_se: float | None = None
 
 
 def parse_anchor(question_id: int, irt: object) -> Anchor:
@@ -42,8 +44,12 @@ def parse_anchor(question_id: int, irt: object) -> Anchor:
     if not 0.0 <= values["c"] < 1.0:
         raise ValueError(f"meta.irt.c is {values['c']}, not in [0, 1)")
     model, run_id = irt.get("model"), irt.get("run_id")
+    errors = {key: float(irt[key]) for key in ("a_se", "b_se")
+              if isinstance(irt.get(key), (int, float)) and not isinstance(irt.get(key), bool)
+              and math.isfinite(irt[key]) and irt[key] > 0}
     return Anchor(int(question_id), values["a"], values["b"], values["c"],
-                  str(model) if model is not None else None, str(run_id) if run_id is not None else None)
+                  str(model) if model is not None else None, str(run_id) if run_id is not None else None,
+                  errors.get("a_se"), errors.get("b_se"))
 
 
 def parse_anchors(rows: list[tuple[int, object]]) -> tuple[list[Anchor], dict[int, str]]:
@@ -60,3 +66,9 @@ def parse_anchors(rows: list[tuple[int, object]]) -> tuple[list[Anchor], dict[in
 def reference_parameters(anchors: list[Anchor]) -> ItemParameters:
     return ItemParameters(np.array([x.a for x in anchors]), np.array([x.b for x in anchors]),
                           np.array([x.c for x in anchors]))
+
+
+def reference_errors(anchors: list[Anchor]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference standard errors of b and a (NaN where the anchor's meta.irt has none)."""
+    return (np.array([np.nan if x.b_se is None else x.b_se for x in anchors]),
+            np.array([np.nan if x.a_se is None else x.a_se for x in anchors]))

@@ -44,3 +44,7 @@ class RunLockBusy(ServiceError):
 
     exit_code = 75  # EX_TEMPFAIL
     transient = True
+
+
+class CalibrationRefused(ServiceError):
+    """The data cannot give a calibration worth writing (too few anchors, anchors mostly drifting)."""

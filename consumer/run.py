@@ -25,8 +25,8 @@ from opentelemetry import trace
 from . import anchors as anchor_io
 from .db import queries
 from .db.engine import unavailable
-from .errors import RunLockBusy, ServiceError
-from .irt import linking
+from .errors import CalibrationRefused, RunLockBusy, ServiceError
+from .irt import information, linking
 from .irt.estimate import ItemCalibration, Progress, estimate_items
 from .irt.quadrature import Quadrature
 from .irt.scoring import score_eap
@@ -111,6 +111,7 @@ class _Run:
                                   model=settings.model, dry_run=request.dry_run)
         self.summary.window = {"since": self.since.isoformat(), "until": self.until.isoformat()}
         self.log = logging.LoggerAdapter(log, {"run_id": str(self.run_id)})
+        self.errors: information.ItemStandardErrors | None = None
 
     def warn(self, message: str, *args) -> None:
         text = message % args if args else message
@@ -154,6 +155,7 @@ class _Run:
             "window": s.window,
             "excluded_items": s.counts.get("excluded_items", {}),
             "anchors_skipped": s.counts.get("anchors_skipped", {}),
+            "anchors_dropped": s.counts.get("anchors_dropped", {}),
             "dry_run": self.request.dry_run,
         }
 
@@ -280,6 +282,8 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
                              quadrature=Quadrature.normal(settings.quadrature_points),
                              tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
                              min_responses=settings.min_responses, progress=run.progress)
+        run.errors = information.standard_errors(observations.responses, fit.params, fit.model,
+                                                 Quadrature.normal(settings.quadrature_points))
         span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
                              "items_estimated": int(fit.estimated.sum())})
     excluded = {str(observations.question_ids[j]): reason for j, reason in fit.excluded.items()}
@@ -287,7 +291,7 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
                     excluded_items=excluded)
     n_params = _free_parameters(fit)
     s.fit = {"loglik": fit.loglik, "iterations": fit.iterations, "converged": fit.converged,
-             "max_change": fit.max_change, "n_parameters": n_params,
+             "max_change": fit.max_change, "n_parameters": n_params, "standard_errors": run.errors.method,
              "aic": -2 * fit.loglik + 2 * n_params,
              "bic": -2 * fit.loglik + n_params * math.log(max(fit.n_persons, 1))}
     run.log.info("fitted %s in %.2fs: %d EM iterations, %s, log-likelihood %.3f, %d items estimated",
@@ -313,30 +317,63 @@ def _free_parameters(fit: ItemCalibration) -> int:
 
 def _link(run: _Run, observations: queries.Observations, fit: ItemCalibration,
           anchors: list[anchor_io.Anchor]) -> linking.LinkingConstants:
-    s = run.summary
+    s, settings = run.summary, run.settings
     with run.step("link") as span:
         position = {int(q): j for j, q in enumerate(observations.question_ids)}
         usable = [(x, position[x.question_id]) for x in anchors
                   if x.question_id in position and fit.estimated[position[x.question_id]]]
         constants = linking.IDENTITY
-        if anchors and len(usable) < linking.MIN_ANCHORS:
-            run.warn("only %d of %d anchors were answered in the window and estimated (at least %d needed): "
-                     "the run goes on unlinked (slope 1, intercept 0)", len(usable), len(anchors),
-                     linking.MIN_ANCHORS)
-        elif usable:
-            reference = anchor_io.reference_parameters([x for x, _ in usable])
-            new = fit.params.take(np.array([j for _, j in usable]))
-            try:
-                constants = linking.link(reference, new, run.settings.linking_method)
-            except linking.LinkingError as problem:
-                run.warn("linking failed (%s): the run goes on unlinked (slope 1, intercept 0)", problem)
+        if usable and len(usable) >= settings.min_anchors:
+            constants = _screen_and_link(run, usable, fit)
+        elif anchors:
+            raise CalibrationRefused(
+                f"only {len(usable)} of {len(anchors)} anchors were answered in the window and estimated; "
+                f"at least MIRT_MIN_ANCHORS={settings.min_anchors} are needed to link",
+                "tag more anchors (python -m consumer tag-anchors), widen MIRT_LOOKBACK_DAYS, "
+                "or lower MIRT_MIN_ANCHORS")
         span.set_attributes({"method": constants.method, "slope": constants.slope,
                              "intercept": constants.intercept, "anchors": constants.n_anchors})
     s.linking_constants = constants.as_dict()
     s.counts["anchors"] = constants.n_anchors
-    run.log.info("linking constants (%s, %d anchors): slope %.4f, intercept %.4f",
-                 constants.method, constants.n_anchors, constants.slope, constants.intercept)
+    ses = (f" (standard errors {constants.slope_se:.4f}, {constants.intercept_se:.4f})"
+           if constants.slope_se is not None else "")
+    run.log.info("linking constants (%s, %d anchors): slope %.4f, intercept %.4f%s",
+                 constants.method, constants.n_anchors, constants.slope, constants.intercept, ses)
     return constants
+
+
+def _screen_and_link(run: _Run, usable, fit: ItemCalibration) -> linking.LinkingConstants:
+    """Drop drifting anchors, then link on the rest; refuse when the anchors mostly drift."""
+    settings = run.settings
+    chosen = [x for x, _ in usable]
+    positions = np.array([j for _, j in usable])
+    reference = anchor_io.reference_parameters(chosen)
+    new = fit.params.take(positions)
+    reference_b_se, reference_a_se = anchor_io.reference_errors(chosen)
+    errors = linking.AnchorErrors(new_b=run.errors.b[positions], new_a=run.errors.a[positions],
+                                  reference_b=reference_b_se, reference_a=reference_a_se)
+    try:
+        screen = linking.screen_drift(reference, new, settings.linking_method, settings.drift_threshold, errors)
+    except linking.LinkingError as problem:
+        raise CalibrationRefused(f"the anchors cannot be linked on: {problem}",
+                                 "check the anchors' reference parameters in question.meta->'irt'") from None
+    dropped = {str(usable[i][0].question_id): reason for i, reason in screen.dropped.items()}
+    run.summary.counts["anchors_dropped"] = dropped
+    for question_id, reason in dropped.items():
+        run.warn("anchor question %s dropped from linking: %s", question_id, reason)
+    kept = int(screen.kept.sum())
+    if screen.disagreement:
+        raise CalibrationRefused(
+            f"{screen.disagreement}; refusing to link on noise",
+            "check whether the anchors' reference parameters in question.meta->'irt' come from one calibration "
+            "and whether the items changed; re-tag anchors (python -m consumer tag-anchors) if needed")
+    if len(dropped) * 2 > len(usable) or kept < settings.min_anchors:
+        raise CalibrationRefused(
+            f"{len(dropped)} of {len(usable)} anchors drifted, leaving {kept} (MIRT_MIN_ANCHORS="
+            f"{settings.min_anchors}): refusing to link on noise",
+            "check the dropped anchors' items (changed content, leaked answers, a different population) "
+            "and re-tag anchors, or raise MIRT_DRIFT_THRESHOLD if the drift is expected")
+    return screen.constants
 
 
 def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) -> None:
@@ -344,7 +381,7 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
     fitted_at = datetime.now(timezone.utc)
     linked = fit.params.on_scale(constants.slope, constants.intercept)
     estimated = np.flatnonzero(fit.estimated)
-    params = [_item_params(linked, j, fit) for j in estimated]
+    params = [_item_params(linked, run.errors, constants.slope, j, fit) for j in estimated]
     scored = np.flatnonzero(abilities.scored)
     with run.step("write") as span:
         with _database(run, transaction=True) as conn:
@@ -368,9 +405,19 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
                  len(scored) if run.request.dry_run else s.rows_upserted["abilities"], s.durations["write"])
 
 
-def _item_params(params, j: int, fit: ItemCalibration) -> dict:
-    return {"a": float(params.a[j]), "b": float(params.b[j]), "c": float(params.c[j]),
-            "n_responses": int(fit.responses_per_item[j])}
+def _item_params(params, errors: information.ItemStandardErrors, slope: float, j: int,
+                 fit: ItemCalibration) -> dict:
+    """One item's row of mirt_item_params.params, on the linked scale (standard errors too)."""
+    out = {"a": float(params.a[j]), "b": float(params.b[j]), "c": float(params.c[j]),
+           "a_se": _finite(errors.a[j] / slope), "b_se": _finite(errors.b[j] * slope),
+           "n_responses": int(fit.responses_per_item[j])}
+    if fit.model == "3PL":
+        out["c_se"] = _finite(errors.c[j])
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 # --- database plumbing -----------------------------------------------------------------------

@@ -34,6 +34,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(str(text).strip())
+    if not 0 <= value < float("inf"):
+        raise ValueError
+    return value
+
+
 def _boolean(text: str) -> bool:
     lowered = str(text).strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -80,6 +87,10 @@ SPECS: dict[str, Spec] = {
                           "a whole number > 0", "items with fewer responses are not estimated"),
     "linking_method": Spec("MIRT_LINKING_METHOD", linking.STOCKING_LORD, _choice(*linking.METHODS),
                            f"one of {', '.join(linking.METHODS)}", "how the new scale is linked to the anchors"),
+    "min_anchors": Spec("MIRT_MIN_ANCHORS", 5, _positive_int, "a whole number > 0",
+                        "fewest anchors (answered, estimated, not drifting) a run links on; fewer fails the run"),
+    "drift_threshold": Spec("MIRT_DRIFT_THRESHOLD", linking.DEFAULT_DRIFT_THRESHOLD, _non_negative_float,
+                            "a number >= 0", "robust z past which an anchor counts as drifted (0: no screening)"),
     "em_tolerance": Spec("MIRT_EM_TOLERANCE", estimate.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
                          "EM stops when no slope or intercept moves more than this"),
     "em_max_iterations": Spec("MIRT_EM_MAX_ITERATIONS", estimate.DEFAULT_MAX_ITERATIONS, _positive_int,
@@ -128,6 +139,8 @@ class Settings:
     max_obs: int
     min_responses: int
     linking_method: str
+    min_anchors: int
+    drift_threshold: float
     em_tolerance: float
     em_max_iterations: int
     quadrature_points: int
@@ -184,6 +197,8 @@ class Settings:
         return candidate
 
     def _check(self) -> None:
+        if self.min_anchors < linking.MIN_ANCHORS:
+            raise ConfigError(f"MIRT_MIN_ANCHORS must be at least {linking.MIN_ANCHORS}, got {self.min_anchors}")
         if self.quadrature_points < 5:
             raise ConfigError(f"MIRT_QUADRATURE_POINTS must be at least 5, got {self.quadrature_points}")
         if self.instance_connection_name and self.instance_connection_name.count(":") != 2:
@@ -238,8 +253,8 @@ class Settings:
 
 
 #: The settings that shape the numbers (logged at the start of a run and stored with it).
-CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "linking_method",
-                        "em_tolerance", "em_max_iterations", "quadrature_points")
+CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "min_anchors",
+                        "drift_threshold", "em_tolerance", "em_max_iterations", "quadrature_points")
 
 
 def parse_setting(name: str, raw: Any, *, source: str) -> Any:

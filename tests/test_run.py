@@ -154,7 +154,8 @@ def test_malformed_anchors_are_skipped_by_name_and_no_anchors_means_unlinked(eng
     }
     assert any(f"anchor question {FIRST_QUESTION_ID} skipped" in w for w in summary.warnings)
     assert any("no anchors found" in w and "unlinked" in w for w in summary.warnings)
-    assert summary.linking_constants == {"method": "none", "slope": 1.0, "intercept": 0.0, "n_anchors": 0}
+    assert summary.linking_constants == {"method": "none", "slope": 1.0, "intercept": 0.0, "n_anchors": 0,
+                                         "slope_se": None, "intercept_se": None}
 
 
 def test_a_failure_while_writing_leaves_nothing_half_written(engine, simulated, monkeypatch):
@@ -245,3 +246,55 @@ def test_a_run_asked_to_stop_is_abandoned_before_writing(engine, simulated):
     # An abandoned run does not answer its request: the retry runs it.
     retried = calibrate(engine, SETTINGS, REQUEST, once_per_request=True)
     assert retried.status == "succeeded" and not retried.duplicate
+
+
+def plant_drift(conn, items: dict[int, float]) -> None:
+    """Move the reference difficulty of the anchors at these positions by the given logits."""
+    for position, shift in items.items():
+        conn.execute(sa.text("UPDATE question SET meta = jsonb_set(meta, '{irt,b}', "
+                             "to_jsonb((meta->'irt'->>'b')::float8 + :shift)) WHERE id = :id"),
+                     {"shift": shift, "id": FIRST_QUESTION_ID + position})
+
+
+def test_drifting_anchors_are_dropped_and_reported_and_the_rest_link(engine):
+    truth = simulate(5000, 120, 40, seed=8)
+    anchors = list(range(0, 120, 4))
+    with engine.begin() as conn:
+        load_simulation(conn, truth, anchors=anchors, old_scale=(1.1, 0.4))
+        plant_drift(conn, {8: 1.5, 40: -1.5})
+
+    summary = calibrate(engine, SETTINGS, REQUEST)
+
+    assert summary.status == "succeeded"
+    assert set(summary.counts["anchors_dropped"]) == {str(FIRST_QUESTION_ID + 8), str(FIRST_QUESTION_ID + 40)}
+    assert "difficulty drifted" in summary.counts["anchors_dropped"][str(FIRST_QUESTION_ID + 8)]
+    constants = summary.linking_constants
+    assert constants["n_anchors"] == len(anchors) - 2
+    assert constants["slope"] == pytest.approx(1.1, abs=0.08) and constants["intercept"] == pytest.approx(0.4, abs=0.08)
+    assert 0 < constants["slope_se"] < 0.1 and 0 < constants["intercept_se"] < 0.1
+    (spec,) = rows(engine, "SELECT model_spec FROM mirt_fit_meta")[0]
+    assert set(spec["anchors_dropped"]) == set(summary.counts["anchors_dropped"])
+    params = rows(engine, "SELECT params FROM mirt_item_params")
+    assert all(p[0]["a_se"] > 0 and p[0]["b_se"] > 0 for p in params)
+
+
+def test_a_run_whose_anchors_mostly_drift_fails_loudly(engine):
+    truth = simulate(3000, 60, 30, seed=9)
+    anchors = list(range(0, 60, 6))
+    with engine.begin() as conn:
+        load_simulation(conn, truth, anchors=anchors)
+        plant_drift(conn, {p: (2.0 if i % 2 else -2.0) * (1 + i / 10) for i, p in enumerate(anchors[:7])})
+
+    summary = calibrate(engine, SETTINGS, REQUEST)
+
+    assert summary.status == "failed" and "refusing to link on noise" in summary.error
+    assert rows(engine, "SELECT count(*) FROM mirt_item_params")[0][0] == 0
+
+
+def test_too_few_usable_anchors_fail_the_run(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated, anchors=[0, 1, 2])
+    summary = calibrate(engine, SETTINGS, REQUEST)
+    assert summary.status == "failed"
+    assert "only 3 of 3 anchors" in summary.error and "MIRT_MIN_ANCHORS=5" in summary.error
+    assert calibrate(engine, SETTINGS.with_overrides(min_anchors=3), REQUEST).status == "succeeded"
