@@ -95,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--timeout", type=float, default=900.0, help="seconds to wait with --wait (default 900)")
     publish.set_defaults(handler=_publish)
 
+    tag = commands.add_parser(
+        "tag-anchors", help="tag well-measured items of the latest calibration as anchors",
+        description="Pick up to --max-candidates items of the latest succeeded run (enough responses, moderate "
+                    "discrimination, small standard errors, difficulties spread over the scale), tag them 'anchor' "
+                    "in question.meta and store their parameters in meta->'irt', in one transaction. Existing "
+                    "anchors are kept as they are.")
+    tag.add_argument("--max-candidates", type=int, default=50, help="most items to tag (default 50)")
+    tag.add_argument("--min-responses", type=int, default=200, help="fewest responses (default 200)")
+    tag.add_argument("--min-a", type=float, default=0.5, help="lowest discrimination (default 0.5)")
+    tag.add_argument("--max-a", type=float, default=2.5, help="highest discrimination (default 2.5)")
+    tag.add_argument("--max-se", type=float, default=0.25, help="largest standard error of b (default 0.25)")
+    tag.add_argument("--dry-run", action="store_true", help="show the choice, change nothing")
+    tag.add_argument("--json", action="store_true", help="print the choice as one JSON object")
+    tag.set_defaults(handler=_tag_anchors)
+
     demo = commands.add_parser(
         "demo", help="simulate a week of answers in the embedded database and calibrate them",
         description="Create the platform tables in an embedded PostgreSQL, fill them with simulated answers "
@@ -235,6 +250,23 @@ class _google_credentials_explained:
                               "run on GCP with a service account, set GOOGLE_APPLICATION_CREDENTIALS, "
                               "or set PUBSUB_EMULATOR_HOST for a local emulator") from None
         return False
+
+
+def _tag_anchors(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+    from .anchors import AnchorCriteria
+    from .tagging import format_table, tag_anchors
+    if args.max_candidates < 1 or args.min_responses < 1 or not 0 < args.min_a <= args.max_a or args.max_se <= 0:
+        raise ConfigError("tag-anchors needs --max-candidates and --min-responses >= 1, 0 < --min-a <= --max-a, "
+                          "and --max-se > 0")
+    settings = _settings(args)
+    engine = _engine(settings)
+    _migrate_engine(engine)
+    criteria = AnchorCriteria(max_candidates=args.max_candidates, min_responses=args.min_responses,
+                              min_a=args.min_a, max_a=args.max_a, max_b_se=args.max_se)
+    result = tag_anchors(engine, criteria, dry_run=args.dry_run)
+    print(json.dumps(asdict(result)) if args.json else format_table(result))
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

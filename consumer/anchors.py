@@ -72,3 +72,50 @@ def reference_errors(anchors: list[Anchor]) -> tuple[np.ndarray, np.ndarray]:
     """The reference standard errors of b and a (NaN where the anchor's meta.irt has none)."""
     return (np.array([np.nan if x.b_se is None else x.b_se for x in anchors]),
             np.array([np.nan if x.a_se is None else x.a_se for x in anchors]))
+
+
+@dataclass(frozen=True)
+class AnchorCriteria:
+    """What makes an item a good anchor candidate."""
+
+    max_candidates: int = 50
+    min_responses: int = 200
+    min_a: float = 0.5
+    max_a: float = 2.5
+    max_b_se: float = 0.25
+    max_abs_b: float = 3.0
+
+
+def choose_anchor_candidates(item_ids: np.ndarray, a: np.ndarray, b: np.ndarray, b_se: np.ndarray,
+                             n_responses: np.ndarray, excluded: set[int],
+                             criteria: AnchorCriteria = AnchorCriteria()) -> tuple[np.ndarray, dict[str, int]]:
+    """Well-measured items, difficulties spread over the scale: at most ``max_candidates`` of them.
+
+    Eligible: not in ``excluded`` (already anchors, flagged, or not taggable),
+    enough responses, moderate discrimination, small standard error of b,
+    b inside +-max_abs_b. The eligible items are sorted by difficulty and cut
+    into ``max_candidates`` groups of equal size; from each group the item
+    with the smallest standard error of b is taken. Returns the chosen ids
+    (sorted by difficulty) and how many items each criterion ruled out.
+    """
+    checks = {
+        "already an anchor, flagged or not taggable": np.array([int(i) not in excluded for i in item_ids], bool),
+        f"fewer than {criteria.min_responses} responses": n_responses >= criteria.min_responses,
+        f"a outside [{criteria.min_a}, {criteria.max_a}]": (a >= criteria.min_a) & (a <= criteria.max_a),
+        f"standard error of b above {criteria.max_b_se}": np.nan_to_num(b_se, nan=np.inf) <= criteria.max_b_se,
+        f"|b| above {criteria.max_abs_b}": np.abs(b) <= criteria.max_abs_b,
+    }
+    eligible = np.ones(len(item_ids), bool)
+    ruled_out = {}
+    for reason, ok in checks.items():
+        ruled_out[reason] = int((eligible & ~ok).sum())
+        eligible &= ok
+    index = np.flatnonzero(eligible)
+    if index.size <= criteria.max_candidates:
+        chosen = index
+    else:
+        by_difficulty = index[np.argsort(b[index], kind="stable")]
+        groups = np.array_split(by_difficulty, criteria.max_candidates)
+        chosen = np.array([group[np.argmin(b_se[group])] for group in groups])
+    chosen = chosen[np.argsort(b[chosen], kind="stable")]
+    return np.asarray(item_ids)[chosen], ruled_out

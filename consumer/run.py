@@ -112,6 +112,8 @@ class _Run:
         self.summary.window = {"since": self.since.isoformat(), "until": self.until.isoformat()}
         self.log = logging.LoggerAdapter(log, {"run_id": str(self.run_id)})
         self.errors: information.ItemStandardErrors | None = None
+        #: Per anchor used for linking: reference, new (calibration scale) and linked parameters.
+        self.anchor_table: list[dict] = []
 
     def warn(self, message: str, *args) -> None:
         text = message % args if args else message
@@ -156,6 +158,7 @@ class _Run:
             "excluded_items": s.counts.get("excluded_items", {}),
             "anchors_skipped": s.counts.get("anchors_skipped", {}),
             "anchors_dropped": s.counts.get("anchors_dropped", {}),
+            "anchor_table": self.anchor_table,
             "dry_run": self.request.dry_run,
         }
 
@@ -359,6 +362,12 @@ def _screen_and_link(run: _Run, usable, fit: ItemCalibration) -> linking.Linking
                                  "check the anchors' reference parameters in question.meta->'irt'") from None
     dropped = {str(usable[i][0].question_id): reason for i, reason in screen.dropped.items()}
     run.summary.counts["anchors_dropped"] = dropped
+    placed = new.on_scale(screen.constants.slope, screen.constants.intercept)
+    run.anchor_table = [
+        {"question_id": x.question_id, "reference": {"a": x.a, "b": x.b, "c": x.c},
+         "new": {"a": float(new.a[i]), "b": float(new.b[i]), "c": float(new.c[i])},
+         "linked": {"a": float(placed.a[i]), "b": float(placed.b[i])}, "dropped": str(x.question_id) in dropped}
+        for i, x in enumerate(chosen)]
     for question_id, reason in dropped.items():
         run.warn("anchor question %s dropped from linking: %s", question_id, reason)
     kept = int(screen.kept.sum())

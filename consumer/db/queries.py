@@ -232,3 +232,48 @@ def abandon_stale_runs(conn: sa.Connection) -> list[str]:
         "error = 'abandoned: the process running it ended before it finished' "
         "WHERE status = 'running' RETURNING run_id"
     ))]
+
+
+# --- anchor tagging --------------------------------------------------------------------------
+
+def latest_succeeded_run(conn: sa.Connection) -> tuple[str, str] | None:
+    """(run id, model) of the latest succeeded run that wrote parameters."""
+    row = conn.execute(sa.text(
+        "SELECT run_id::text, model_spec->>'model' FROM mirt_fit_meta WHERE status = 'succeeded' "
+        "AND coalesce((model_spec->>'dry_run')::boolean, false) = false ORDER BY fitted_at DESC LIMIT 1"
+    )).first()
+    return (row[0], row[1]) if row else None
+
+
+def run_item_params(conn: sa.Connection, run_id: str) -> list[tuple[int, dict]]:
+    return [(int(r[0]), r[1]) for r in conn.execute(sa.text(
+        "SELECT item_id, params FROM mirt_item_params_history WHERE run_id = CAST(:r AS uuid) ORDER BY item_id"
+    ), {"r": run_id})]
+
+
+def questions_not_taggable(conn: sa.Connection) -> tuple[set[int], set[int]]:
+    """Ids of questions already tagged anchor, and of those whose meta.tags is not an array to add to."""
+    anchors, odd = set(), set()
+    for question_id, kind, is_anchor in conn.execute(sa.text(
+            "SELECT id, jsonb_typeof(meta->'tags'), coalesce(meta->'tags' @> '[\"anchor\"]'::jsonb, false) "
+            "FROM question")):
+        if is_anchor and kind == "array":
+            anchors.add(int(question_id))
+        elif kind not in (None, "array"):
+            odd.add(int(question_id))
+    return anchors, odd
+
+
+def existing_question_ids(conn: sa.Connection, ids: list[int]) -> set[int]:
+    return {int(r[0]) for r in conn.execute(sa.text("SELECT id FROM question WHERE id = ANY(:ids)"),
+                                            {"ids": ids})}
+
+
+def tag_anchors(conn: sa.Connection, irt_by_question: dict[int, dict]) -> int:
+    """Add the "anchor" tag and store meta.irt for each question, keeping every other tag and key."""
+    payload = json.dumps({str(k): v for k, v in irt_by_question.items()})
+    return conn.execute(sa.text(
+        "UPDATE question q SET meta = jsonb_set(jsonb_set(coalesce(q.meta, '{}'::jsonb), '{tags}', "
+        "coalesce(q.meta->'tags', '[]'::jsonb) || '[\"anchor\"]'::jsonb), '{irt}', p.value) "
+        "FROM jsonb_each(CAST(:payload AS jsonb)) p WHERE q.id = p.key::bigint"
+    ), {"payload": payload}).rowcount
