@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--json", action="store_true", help="print the choice as one JSON object")
     tag.set_defaults(handler=_tag_anchors)
 
+    report = commands.add_parser(
+        "report", help="write a self-contained HTML report of one calibration run",
+        description="Settings and counts, fit statistics, linking constants with standard errors, anchors' "
+                    "reference against new parameters, the anchors' test characteristic curves before and after "
+                    "linking, parameter and ability distributions, flagged items. Needs the report extra.")
+    report.add_argument("run_id", metavar="RUN_ID", help="the run's id (mirt_fit_meta.run_id)")
+    report.add_argument("--output", "-o", help="file to write (default: calibration-report-RUN_ID.html)")
+    report.set_defaults(handler=_report)
+
     demo = commands.add_parser(
         "demo", help="simulate a week of answers in the embedded database and calibrate them",
         description="Create the platform tables in an embedded PostgreSQL, fill them with simulated answers "
@@ -266,6 +275,20 @@ def _tag_anchors(args: argparse.Namespace) -> int:
                               min_a=args.min_a, max_a=args.max_a, max_b_se=args.max_se)
     result = tag_anchors(engine, criteria, dry_run=args.dry_run)
     print(json.dumps(asdict(result)) if args.json else format_table(result))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+    from .report import load_run, render
+    settings = _settings(args)
+    engine = _engine(settings)
+    _migrate_engine(engine)
+    record = load_run(engine, args.run_id)
+    path = Path(args.output or f"calibration-report-{record.run_id}.html")
+    path.write_text(render(record))
+    log.info("wrote the report of run %s to %s", record.run_id, path)
+    print(path)
     return 0
 
 
