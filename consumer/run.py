@@ -244,7 +244,7 @@ def _steps(run: _Run) -> None:
 
 def _load_observations(run: _Run) -> queries.Observations:
     s = run.summary
-    with run.step("load") as span, _database(run) as conn:
+    with run.step("load") as span, _database(run, transaction=True) as conn:
         queries.check_platform_schema(conn)
         observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs)
         span.set_attributes({"observations": observations.n_obs, "users": observations.responses.n_persons,
@@ -253,10 +253,13 @@ def _load_observations(run: _Run) -> queries.Observations:
                     items=int(observations.question_ids.size))
     s.window.update(first_at=observations.first_at.isoformat() if observations.first_at else None,
                     last_at=observations.last_at.isoformat() if observations.last_at else None)
-    capped = " (capped at MIRT_MAX_OBS, most recent kept)" if observations.n_obs >= run.settings.max_obs else ""
-    run.log.info("loaded %d observations%s from %d users on %d items, completed %s to %s, in %.2fs",
-                 observations.n_obs, capped, s.counts["users"], s.counts["items"],
-                 s.window["first_at"] or "-", s.window["last_at"] or "-", s.durations["load"])
+    s.counts["attempts_in_window"] = observations.attempts_in_window
+    capped = (f" (capped at MIRT_MAX_OBS={run.settings.max_obs}: the most recent first answers kept)"
+              if observations.capped else "")
+    run.log.info("loaded %d observations%s from %d users on %d items (first answers of %d attempts), "
+                 "completed %s to %s, in %.2fs", observations.n_obs, capped, s.counts["users"], s.counts["items"],
+                 observations.attempts_in_window, s.window["first_at"] or "-", s.window["last_at"] or "-",
+                 s.durations["load"])
     return observations
 
 

@@ -298,3 +298,20 @@ def test_too_few_usable_anchors_fail_the_run(engine, simulated):
     assert summary.status == "failed"
     assert "only 3 of 3 anchors" in summary.error and "MIRT_MIN_ANCHORS=5" in summary.error
     assert calibrate(engine, SETTINGS.with_overrides(min_anchors=3), REQUEST).status == "succeeded"
+
+
+def test_the_cap_is_reported_only_when_it_dropped_answers(engine):
+    with engine.begin() as conn:
+        platform.create_platform_tables(conn)
+        platform.insert_questions(conn, range(1, 6), [{}] * 5)
+        when = np.array([platform.as_datetime64(AS_OF - timedelta(hours=h)) for h in range(6)])
+        # Five first answers and one retake: six attempts.
+        platform.insert_attempts(conn, np.array(["s"] * 6), np.array([1, 2, 3, 4, 5, 1]), np.ones(6, bool), when)
+    window = (AS_OF - timedelta(days=1), AS_OF)
+    with engine.begin() as conn:
+        exact = queries.load_observations(conn, *window, 5)
+        above = queries.load_observations(conn, *window, 6)
+        below = queries.load_observations(conn, *window, 4)
+    assert (exact.n_obs, exact.capped, exact.attempts_in_window) == (5, False, 6)
+    assert (above.n_obs, above.capped) == (5, False)
+    assert (below.n_obs, below.capped) == (4, True)

@@ -63,52 +63,98 @@ class Observations:
     question_ids: np.ndarray
     first_at: datetime | None
     last_at: datetime | None
+    #: Attempts in the window before keeping first answers and capping.
+    attempts_in_window: int = 0
+    #: Whether the cap dropped first answers (the most recent were kept).
+    capped: bool = False
 
     @property
     def n_obs(self) -> int:
         return self.responses.n_obs
 
 
-_LOAD_OBSERVATIONS = sa.text("""
-WITH firsts AS (
-    SELECT DISTINCT ON (student_id, question_id)
-           student_id, question_id, (correct::int <> 0)::int AS correct, completed_at
-      FROM attempt
-     WHERE completed_at > :since AND completed_at <= :until
-       AND student_id IS NOT NULL AND question_id IS NOT NULL AND correct IS NOT NULL
-     ORDER BY student_id, question_id, completed_at
-), kept AS (
-    SELECT * FROM firsts
-     ORDER BY completed_at DESC, student_id, question_id
-     LIMIT :cap
-)
-SELECT student_id::text,
-       string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea),
-       min(completed_at),
-       max(completed_at)
-  FROM kept
- GROUP BY student_id
-""")
+_WINDOW = ("completed_at > :since AND completed_at <= :until "
+           "AND student_id IS NOT NULL AND question_id IS NOT NULL AND correct IS NOT NULL")
+# Each student's first answer to each question: one sort by (student, question, time).
+_FIRSTS = f"""
+SELECT DISTINCT ON (student_id, question_id)
+       student_id, question_id, (correct::int <> 0)::int AS correct, completed_at
+  FROM attempt
+ WHERE {_WINDOW}
+ ORDER BY student_id, question_id, completed_at"""
+# One row per student: the answers packed 8 bytes each (question_id * 2 + correct).
+_PACK = """
+SELECT student_id::text, string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea),
+       min(completed_at), max(completed_at)
+  FROM {source} firsts
+ GROUP BY student_id"""
+_COUNT_ATTEMPTS = sa.text(f"SELECT count(*) FROM attempt WHERE {_WINDOW}")
+# The firsts come sorted by student, so the packing streams (GroupAggregate) with no second sort.
+_LOAD_ALL = sa.text(_PACK.format(source=f"({_FIRSTS})"))
+# Only when the window holds more attempts than the cap: keep the most recent first answers.
+_LOAD_CAPPED = sa.text(_PACK.format(
+    source=f"(SELECT * FROM ({_FIRSTS}) f ORDER BY completed_at DESC, student_id, question_id LIMIT :cap)"))
+#: Session settings of the load: its sort gets room to stay in memory, and the plan is not
+#: JIT-compiled (a second or more of LLVM for a query bound by one sort).
+_LOAD_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 
 def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap: int) -> Observations:
-    """Each student's first answer to each question in (since, until], the ``cap`` most recent."""
-    rows = conn.execute(_LOAD_OBSERVATIONS, {"since": since, "until": until, "cap": cap}).all()
+    """Each student's first answer to each question in (since, until], the ``cap`` most recent.
+
+    Call inside a transaction (the load's settings are local to it).
+    """
+    for statement in _LOAD_SETTINGS:
+        conn.exec_driver_sql(statement)
+    window = {"since": since, "until": until}
+    attempts = int(conn.execute(_COUNT_ATTEMPTS, window).scalar())
+    capping = attempts > cap
+    rows = conn.execute(_LOAD_CAPPED if capping else _LOAD_ALL, {**window, "cap": cap}).all()
     student_ids = [row[0] for row in rows]
     lengths = np.fromiter((len(row[1]) // 8 for row in rows), dtype=np.int64, count=len(rows))
-    codes = np.frombuffer(b"".join(row[1] for row in rows), dtype=">i8").astype(np.int64)
-    correct = codes & 1
-    question_ids, item = np.unique(codes >> 1, return_inverse=True)
-    ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    first_at = min((row[2] for row in rows), default=None)
+    last_at = max((row[3] for row in rows), default=None)
+    packed = b"".join(row[1] for row in rows)
+    del rows
+    # The last byte of each big-endian code holds "correct"; the rest, shifted, the question id.
+    correct = np.frombuffer(packed, dtype=np.uint8)[7::8] & 1
+    codes = np.frombuffer(packed, dtype=">i8").astype(np.int64)
+    del packed
+    codes >>= 1
+    question_ids, item = _index_items(codes)
+    ptr = np.zeros(len(student_ids) + 1, dtype=np.int64)
     np.cumsum(lengths, out=ptr[1:])
-    responses = Responses(ptr, item.astype(np.int32), correct.astype(np.uint8), int(question_ids.size))
     return Observations(
-        responses=responses,
+        responses=Responses(ptr, item, correct, int(question_ids.size)),
         student_ids=student_ids,
         question_ids=question_ids,
-        first_at=min((row[2] for row in rows), default=None),
-        last_at=max((row[3] for row in rows), default=None),
+        first_at=first_at,
+        last_at=last_at,
+        attempts_in_window=attempts,
+        capped=capping and int(ptr[-1]) == cap,
     )
+
+
+def _index_items(question_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct question ids, each response's index among them); overwrites its input.
+
+    Question ids usually span a range not much wider than the data, so a
+    lookup table indexes them in linear time; sparse ids fall back to sorting.
+    """
+    if question_ids.size == 0:
+        return question_ids, np.zeros(0, np.int32)
+    low, high = int(question_ids.min()), int(question_ids.max())
+    span = high - low + 1
+    if span > max(4 * question_ids.size, 1 << 20) or span > 1 << 28:
+        distinct, index = np.unique(question_ids, return_inverse=True)
+        return distinct, index.astype(np.int32)
+    question_ids -= low
+    present = np.zeros(span, dtype=bool)
+    present[question_ids] = True
+    distinct = np.flatnonzero(present)
+    lookup = np.full(span, -1, dtype=np.int32)
+    lookup[distinct] = np.arange(distinct.size, dtype=np.int32)
+    return distinct + low, lookup[question_ids]
 
 
 def load_anchor_rows(conn: sa.Connection) -> list[tuple[int, object]]:
