@@ -91,9 +91,17 @@ SELECT student_id::text, string_agg(int8send(question_id::bigint * 2 + correct),
 _COUNT_ATTEMPTS = sa.text(f"SELECT count(*) FROM attempt WHERE {_WINDOW}")
 # The firsts come sorted by student, so the packing streams (GroupAggregate) with no second sort.
 _LOAD_ALL = sa.text(_PACK.format(source=f"({_FIRSTS})"))
-# Only when the window holds more attempts than the cap: keep the most recent first answers.
-_LOAD_CAPPED = sa.text(_PACK.format(
-    source=f"(SELECT * FROM ({_FIRSTS}) f ORDER BY completed_at DESC, student_id, question_id LIMIT :cap)"))
+# Only when the window holds more attempts than the cap: keep the most recent first answers. One
+# more than the cap is ranked, so that the last column tells whether the cap dropped any.
+_LOAD_CAPPED = sa.text(f"""
+SELECT student_id::text,
+       string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea) FILTER (WHERE rank <= :cap),
+       min(completed_at) FILTER (WHERE rank <= :cap), max(completed_at) FILTER (WHERE rank <= :cap),
+       max(rank) > :cap
+  FROM (SELECT *, row_number() OVER (ORDER BY completed_at DESC, student_id, question_id) AS rank
+          FROM (SELECT * FROM ({_FIRSTS}) f ORDER BY completed_at DESC, student_id, question_id
+                LIMIT :cap + 1) recent) ranked
+ GROUP BY student_id""")
 #: Session settings of the load: its sort gets room to stay in memory, and the plan is not
 #: JIT-compiled (a second or more of LLVM for a query bound by one sort).
 _LOAD_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
@@ -108,8 +116,13 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
         conn.exec_driver_sql(statement)
     window = {"since": since, "until": until}
     attempts = int(conn.execute(_COUNT_ATTEMPTS, window).scalar())
-    capping = attempts > cap
-    rows = conn.execute(_LOAD_CAPPED if capping else _LOAD_ALL, {**window, "cap": cap}).all()
+    capped = False
+    if attempts > cap:
+        rows = conn.execute(_LOAD_CAPPED, {**window, "cap": cap}).all()
+        capped = any(row[4] for row in rows)
+        rows = [row for row in rows if row[1] is not None]  # a student whose only answer fell past the cap
+    else:
+        rows = conn.execute(_LOAD_ALL, window).all()
     student_ids = [row[0] for row in rows]
     lengths = np.fromiter((len(row[1]) // 8 for row in rows), dtype=np.int64, count=len(rows))
     first_at = min((row[2] for row in rows), default=None)
@@ -131,7 +144,7 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
         first_at=first_at,
         last_at=last_at,
         attempts_in_window=attempts,
-        capped=capping and int(ptr[-1]) == cap,
+        capped=capped,
     )
 
 
