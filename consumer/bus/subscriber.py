@@ -82,7 +82,8 @@ class CalibrationConsumer:
                               "create it (see infra/) or set MIRT_REQUESTS_SUBSCRIPTION and GOOGLE_CLOUD_PROJECT")
         except google_exceptions.PermissionDenied:
             raise ConfigError(f"no permission to read subscription {self.subscription}",
-                              "grant the service account roles/pubsub.subscriber on it")
+                              "grant the service account roles/pubsub.subscriber and roles/pubsub.viewer on it "
+                              "(subscriber alone cannot read the subscription's settings)")
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
