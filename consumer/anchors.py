@@ -91,7 +91,7 @@ def choose_anchor_candidates(item_ids: np.ndarray, a: np.ndarray, b: np.ndarray,
                              criteria: AnchorCriteria = AnchorCriteria()) -> tuple[np.ndarray, dict[str, int]]:
     """Well-measured items, difficulties spread over the scale: at most ``max_candidates`` of them.
 
-    Eligible: not in ``excluded`` (already anchors, flagged, or not taggable),
+    Eligible: not in ``excluded`` (already anchors, flagged for misfit, or not taggable),
     enough responses, moderate discrimination, small standard error of b,
     b inside +-max_abs_b. The eligible items are sorted by difficulty and cut
     into ``max_candidates`` groups of equal size; from each group the item

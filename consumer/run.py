@@ -26,7 +26,7 @@ from . import anchors as anchor_io
 from .db import queries
 from .db.engine import unavailable
 from .errors import CalibrationRefused, RunLockBusy, ServiceError
-from .irt import information, linking
+from .irt import information, itemfit, linking
 from .irt.estimate import ItemCalibration, Progress, estimate_items
 from .irt.quadrature import Quadrature
 from .irt.scoring import score_eap
@@ -112,6 +112,7 @@ class _Run:
         self.summary.window = {"since": self.since.isoformat(), "until": self.until.isoformat()}
         self.log = logging.LoggerAdapter(log, {"run_id": str(self.run_id)})
         self.errors: information.ItemStandardErrors | None = None
+        self.rmsd: np.ndarray | None = None
         #: Per anchor used for linking: reference, new (calibration scale) and linked parameters.
         self.anchor_table: list[dict] = []
 
@@ -158,6 +159,7 @@ class _Run:
             "excluded_items": s.counts.get("excluded_items", {}),
             "anchors_skipped": s.counts.get("anchors_skipped", {}),
             "anchors_dropped": s.counts.get("anchors_dropped", {}),
+            "misfitting_items": s.counts.get("misfitting_items", {}),
             "anchor_table": self.anchor_table,
             "dry_run": self.request.dry_run,
         }
@@ -288,8 +290,9 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
                              quadrature=Quadrature.normal(settings.quadrature_points),
                              tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
                              min_responses=settings.min_responses, progress=run.progress)
-        run.errors = information.standard_errors(observations.responses, fit.params, fit.model,
-                                                 Quadrature.normal(settings.quadrature_points))
+        quadrature = Quadrature.normal(settings.quadrature_points)
+        run.errors = information.standard_errors(observations.responses, fit.params, fit.model, quadrature)
+        run.rmsd = itemfit.rmsd(observations.responses, fit.params, quadrature)
         span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
                              "items_estimated": int(fit.estimated.sum())})
     excluded = {str(observations.question_ids[j]): reason for j, reason in fit.excluded.items()}
@@ -308,6 +311,12 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
         run.warn("EM stopped at MIRT_EM_MAX_ITERATIONS=%d before converging (largest last change %.3g); "
                  "estimates are written but raise the cap or loosen MIRT_EM_TOLERANCE",
                  settings.em_max_iterations, fit.max_change)
+    misfits = {str(observations.question_ids[j]): f"RMSD {run.rmsd[j]:.3f} above {settings.item_fit_threshold:g}"
+               for j in np.flatnonzero(run.rmsd > settings.item_fit_threshold)}
+    s.counts["misfitting_items"] = misfits
+    if misfits:
+        run.warn("%d items misfit (their observed curve departs from the model's): %s", len(misfits),
+                 "; ".join(f"{k}: {v}" for k, v in list(misfits.items())[:10]) + ("; ..." if len(misfits) > 10 else ""))
     if excluded:
         run.warn("%d items not estimated: %s", len(excluded),
                  "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:10])
@@ -393,7 +402,7 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
     fitted_at = datetime.now(timezone.utc)
     linked = fit.params.on_scale(constants.slope, constants.intercept)
     estimated = np.flatnonzero(fit.estimated)
-    params = [_item_params(linked, run.errors, constants.slope, j, fit) for j in estimated]
+    params = [_item_params(linked, run.errors, run.rmsd, constants.slope, j, fit) for j in estimated]
     scored = np.flatnonzero(abilities.scored)
     with run.step("write") as span:
         with _database(run, transaction=True) as conn:
@@ -417,12 +426,12 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
                  len(scored) if run.request.dry_run else s.rows_upserted["abilities"], s.durations["write"])
 
 
-def _item_params(params, errors: information.ItemStandardErrors, slope: float, j: int,
+def _item_params(params, errors: information.ItemStandardErrors, run_rmsd: np.ndarray, slope: float, j: int,
                  fit: ItemCalibration) -> dict:
     """One item's row of mirt_item_params.params, on the linked scale (standard errors too)."""
     out = {"a": float(params.a[j]), "b": float(params.b[j]), "c": float(params.c[j]),
            "a_se": _finite(errors.a[j] / slope), "b_se": _finite(errors.b[j] * slope),
-           "n_responses": int(fit.responses_per_item[j])}
+           "n_responses": int(fit.responses_per_item[j]), "rmsd": _finite(run_rmsd[j])}
     if fit.model == "3PL":
         out["c_se"] = _finite(errors.c[j])
     return out

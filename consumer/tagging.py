@@ -50,7 +50,7 @@ def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, *, dry_run: bool = 
         present = queries.existing_question_ids(conn, [item_id for item_id, _ in params])
         ids = np.array([item_id for item_id, _ in params], dtype=np.int64)
         column = lambda key: np.array([np.nan if p.get(key) is None else p[key] for _, p in params], float)
-        excluded = anchors | odd | (set(ids.tolist()) - present)
+        excluded = anchors | odd | queries.run_misfits(conn, run_id) | (set(ids.tolist()) - present)
         chosen, ruled_out = choose_anchor_candidates(ids, column("a"), column("b"), column("b_se"),
                                                      column("n_responses"), excluded, criteria)
         by_id = dict(params)

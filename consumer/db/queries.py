@@ -310,6 +310,13 @@ def run_item_params(conn: sa.Connection, run_id: str) -> list[tuple[int, dict]]:
     ), {"r": run_id})]
 
 
+def run_misfits(conn: sa.Connection, run_id: str) -> set[int]:
+    """Items the run flagged for misfit."""
+    spec = conn.execute(sa.text("SELECT model_spec FROM mirt_fit_meta WHERE run_id = CAST(:r AS uuid)"),
+                        {"r": run_id}).scalar() or {}
+    return {int(k) for k in spec.get("misfitting_items", {})}
+
+
 def questions_not_taggable(conn: sa.Connection) -> tuple[set[int], set[int]]:
     """Ids of questions already tagged anchor, and of those whose meta.tags is not an array to add to."""
     anchors, odd = set(), set()
