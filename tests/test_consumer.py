@@ -156,3 +156,40 @@ def test_a_burst_of_100_requests_is_answered_in_order_one_run_at_a_time(engine, 
     runs = rows(engine, "SELECT request_id, started_at, finished_at FROM mirt_fit_meta ORDER BY started_at")
     assert [r[0] for r in runs] == ids
     assert all(later[1] >= earlier[2] for earlier, later in zip(runs, runs[1:])), "two runs overlapped"
+
+
+def test_publish_waits_for_and_prints_the_matching_completed_event(engine, broker, consumers):
+    import json
+    import os
+    import subprocess
+    import sys
+    small_platform(engine)
+    consumers()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIRT_")}
+    env.update({"GOOGLE_CLOUD_PROJECT": broker.project, "PUBSUB_EMULATOR_HOST": broker.host, "LOG_FORMAT": "json"})
+    result = subprocess.run([sys.executable, "-m", "consumer", "publish", "--request-id", "from-the-cli",
+                             "--model", "1PL", "--wait", "--timeout", "120"],
+                            capture_output=True, text=True, env=env, timeout=180, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    event = json.loads(result.stdout)
+    assert event["request_id"] == "from-the-cli" and event["model"] == "1PL" and event["status"] == "succeeded"
+
+
+def test_the_consumer_continues_the_trace_carried_by_the_request(engine, broker, consumers):
+    from consumer.bus import events
+    small_platform(engine)
+    consumer = consumers(OTEL_TRACES_EXPORTER="console")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    attributes = events.cloudevent_attributes(events.REQUESTED_TYPE,
+                                              {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    broker.request({"request_id": "traced"}, attributes=attributes)
+    ((event, completed_attributes),) = broker.completed(1)
+    assert event["status"] == "succeeded"
+    # The completed event carries the same trace on to its subscribers...
+    assert completed_attributes["traceparent"].split("-")[1] == trace_id
+    consumer.terminate()
+    spans = consumer.log_path.read_text()
+    # ...and the console exporter shows the message's and the steps' spans inside it.
+    for name in ("calibration-requested process", "calibration.fit", "calibration-completed publish"):
+        assert f'"name": "{name}"' in spans, name
+    assert spans.count(f'"trace_id": "0x{trace_id}"') >= 8
