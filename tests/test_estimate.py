@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from consumer.irt.estimate import estimate_items
-from consumer.irt.model import model_name
+from consumer.irt import kernels
+from consumer.irt.estimate import _Point, _run_em, estimate_items
+from consumer.irt.model import log_curves, model_name
+from consumer.irt.quadrature import Quadrature
 from consumer.irt.responses import Responses
 from consumer.irt.simulate import simulate
 
@@ -84,14 +86,152 @@ def test_items_without_information_are_reported_not_estimated():
     assert np.isfinite(np.delete(fit.params.a, [3, 7, 9])).all()
 
 
-def test_iteration_cap_is_reported_as_not_converged():
+@pytest.mark.parametrize("accelerate", [False, True])
+def test_iteration_cap_is_reported_as_not_converged(accelerate):
     truth = simulate(2000, 100, 30, seed=5)
     seen = []
-    fit = estimate_items(truth.responses, max_iterations=3, progress=lambda i, ll, ch: seen.append((i, ll)))
+    fit = estimate_items(truth.responses, max_iterations=3, accelerate=accelerate,
+                         progress=lambda i, ll, ch: seen.append((i, ll)))
     assert not fit.converged and fit.iterations == 3
+    # SQUAREM's first cycle is plain EM (its step length starts capped at 1).
     assert [i for i, _ in seen] == [1, 2, 3]
     # EM never lowers the likelihood.
     assert seen[0][1] < seen[1][1] < seen[2][1]
+    # What is returned is the last point reported, with its own log-likelihood.
+    assert fit.loglik == seen[-1][1]
+
+
+def plain_em_cycle(responses, a, d, nodes=Quadrature.normal().nodes):
+    """One textbook EM cycle from (a, d), all in float64: log-likelihood and new (a, d)."""
+    counts, loglik = kernels.expected_counts(responses, log_curves(a, d, None, nodes),
+                                             Quadrature.normal().log_weights)
+    padded = np.zeros((2 * a.size, 64))
+    padded[:, :nodes.size] = counts.reshape(2 * a.size, nodes.size)
+    new_a, new_d = kernels.newton_2pl(padded, nodes, a, d, 25, 1e-10, 2.0)
+    return loglik, new_a, new_d
+
+
+@pytest.mark.parametrize("accelerate", [False, True])
+def test_estimates_returned_are_a_fixed_point_of_plain_em(accelerate):
+    truth = simulate(3000, 120, 30, seed=8)
+    fit = estimate_items(truth.responses, accelerate=accelerate)
+    assert fit.converged and fit.max_change < fit.tolerance
+    a, d = fit.params.a, fit.params.d
+    loglik, new_a, new_d = plain_em_cycle(truth.responses, a, d)
+    assert max(np.abs(new_a - a).max(), np.abs(new_d - d).max()) < fit.tolerance
+    # The log-likelihood reported is that of the parameters returned.
+    assert fit.loglik == pytest.approx(loglik, abs=1e-6)
+
+
+@pytest.mark.parametrize("model", ["2PL", "1PL"])
+def test_accelerated_and_plain_em_land_on_the_same_estimates(model):
+    truth = simulate(5000, 300, 40, seed=13)
+    plain = estimate_items(truth.responses, model, accelerate=False)
+    fast = estimate_items(truth.responses, model)
+    # Near the same maximum: tolerance 1e-7 switches the E-step to float64.
+    exact = estimate_items(truth.responses, model, tolerance=1e-7)
+    assert plain.converged and fast.converged and exact.converged
+    assert fast.iterations < plain.iterations
+    # Plain EM stops where its steps fall below 1e-4, which on a slow item can
+    # be ten times that from the maximum; SQUAREM stops nearer to it.
+    for fit, limit in ((plain, 2.5e-3), (fast, 5e-4)):
+        np.testing.assert_allclose(fit.params.a, exact.params.a, atol=limit)
+        np.testing.assert_allclose(fit.params.b, exact.params.b, atol=limit)
+        assert fit.loglik == pytest.approx(exact.loglik, abs=1e-2)
+    np.testing.assert_allclose(fast.params.b, plain.params.b, atol=2.5e-3)
+    assert abs(fast.loglik - exact.loglik) <= abs(plain.loglik - exact.loglik) + 1e-4
+
+
+def test_accelerated_progress_reports_only_accepted_points_and_never_a_lower_likelihood():
+    truth = simulate(5000, 1500, 100, seed=1)
+    seen = []
+    fit = estimate_items(truth.responses, progress=lambda i, ll, ch: seen.append((i, ll, ch)))
+    assert fit.converged
+    iterations = [i for i, _, _ in seen]
+    logliks = [ll for _, ll, _ in seen]
+    assert iterations == sorted(set(iterations)) and iterations[-1] == fit.iterations
+    assert all(later >= earlier for earlier, later in zip(logliks, logliks[1:]))
+    assert fit.history == logliks
+    assert (fit.loglik, fit.max_change) == (seen[-1][1], seen[-1][2])
+
+
+class ToyEM:
+    """A linear fixed-point map x -> c + M (x - c) standing in for EM, loglik = -|x - c|^2.
+
+    With ``reject_extrapolations`` the log-likelihood of any point that is not
+    the start or an image of the map is -inf, so every SQUAREM step must be
+    rejected.
+    """
+
+    def __init__(self, reject_extrapolations=False):
+        self.centre = np.array([[1.0, -2.0], [0.5, 3.0]])
+        self.rates = np.array([[0.95, 0.9], [0.8, 0.5]])
+        self.reject = reject_extrapolations
+        self.images = []
+
+    def __call__(self, x):
+        mapped = self.centre + self.rates * (x - self.centre)
+        loglik = -float(((x - self.centre) ** 2).sum())
+        if self.reject and len(self.images) and not any(np.array_equal(x, y) for y in self.images):
+            loglik = -np.inf
+        self.images.append(mapped)
+        return _Point(x, loglik, mapped, float(np.abs(mapped - x).max()))
+
+
+def test_squarem_driver_converges_faster_on_a_slow_linear_map():
+    start = np.zeros((2, 2))
+    plain, plain_passes, ok_plain = _run_em(ToyEM(), start, 1e-8, 10_000, False, lambda i, p: None)
+    fast, fast_passes, ok_fast = _run_em(ToyEM(), start, 1e-8, 10_000, True, lambda i, p: None)
+    assert ok_plain and ok_fast
+    assert fast_passes < plain_passes / 5
+    np.testing.assert_allclose(fast.x, ToyEM().centre, atol=1e-6)
+    np.testing.assert_allclose(plain.x, ToyEM().centre, atol=1e-6)
+
+
+def test_squarem_falls_back_to_plain_em_when_an_extrapolation_lowers_the_likelihood():
+    start = np.zeros((2, 2))
+    plain_seen, fast_seen = [], []
+    plain, plain_passes, _ = _run_em(ToyEM(), start, 1e-6, 10_000, False, lambda i, p: plain_seen.append(p))
+    fast, fast_passes, ok = _run_em(ToyEM(reject_extrapolations=True), start, 1e-6, 10_000, True,
+                                    lambda i, p: fast_seen.append(p))
+    assert ok
+    # The same points are accepted as in plain EM; only the passes on rejected steps are extra.
+    assert len(fast_seen) == len(plain_seen) and fast_passes > plain_passes
+    np.testing.assert_array_equal(fast.x, plain.x)
+    assert all(np.isfinite(p.loglik) for p in fast_seen)
+
+
+def test_float32_e_step_agrees_with_float64_and_with_a_dense_computation():
+    truth = simulate(400, 30, 12, seed=3)
+    r = truth.responses
+    q = Quadrature.normal()
+    a, d = truth.params.a, truth.params.d
+    runs = {}
+    for dtype in (np.float32, np.float64):
+        estep = kernels.EStep(r, q.log_weights, dtype=dtype)
+        estep.set_2pl(a, d, q.nodes)
+        counts, loglik = estep.run()
+        runs[dtype] = counts.reshape(r.n_items, 2, -1)[:, :, :q.nodes.size].copy(), loglik
+    # Dense reference: every person's posterior from the full pattern.
+    logp = log_curves(a, d, None, q.nodes)
+    dense = np.zeros((r.n_items, 2, q.nodes.size))
+    loglik = 0.0
+    for i in range(r.n_persons):
+        items = r.item[r.person_ptr[i]:r.person_ptr[i + 1]]
+        ys = r.correct[r.person_ptr[i]:r.person_ptr[i + 1]]
+        log_post = q.log_weights + logp[items, ys].sum(axis=0)
+        top = log_post.max()
+        loglik += top + np.log(np.exp(log_post - top).sum())
+        np.add.at(dense, (items, ys), np.exp(log_post - top) / np.exp(log_post - top).sum())
+    for dtype, limit in ((np.float64, 1e-12), (np.float32, 1e-6)):
+        counts, ll = runs[dtype]
+        np.testing.assert_allclose(counts, dense, rtol=0, atol=limit * dense.max())
+        # The float32 run corrects its log-likelihood for the table's rounding.
+        assert ll == pytest.approx(loglik, rel=1e-12 if dtype is np.float64 else 1e-10)
+    # The one-off E-step of the public API stays all float64.
+    counts, ll = kernels.expected_counts(r, logp, q.log_weights)
+    np.testing.assert_allclose(counts, dense, rtol=0, atol=1e-12 * dense.max())
+    assert ll == pytest.approx(loglik, rel=1e-12)
 
 
 def test_model_names():
