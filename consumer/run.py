@@ -27,7 +27,7 @@ from .db import queries
 from .db.engine import unavailable
 from .errors import CalibrationRefused, RunLockBusy, ServiceError
 from .irt import information, itemfit, linking
-from .irt.estimate import ItemCalibration, Progress, estimate_items
+from .irt.estimate import ItemCalibration, Priors, Progress, estimate_items
 from .irt.quadrature import Quadrature
 from .irt.scoring import score_eap
 from .settings import Settings
@@ -289,9 +289,11 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
         fit = estimate_items(observations.responses, settings.model,
                              quadrature=Quadrature.normal(settings.quadrature_points),
                              tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
-                             min_responses=settings.min_responses, progress=run.progress)
+                             min_responses=settings.min_responses, progress=run.progress,
+                             priors=Priors(on_a_b=settings.item_priors))
         quadrature = Quadrature.normal(settings.quadrature_points)
-        run.errors = information.standard_errors(observations.responses, fit.params, fit.model, quadrature)
+        run.errors = information.standard_errors(observations.responses, fit.params, fit.model, quadrature,
+                                                 Priors(on_a_b=settings.item_priors))
         run.rmsd = itemfit.rmsd(observations.responses, fit.params, quadrature)
         span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
                              "items_estimated": int(fit.estimated.sum())})
@@ -302,7 +304,9 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
     s.fit = {"loglik": fit.loglik, "iterations": fit.iterations, "converged": fit.converged,
              "max_change": fit.max_change, "n_parameters": n_params, "standard_errors": run.errors.method,
              "aic": -2 * fit.loglik + 2 * n_params,
-             "bic": -2 * fit.loglik + n_params * math.log(max(fit.n_persons, 1))}
+             "bic": -2 * fit.loglik + n_params * math.log(max(fit.n_persons, 1)),
+             "log_posterior": fit.log_posterior,
+             "items_at_bounds": {str(observations.question_ids[j]): v for j, v in fit.at_bounds.items()}}
     run.log.info("fitted %s in %.2fs: %d EM iterations, %s, log-likelihood %.3f, %d items estimated",
                  settings.model, s.durations["fit"], fit.iterations,
                  "converged" if fit.converged else f"NOT converged (last change {fit.max_change:.2g})",
@@ -311,6 +315,13 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
         run.warn("EM stopped at MIRT_EM_MAX_ITERATIONS=%d before converging (largest last change %.3g); "
                  "estimates are written but raise the cap or loosen MIRT_EM_TOLERANCE",
                  settings.em_max_iterations, fit.max_change)
+    if fit.at_bounds:
+        run.warn("%d items ended on a bound of their parameters: %s", len(fit.at_bounds),
+                 "; ".join(f"{k}: {v}" for k, v in list(s.fit["items_at_bounds"].items())[:10]))
+    held_back = [k for k, v in excluded.items() if v.startswith("held back")]
+    if held_back:
+        run.log.info("%d items held back until they reach MIRT_MIN_RESPONSES=%d responses: %s", len(held_back),
+                     settings.min_responses, _id_list(held_back))
     misfits = {str(observations.question_ids[j]): f"RMSD {run.rmsd[j]:.3f} above {settings.item_fit_threshold:g}"
                for j in np.flatnonzero(run.rmsd > settings.item_fit_threshold)}
     s.counts["misfitting_items"] = misfits

@@ -91,6 +91,8 @@ SPECS: dict[str, Spec] = {
                         "fewest anchors (answered, estimated, not drifting) a run links on; fewer fails the run"),
     "drift_threshold": Spec("MIRT_DRIFT_THRESHOLD", linking.DEFAULT_DRIFT_THRESHOLD, _non_negative_float,
                             "a number >= 0", "robust z past which an anchor counts as drifted (0: no screening)"),
+    "item_priors": Spec("MIRT_ITEM_PRIORS", False, _boolean, "true or false",
+                        "Bayes-modal priors for 2PL/3PL: log a ~ N(0, 0.5^2), b ~ N(0, 2^2) (3PL's c ~ Beta(5, 17) always)"),
     "item_fit_threshold": Spec("MIRT_ITEM_FIT_THRESHOLD", 0.12, _positive_float, "a number > 0",
                                "items whose RMSD between observed and model curves exceeds this are flagged"),
     "em_tolerance": Spec("MIRT_EM_TOLERANCE", estimate.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
@@ -143,6 +145,7 @@ class Settings:
     linking_method: str
     min_anchors: int
     drift_threshold: float
+    item_priors: bool
     item_fit_threshold: float
     em_tolerance: float
     em_max_iterations: int
@@ -257,7 +260,7 @@ class Settings:
 
 #: The settings that shape the numbers (logged at the start of a run and stored with it).
 CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "min_anchors",
-                        "drift_threshold", "item_fit_threshold", "em_tolerance", "em_max_iterations", "quadrature_points")
+                        "drift_threshold", "item_priors", "item_fit_threshold", "em_tolerance", "em_max_iterations", "quadrature_points")
 
 
 def parse_setting(name: str, raw: Any, *, source: str) -> Any:

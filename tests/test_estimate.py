@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from consumer.irt import kernels
-from consumer.irt.estimate import _Point, _run_em, estimate_items
+from consumer.irt.estimate import Priors, _Point, _run_em, estimate_items
 from consumer.irt.model import log_curves, model_name
 from consumer.irt.quadrature import Quadrature
 from consumer.irt.responses import Responses
@@ -239,3 +239,41 @@ def test_model_names():
     assert model_name(" 2pl ") == "2PL"
     with pytest.raises(ValueError, match="unknown IRT model '4PL'"):
         model_name("4PL")
+
+
+def test_recovers_known_3pl_parameters():
+    truth = simulate(20000, 100, 50, seed=31, guessing=0.2)
+    fit = estimate_items(truth.responses, "3PL")
+    assert fit.converged and fit.model == "3PL"
+    assert rmse(fit.params.a, truth.params.a) < 0.15
+    assert rmse(fit.params.b, truth.params.b) < 0.15
+    assert rmse(fit.params.c, truth.params.c) < 0.06
+    assert abs(fit.params.c.mean() - 0.2) < 0.03
+    # The c prior enters what EM maximises.
+    assert fit.log_posterior < fit.loglik
+
+
+def test_3pl_fits_guessing_data_better_than_2pl():
+    truth = simulate(8000, 60, 40, seed=32, guessing=0.25)
+    two, three = estimate_items(truth.responses, "2PL"), estimate_items(truth.responses, "3PL")
+    # 60 more parameters, but a far better likelihood: AIC prefers the model that generated the data.
+    assert -2 * three.loglik + 2 * 180 < -2 * two.loglik + 2 * 120
+
+
+def test_bayes_modal_priors_steady_sparse_items():
+    truth = simulate(3000, 200, 20, seed=3)  # about 300 answers per item
+    plain = estimate_items(truth.responses, "2PL")
+    modal = estimate_items(truth.responses, "2PL", priors=Priors(on_a_b=True))
+    assert modal.converged
+    assert rmse(modal.params.a, truth.params.a) < rmse(plain.params.a, truth.params.a)
+    assert modal.params.a.max() < plain.params.a.max()
+
+
+def test_an_item_pushed_past_a_bound_is_reported():
+    truth = simulate(4000, 40, 40, seed=5)
+    r = truth.responses
+    correct = r.correct.copy()
+    on_item = r.item == 3
+    correct[on_item] = truth.theta[r.person_index()][on_item] > 0.3  # a perfect step: a heads to infinity
+    fit = estimate_items(Responses(r.person_ptr, r.item, correct, r.n_items), "3PL")
+    assert fit.converged and list(fit.at_bounds) == [3] and "a at 10" in fit.at_bounds[3]

@@ -315,3 +315,15 @@ def test_the_cap_is_reported_only_when_it_dropped_answers(engine):
     assert (exact.n_obs, exact.capped, exact.attempts_in_window) == (5, False, 6)
     assert (above.n_obs, above.capped) == (5, False)
     assert (below.n_obs, below.capped) == (4, True)
+
+
+def test_a_3pl_run_writes_lower_asymptotes_with_standard_errors(engine):
+    truth = simulate(6000, 60, 40, seed=33, guessing=0.2)
+    with engine.begin() as conn:
+        load_simulation(conn, truth, anchors=range(0, 60, 6))
+    summary = calibrate(engine, SETTINGS.with_overrides(model="3PL"), REQUEST)
+    assert summary.status == "succeeded" and summary.model == "3PL"
+    params = [p[0] for p in rows(engine, "SELECT params FROM mirt_item_params")]
+    assert len(params) == 60 and all(0 < p["c"] < 0.5 and p["c_se"] > 0 for p in params)
+    assert abs(np.mean([p["c"] for p in params]) - 0.2) < 0.04
+    assert summary.fit["n_parameters"] == 180 and "items_at_bounds" in summary.fit

@@ -229,21 +229,40 @@ def _full_is_affordable(responses: Responses, n_params: int) -> bool:
     return n_params <= FULL_MAX_PARAMETERS and int((per_person**2).sum()) <= FULL_MAX_PAIRS
 
 
+def _prior_curvature(params: ItemParameters, priors, free_c: bool) -> np.ndarray:
+    """Minus the Hessian of the log prior per item over (a, d[, c]), for Bayes-modal estimates."""
+    k = 3 if free_c else 2
+    out = np.zeros((len(params), k, k))
+    if priors is None:
+        return out
+    a, d, c = params.a, params.d, params.c
+    if free_c:
+        out[:, 2, 2] = (priors.c_alpha - 1) / c**2 + (priors.c_beta - 1) / (1 - c) ** 2
+    if priors.on_a_b:
+        shifted = np.log(a) - priors.a_meanlog
+        out[:, 0, 0] += -1.0 / a**2 + (1.0 - shifted) / (priors.a_sdlog**2 * a**2)
+        grad_b = np.stack([d / a**2, -1.0 / a], axis=1)
+        out[:, :2, :2] += grad_b[:, :, None] * grad_b[:, None, :] / priors.b_sd**2
+    return out
+
+
 def standard_errors(responses: Responses, params: ItemParameters, model: str,
-                    quadrature: Quadrature | None = None) -> ItemStandardErrors:
+                    quadrature: Quadrature | None = None, priors=None) -> ItemStandardErrors:
     """Standard errors of a, b, c and d for every item, from the observed information.
 
     The full information when affordable, else each item's block (see the
     module docstring). For the 1PL the common slope is one parameter shared
-    by all items.
+    by all items. With ``priors`` (``estimate.Priors``, Bayes-modal
+    estimates; the 3PL's c prior always), the priors' curvature is added.
     """
     free_c = model == "3PL"
     n = len(params)
     estimated = np.isfinite(params.a) & np.isfinite(params.b)
     k = 3 if free_c else 2
+    curvature = _prior_curvature(params, priors if (free_c or model == "2PL") else None, free_c)
     if _full_is_affordable(responses, int(estimated.sum()) * k):
-        return _from_full(responses, params, model, free_c, quadrature, estimated)
-    info = item_information(responses, params, free_c=free_c, quadrature=quadrature)
+        return _from_full(responses, params, model, free_c, quadrature, estimated, curvature)
+    info = item_information(responses, params, free_c=free_c, quadrature=quadrature) + curvature
     se_a, se_d, se_c, se_b = (np.full(n, np.nan) for _ in range(4))
     ok = np.isfinite(info[:, 0, 0])
     if model == "1PL":
@@ -264,10 +283,12 @@ def standard_errors(responses: Responses, params: ItemParameters, model: str,
     return ItemStandardErrors(a=se_a, b=se_b, c=se_c, d=se_d)
 
 
-def _from_full(responses, params, model, free_c, quadrature, estimated) -> ItemStandardErrors:
+def _from_full(responses, params, model, free_c, quadrature, estimated, curvature) -> ItemStandardErrors:
     info = full_information(responses, params, free_c=free_c, quadrature=quadrature)
     k = 3 if free_c else 2
     m = int(estimated.sum())
+    for position, j in enumerate(np.flatnonzero(estimated)):
+        info[position * k:(position + 1) * k, position * k:(position + 1) * k] += curvature[j]
     if model == "1PL":
         # One common slope: sum the slope rows and columns into one parameter.
         index = np.arange(m)
