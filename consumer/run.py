@@ -10,6 +10,7 @@ lands whole or not at all.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -26,7 +27,7 @@ from . import anchors as anchor_io
 from .db import queries
 from .db.engine import unavailable
 from .errors import CalibrationRefused, RunLockBusy, ServiceError
-from .irt import information, itemfit, linking
+from .irt import fipc, information, itemfit, linking
 from .irt.estimate import ItemCalibration, Priors, Progress, estimate_items
 from .irt.quadrature import Quadrature
 from .irt.scoring import score_eap
@@ -233,7 +234,7 @@ def _steps(run: _Run) -> None:
         return
     anchors = _load_anchors(run)
     fit = _fit(run, observations)
-    constants = _link(run, observations, fit, anchors)
+    constants, fit = _link(run, observations, fit, anchors)
     with run.step("score") as span:
         abilities = score_eap(observations.responses, fit.params, linking=constants,
                               quadrature=Quadrature.normal(run.settings.quadrature_points))
@@ -291,12 +292,13 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
                              tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
                              min_responses=settings.min_responses, progress=run.progress,
                              priors=Priors(on_a_b=settings.item_priors))
+        span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
+                             "items_estimated": int(fit.estimated.sum())})
+    with run.step("diagnostics"):
         quadrature = Quadrature.normal(settings.quadrature_points)
         run.errors = information.standard_errors(observations.responses, fit.params, fit.model, quadrature,
                                                  Priors(on_a_b=settings.item_priors))
         run.rmsd = itemfit.rmsd(observations.responses, fit.params, quadrature)
-        span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
-                             "items_estimated": int(fit.estimated.sum())})
     excluded = {str(observations.question_ids[j]): reason for j, reason in fit.excluded.items()}
     s.counts.update(items_estimated=int(fit.estimated.sum()), items_excluded=len(excluded),
                     excluded_items=excluded)
@@ -307,8 +309,9 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
              "bic": -2 * fit.loglik + n_params * math.log(max(fit.n_persons, 1)),
              "log_posterior": fit.log_posterior,
              "items_at_bounds": {str(observations.question_ids[j]): v for j, v in fit.at_bounds.items()}}
-    run.log.info("fitted %s in %.2fs: %d EM iterations, %s, log-likelihood %.3f, %d items estimated",
-                 settings.model, s.durations["fit"], fit.iterations,
+    run.log.info("fitted %s in %.2fs (standard errors and item fit %.2fs): %d EM passes, %s, "
+                 "log-likelihood %.3f, %d items estimated",
+                 settings.model, s.durations["fit"], s.durations["diagnostics"], fit.iterations,
                  "converged" if fit.converged else f"NOT converged (last change {fit.max_change:.2g})",
                  fit.loglik, s.counts["items_estimated"])
     if not fit.converged:
@@ -342,7 +345,7 @@ def _free_parameters(fit: ItemCalibration) -> int:
 
 
 def _link(run: _Run, observations: queries.Observations, fit: ItemCalibration,
-          anchors: list[anchor_io.Anchor]) -> linking.LinkingConstants:
+          anchors: list[anchor_io.Anchor]) -> tuple[linking.LinkingConstants, ItemCalibration]:
     s, settings = run.summary, run.settings
     with run.step("link") as span:
         position = {int(q): j for j, q in enumerate(observations.question_ids)}
@@ -351,6 +354,8 @@ def _link(run: _Run, observations: queries.Observations, fit: ItemCalibration,
         constants = linking.IDENTITY
         if usable and len(usable) >= settings.min_anchors:
             constants = _screen_and_link(run, usable, fit)
+            if settings.linking_method == linking.FIXED:
+                constants, fit = _fixed_parameter_calibration(run, observations, usable, fit, constants)
         elif anchors:
             raise CalibrationRefused(
                 f"only {len(usable)} of {len(anchors)} anchors were answered in the window and estimated; "
@@ -365,7 +370,41 @@ def _link(run: _Run, observations: queries.Observations, fit: ItemCalibration,
            if constants.slope_se is not None else "")
     run.log.info("linking constants (%s, %d anchors): slope %.4f, intercept %.4f%s",
                  constants.method, constants.n_anchors, constants.slope, constants.intercept, ses)
-    return constants
+    return constants, fit
+
+
+def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalibration,
+                                 screened: linking.LinkingConstants):
+    """Recalibrate with the kept anchors fixed at their reference values (MWU-MEM), from the linked fit.
+
+    Returns FIPC's constants (where the population sits on the old scale) and
+    the calibration with its estimates carried to the N(0, 1) scale, so that
+    scoring and writing treat it like any other linked calibration.
+    """
+    settings = run.settings
+    kept = [(x, j) for x, j in usable if str(x.question_id) not in run.summary.counts.get("anchors_dropped", {})]
+    positions = np.array([j for _, j in kept])
+    quadrature = Quadrature.normal(settings.quadrature_points)
+    result = fipc.fixed_parameter_calibration(
+        observations.responses, fit.params.on_scale(screened.slope, screened.intercept), positions,
+        anchor_io.reference_parameters([x for x, _ in kept]), fit.model,
+        population=(screened.intercept, screened.slope), quadrature=quadrature,
+        tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
+        priors=Priors(on_a_b=settings.item_priors))
+    if not result.converged:
+        run.warn("fixed-parameter calibration stopped at MIRT_EM_MAX_ITERATIONS=%d before converging",
+                 settings.em_max_iterations)
+    run.log.info("fixed-parameter calibration (MWU-MEM, %d anchors fixed): %d EM cycles, population on the old "
+                 "scale N(%.4f, %.4f^2); Stocking-Lord on the same anchors gave slope %.4f, intercept %.4f",
+                 len(kept), result.iterations, result.mean, result.sd, screened.slope, screened.intercept)
+    run.summary.fit["fipc"] = {"iterations": result.iterations, "converged": result.converged,
+                               "loglik": result.loglik, "stocking_lord": screened.as_dict()}
+    on_unit_scale = result.params.on_scale(1.0 / result.sd, -result.mean / result.sd)
+    fit = dataclasses.replace(fit, params=on_unit_scale)
+    run.errors = information.standard_errors(observations.responses, on_unit_scale, fit.model, quadrature,
+                                             Priors(on_a_b=settings.item_priors))
+    run.rmsd = itemfit.rmsd(observations.responses, on_unit_scale, quadrature)
+    return linking.LinkingConstants(linking.FIXED, result.sd, result.mean, len(kept)), fit
 
 
 def _screen_and_link(run: _Run, usable, fit: ItemCalibration) -> linking.LinkingConstants:
@@ -378,8 +417,10 @@ def _screen_and_link(run: _Run, usable, fit: ItemCalibration) -> linking.Linking
     reference_b_se, reference_a_se = anchor_io.reference_errors(chosen)
     errors = linking.AnchorErrors(new_b=run.errors.b[positions], new_a=run.errors.a[positions],
                                   reference_b=reference_b_se, reference_a=reference_a_se)
+    # FIPC fixes the anchors that survive a Stocking-Lord screen.
+    method = linking.STOCKING_LORD if settings.linking_method == linking.FIXED else settings.linking_method
     try:
-        screen = linking.screen_drift(reference, new, settings.linking_method, settings.drift_threshold, errors)
+        screen = linking.screen_drift(reference, new, method, settings.drift_threshold, errors)
     except linking.LinkingError as problem:
         raise CalibrationRefused(f"the anchors cannot be linked on: {problem}",
                                  "check the anchors' reference parameters in question.meta->'irt'") from None

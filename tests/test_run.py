@@ -327,3 +327,27 @@ def test_a_3pl_run_writes_lower_asymptotes_with_standard_errors(engine):
     assert len(params) == 60 and all(0 < p["c"] < 0.5 and p["c_se"] > 0 for p in params)
     assert abs(np.mean([p["c"] for p in params]) - 0.2) < 0.04
     assert summary.fit["n_parameters"] == 180 and "items_at_bounds" in summary.fit
+
+
+def test_fipc_and_stocking_lord_agree_within_sampling_error_on_data_without_drift(engine):
+    truth = simulate(6000, 150, 40, seed=41)
+    with engine.begin() as conn:
+        load_simulation(conn, truth, anchors=range(0, 150, 6), old_scale=(1.2, 0.35))
+    sl = calibrate(engine, SETTINGS, REQUEST)
+    fixed = calibrate(engine, SETTINGS.with_overrides(linking_method="fipc"), REQUEST)
+    assert sl.status == fixed.status == "succeeded"
+    a, b = sl.linking_constants, fixed.linking_constants
+    assert b["method"] == "fipc" and b["n_anchors"] == a["n_anchors"] == 25
+    assert abs(a["slope"] - b["slope"]) < 3 * a["slope_se"] and abs(a["intercept"] - b["intercept"]) < 3 * a["intercept_se"]
+    assert (b["slope"], b["intercept"]) == pytest.approx((1.2, 0.35), abs=0.06)
+    by_run = {}
+    for run_id, item_id, params in rows(engine, "SELECT run_id::text, item_id, params FROM mirt_item_params_history"):
+        by_run.setdefault(run_id, {})[item_id] = params
+    free = [q for q in by_run[sl.run_id] if (q - FIRST_QUESTION_ID) % 6]
+    gap = np.array([by_run[sl.run_id][q]["b"] - by_run[fixed.run_id][q]["b"] for q in free])
+    se = np.array([by_run[sl.run_id][q]["b_se"] for q in free])
+    assert np.mean(np.abs(gap) < 2 * se) > 0.95  # the two put the new items within sampling error of each other
+    # FIPC holds the anchors at their reference values.
+    anchor = FIRST_QUESTION_ID
+    on_old = truth.params.on_scale(1.2, 0.35)
+    assert by_run[fixed.run_id][anchor]["b"] == pytest.approx(on_old.b[0], abs=1e-9)

@@ -41,7 +41,7 @@ from .responses import Responses
 #: Largest parameter count for which the full observed information is built and inverted.
 FULL_MAX_PARAMETERS = 1200
 #: Largest sum over persons of (answers per person)^2 for the full information's pair terms.
-FULL_MAX_PAIRS = 20_000_000
+FULL_MAX_PAIRS = 2_000_000
 
 
 @dataclass(frozen=True)

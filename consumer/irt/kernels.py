@@ -211,6 +211,15 @@ class EStep:
         self._posterior = _aligned_empty((responses.n_persons, width), self.dtype)
         self._counts = _aligned_empty((2 * self.n_items, width), np.float64)
 
+    def set_log_prior(self, log_prior: np.ndarray) -> None:
+        """Use another population distribution on the same nodes (fixed-parameter calibration updates it)."""
+        self._log_prior[:self.n_nodes] = np.asarray(log_prior, dtype=np.float64)
+
+    def population_posterior(self) -> np.ndarray:
+        """Sum over persons with answers of their posteriors from the last ``run`` (the updated weights)."""
+        answered = np.diff(self._ptr) > 0
+        return self._posterior[answered, :self.n_nodes].sum(axis=0, dtype=np.float64)
+
     def responses_per_row(self) -> np.ndarray:
         """How many responses each row ``2 * item + correct`` has."""
         return np.diff(self._row_ptr)

@@ -38,8 +38,11 @@ STOCKING_LORD = "stocking-lord"
 HAEBARA = "haebara"
 MEAN_MEAN = "mean-mean"
 MEAN_SIGMA = "mean-sigma"
+FIXED = "fipc"
 UNLINKED = "none"
 METHODS = (STOCKING_LORD, HAEBARA, MEAN_MEAN, MEAN_SIGMA)
+#: Every way a run can put its estimates on the anchors' scale (FIPC lives in ``fipc.py``).
+RUN_METHODS = METHODS + (FIXED,)
 
 #: Fewer anchors than this cannot fix both a slope and an intercept.
 MIN_ANCHORS = 2

@@ -22,6 +22,11 @@ class Quadrature:
     def log_weights(self) -> np.ndarray:
         return np.log(self.weights)
 
+    def with_population(self, mean: float, sd: float) -> "Quadrature":
+        """The same nodes weighted by a N(mean, sd^2) population."""
+        density = np.exp(-0.5 * ((self.nodes - mean) / sd) ** 2)
+        return Quadrature(nodes=self.nodes, weights=density / density.sum())
+
     @classmethod
     def normal(cls, points: int = DEFAULT_POINTS, bound: float = DEFAULT_BOUND) -> "Quadrature":
         """The N(0, 1) population on ``points`` nodes spread over [-bound, bound]."""
