@@ -8,6 +8,7 @@ flags or a request's overrides, and validated in one place. A bad value is a
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -61,6 +62,33 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 def _text(text: str) -> str:
     return str(text).strip()
+
+
+def _pubsub_name(text: str) -> str:
+    """A Pub/Sub topic or subscription name: 3-255 characters, a letter first, not starting with goog."""
+    name = str(text).strip()
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}", name) or name.lower().startswith("goog"):
+        raise ValueError
+    return name
+
+
+def _optional_pubsub_name(text: str) -> str:
+    return _pubsub_name(text) if str(text).strip() else ""
+
+
+def _project_id(text: str) -> str:
+    """A Google Cloud project id: lowercase letters, digits and hyphens, a letter first (emulators accept any such)."""
+    project = str(text).strip()
+    if not re.fullmatch(r"[a-z][-a-z0-9]{0,62}", project):
+        raise ValueError
+    return project
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise ValueError
+    return value
 
 
 @dataclass(frozen=True)
@@ -118,17 +146,17 @@ SPECS: dict[str, Spec] = {
                       "debug, info, warning or error", "least severe log lines shown"),
     "log_format": Spec("LOG_FORMAT", "auto", _choice("auto", "json", "text"), "auto, json or text",
                        "json: one JSON object per line (Cloud Logging); text: plain lines; auto: text on a terminal"),
-    "project": Spec("GOOGLE_CLOUD_PROJECT", "", _text, "a Google Cloud project id",
+    "project": Spec("GOOGLE_CLOUD_PROJECT", "", _project_id, "a Google Cloud project id (lowercase letters, digits, hyphens)",
                     "project of the Pub/Sub topics and subscription"),
-    "requests_topic": Spec("MIRT_REQUESTS_TOPIC", "calibration-requested", _text, "a topic name",
+    "requests_topic": Spec("MIRT_REQUESTS_TOPIC", "calibration-requested", _pubsub_name, "a Pub/Sub topic name",
                            "topic calibration requests are published to (by `publish` and the scheduler)"),
-    "requests_subscription": Spec("MIRT_REQUESTS_SUBSCRIPTION", "calibration-requested-consumer", _text,
-                                  "a subscription name", "subscription the consumer pulls requests from"),
-    "completed_topic": Spec("MIRT_COMPLETED_TOPIC", "calibration-completed", _text, "a topic name",
+    "requests_subscription": Spec("MIRT_REQUESTS_SUBSCRIPTION", "calibration-requested-consumer", _pubsub_name,
+                                  "a Pub/Sub subscription name", "subscription the consumer pulls requests from"),
+    "completed_topic": Spec("MIRT_COMPLETED_TOPIC", "calibration-completed", _pubsub_name, "a Pub/Sub topic name",
                             "topic calibration-completed events are published to"),
-    "dead_letter_topic": Spec("MIRT_DEAD_LETTER_TOPIC", "", _text, "a topic name",
+    "dead_letter_topic": Spec("MIRT_DEAD_LETTER_TOPIC", "", _optional_pubsub_name, "a Pub/Sub topic name",
                               "where malformed requests are forwarded (empty: not forwarded, only recorded)"),
-    "health_port": Spec("PORT", 8080, _positive_int, "a TCP port", "port of the /healthz and /readyz endpoints"),
+    "health_port": Spec("PORT", 8080, _port, "a TCP port (1-65535)", "port of the /healthz and /readyz endpoints"),
     "shutdown_grace_seconds": Spec("MIRT_SHUTDOWN_GRACE_SECONDS", 25, _positive_int, "a whole number of seconds > 0",
                                    "on SIGTERM, how long a run in flight may finish before it is abandoned"),
     "max_lease_seconds": Spec("MIRT_MAX_LEASE_SECONDS", 7200, _positive_int, "a whole number of seconds > 0",

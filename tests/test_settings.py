@@ -1,0 +1,66 @@
+"""Every setting's bad value stops with one clear error naming the variable, the value and what is allowed."""
+
+import pytest
+
+from consumer.errors import ConfigError
+from consumer.settings import SPECS, Settings
+
+# One bad value per setting with a constrained domain.
+BAD_VALUES = {
+    "MIRT_MODEL": "4PL",
+    "MIRT_LOOKBACK_DAYS": "-3",
+    "MIRT_MAX_OBS": "lots",
+    "MIRT_MIN_RESPONSES": "0",
+    "MIRT_LINKING_METHOD": "equipercentile",
+    "MIRT_MIN_ANCHORS": "1",
+    "MIRT_DRIFT_THRESHOLD": "-1",
+    "MIRT_ITEM_PRIORS": "perhaps",
+    "MIRT_ITEM_FIT_THRESHOLD": "0",
+    "MIRT_EM_TOLERANCE": "inf",
+    "MIRT_EM_MAX_ITERATIONS": "1.5",
+    "MIRT_QUADRATURE_POINTS": "3",
+    "DB_IAM_AUTH": "sometimes",
+    "DB_IP_TYPE": "ipv6",
+    "LOG_LEVEL": "verbose",
+    "LOG_FORMAT": "xml",
+    "GOOGLE_CLOUD_PROJECT": "My Project!",
+    "MIRT_REQUESTS_TOPIC": "goog-reserved",
+    "MIRT_REQUESTS_SUBSCRIPTION": "1starts-with-a-digit",
+    "MIRT_COMPLETED_TOPIC": "has spaces",
+    "MIRT_DEAD_LETTER_TOPIC": "x",
+    "PORT": "70000",
+    "MIRT_SHUTDOWN_GRACE_SECONDS": "-5",
+    "MIRT_MAX_LEASE_SECONDS": "forever",
+    "INSTANCE_CONNECTION_NAME": "just-a-name",
+}
+# Free text, checked where it is used (DATABASE_URL by the engine factory, with its own tests).
+ANY_TEXT = {"DATABASE_URL", "DB_USER", "DB_NAME", "DB_PASS", "MIRT_DATA_DIR"}
+
+
+def test_every_setting_is_covered_here():
+    assert set(BAD_VALUES) | ANY_TEXT == {spec.env for spec in SPECS.values()}
+
+
+@pytest.mark.parametrize("variable, value", sorted(BAD_VALUES.items()))
+def test_a_bad_value_is_a_clear_error(variable, value):
+    environ = {variable: value}
+    if variable == "INSTANCE_CONNECTION_NAME":
+        environ.update(DB_USER="u", DB_NAME="d", DB_PASS="p")
+    with pytest.raises(ConfigError) as problem:
+        Settings.load(environ)
+    message = str(problem.value)
+    assert variable in message and "\n" not in message
+    if variable != "DB_PASS":
+        assert repr(value) in message or value in message
+
+
+def test_defaults_load_and_are_valid():
+    settings = Settings.load({})
+    for name, spec in SPECS.items():
+        assert getattr(settings, name) == spec.default or name == "model"
+
+
+def test_secrets_are_not_echoed_back():
+    with pytest.raises(ConfigError) as problem:
+        Settings.load({"DB_IAM_AUTH": "maybe", "DB_PASS": "hunter2"})
+    assert "hunter2" not in str(problem.value)
