@@ -93,7 +93,7 @@ def _derivative_tables(params: ItemParameters, nodes: np.ndarray, free_c: bool):
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _posterior_score_products(ptr, item, correct, log_curves, log_prior, scores, n_chunks):
+def _posterior_score_products(ptr, item, correct, rows, log_prior, scores, n_chunks):
     """sum over persons of E_i[s_j] E_i[s_j]' for every item j the person answered."""
     n_persons = ptr.size - 1
     n_items, _, n_nodes, k = scores.shape
@@ -107,19 +107,7 @@ def _posterior_score_products(ptr, item, correct, log_curves, log_prior, scores,
             start, stop = ptr[i], ptr[i + 1]
             if start == stop:
                 continue
-            for q in range(n_nodes):
-                post[q] = log_prior[q]
-            for r in range(start, stop):
-                row = log_curves[item[r], correct[r]]
-                for q in range(n_nodes):
-                    post[q] += row[q]
-            top = post.max()
-            total = 0.0
-            for q in range(n_nodes):
-                post[q] = np.exp(post[q] - top)
-                total += post[q]
-            for q in range(n_nodes):
-                post[q] /= total
+            kernels.person_posterior(post, start, stop, item, correct, rows, log_prior)
             for r in range(start, stop):
                 j, y = item[r], correct[r]
                 for u in range(k):
@@ -134,7 +122,7 @@ def _posterior_score_products(ptr, item, correct, log_curves, log_prior, scores,
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _full_cross_terms(ptr, item, correct, log_curves, log_prior, scores):
+def _full_cross_terms(ptr, item, correct, rows, log_prior, scores):
     """sum over persons of E_i[S]E_i[S]' - E_i[S S'] over all pairs of the items a person answered.
 
     S is the person's complete-data score for all item parameters; the
@@ -148,19 +136,7 @@ def _full_cross_terms(ptr, item, correct, log_curves, log_prior, scores):
         start, stop = ptr[i], ptr[i + 1]
         if start == stop:
             continue
-        for q in range(n_nodes):
-            post[q] = log_prior[q]
-        for r in range(start, stop):
-            row = log_curves[item[r], correct[r]]
-            for q in range(n_nodes):
-                post[q] += row[q]
-        top = post.max()
-        total = 0.0
-        for q in range(n_nodes):
-            post[q] = np.exp(post[q] - top)
-            total += post[q]
-        for q in range(n_nodes):
-            post[q] /= total
+        kernels.person_posterior(post, start, stop, item, correct, rows, log_prior)
         m = stop - start
         means = np.zeros((m, k))
         for r in range(m):
@@ -184,43 +160,53 @@ def _full_cross_terms(ptr, item, correct, log_curves, log_prior, scores):
     return out
 
 
+@dataclass(frozen=True)
+class _Louis:
+    """What both forms of the information start from: the estimated items, the final E-step, the derivatives."""
+
+    data: Responses
+    kept: np.ndarray
+    rows: np.ndarray  # log curves as [2j + y, q]
+    log_prior: np.ndarray
+    scores: np.ndarray  # [j, y, q, k]
+    #: Each item's E_i[-h - s s'] summed over its respondents (from the expected counts).
+    own_blocks: np.ndarray
+
+    @classmethod
+    def prepare(cls, responses: Responses, params: ItemParameters, free_c: bool,
+                quadrature: Quadrature | None) -> "_Louis":
+        quadrature = quadrature or Quadrature.normal()
+        data, kept = responses.restrict_items(np.isfinite(params.a) & np.isfinite(params.b))
+        items = params.take(kept)
+        log_curves = items.log_curves(quadrature.nodes)
+        counts, _ = kernels.expected_counts(data, log_curves, quadrature.log_weights)
+        scores, rest = _derivative_tables(items, quadrature.nodes, free_c)
+        return cls(data, kept, kernels.as_rows(log_curves), quadrature.log_weights,
+                   np.ascontiguousarray(scores), np.einsum("jyq,jyqkl->jkl", counts, rest))
+
+
 def item_information(responses: Responses, params: ItemParameters, *, free_c: bool = False,
                      quadrature: Quadrature | None = None) -> np.ndarray:
     """Each estimated item's observed-information block over (a, d[, c]); NaN for the others."""
-    quadrature = quadrature or Quadrature.normal()
-    usable = np.isfinite(params.a) & np.isfinite(params.b)
-    data, kept = responses.restrict_items(usable)
-    items = params.take(kept)
-    log_curves = items.log_curves(quadrature.nodes)
-    counts, _ = kernels.expected_counts(data, log_curves, quadrature.log_weights)
-    scores, rest = _derivative_tables(items, quadrature.nodes, free_c)
-    first = np.einsum("jyq,jyqkl->jkl", counts, rest)
-    second = _posterior_score_products(data.person_ptr, data.item, data.correct, log_curves,
-                                       quadrature.log_weights, np.ascontiguousarray(scores),
+    louis = _Louis.prepare(responses, params, free_c, quadrature)
+    d = louis.data
+    second = _posterior_score_products(d.person_ptr, d.item, d.correct, louis.rows, louis.log_prior, louis.scores,
                                        max(1, kernels.numba.get_num_threads())).sum(axis=0)
-    k = scores.shape[-1]
+    k = louis.scores.shape[-1]
     full = np.full((len(params), k, k), np.nan)
-    full[kept] = first + second
+    full[louis.kept] = louis.own_blocks + second
     return full
 
 
 def full_information(responses: Responses, params: ItemParameters, *, free_c: bool = False,
                      quadrature: Quadrature | None = None) -> np.ndarray:
     """The whole observed information over (a_1, d_1[, c_1], a_2, ...) of the estimated items."""
-    quadrature = quadrature or Quadrature.normal()
-    usable = np.isfinite(params.a) & np.isfinite(params.b)
-    data, kept = responses.restrict_items(usable)
-    items = params.take(kept)
-    log_curves = items.log_curves(quadrature.nodes)
-    counts, _ = kernels.expected_counts(data, log_curves, quadrature.log_weights)
-    scores, rest = _derivative_tables(items, quadrature.nodes, free_c)
-    k = scores.shape[-1]
-    # E_i[-h - s s'] of each item's own block comes from the counts; the rest from the pairs.
-    info = _full_cross_terms(data.person_ptr, data.item, data.correct, log_curves, quadrature.log_weights,
-                             np.ascontiguousarray(scores))
-    blocks = np.einsum("jyq,jyqkl->jkl", counts, rest)
-    for j in range(len(items)):
-        info[j * k:(j + 1) * k, j * k:(j + 1) * k] += blocks[j]
+    louis = _Louis.prepare(responses, params, free_c, quadrature)
+    d = louis.data
+    info = _full_cross_terms(d.person_ptr, d.item, d.correct, louis.rows, louis.log_prior, louis.scores)
+    k = louis.scores.shape[-1]
+    for j, block in enumerate(louis.own_blocks):
+        info[j * k:(j + 1) * k, j * k:(j + 1) * k] += block
     return info
 
 

@@ -381,8 +381,33 @@ def newton_1pl(counts, nodes, slope, d, max_steps, tolerance, max_step):
 # --------------------------------------------------------------------------- EAP
 
 
+@njit(inline="always", fastmath=True, cache=True, nogil=True)
+def person_posterior(post, start, stop, item, correct, rows, log_prior):
+    """Person ``start:stop``'s normalised posterior into ``post``; returns their log marginal likelihood.
+
+    ``rows[2 * j + y]`` is log P(response y to item j) on the grid: the
+    ``[j, y, q]`` log curves reshaped to two dimensions. (``_person_posteriors``,
+    the E-step's hot pass, does the same on its padded float32 table.)
+    """
+    n_nodes = post.size
+    for q in range(n_nodes):
+        post[q] = log_prior[q]
+    for k in range(start, stop):
+        row = rows[2 * item[k] + correct[k]]
+        for q in range(n_nodes):
+            post[q] += row[q]
+    top = post.max()
+    total = 0.0
+    for q in range(n_nodes):
+        post[q] = np.exp(post[q] - top)
+        total += post[q]
+    for q in range(n_nodes):
+        post[q] /= total
+    return top + np.log(total)
+
+
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _posterior_moments(ptr, item, correct, log_curves, log_prior, nodes, n_chunks):
+def _posterior_moments(ptr, item, correct, rows, log_prior, nodes, n_chunks):
     n_persons = ptr.size - 1
     n_nodes = nodes.size
     mean = np.full(n_persons, np.nan)
@@ -395,32 +420,25 @@ def _posterior_moments(ptr, item, correct, log_curves, log_prior, nodes, n_chunk
             start, stop = ptr[i], ptr[i + 1]
             if start == stop:
                 continue
+            person_posterior(post, start, stop, item, correct, rows, log_prior)
+            m = 0.0
             for q in range(n_nodes):
-                post[q] = log_prior[q]
-            for k in range(start, stop):
-                row = log_curves[item[k], correct[k]]
-                for q in range(n_nodes):
-                    post[q] += row[q]
-            top = post.max()
-            total = 0.0
-            first = 0.0
-            for q in range(n_nodes):
-                p = np.exp(post[q] - top)
-                total += p
-                first += p * nodes[q]
-            m = first / total
+                m += post[q] * nodes[q]
             second = 0.0
             for q in range(n_nodes):
-                p = np.exp(post[q] - top)
-                second += p * (nodes[q] - m) ** 2
+                second += post[q] * (nodes[q] - m) ** 2
             mean[i] = m
-            sd[i] = np.sqrt(second / total)
+            sd[i] = np.sqrt(second)
     return mean, sd
+
+
+def as_rows(log_curves: np.ndarray) -> np.ndarray:
+    """``[j, y, q]`` log curves as the ``[2 * j + y, q]`` rows the kernels read."""
+    curves = np.ascontiguousarray(log_curves, dtype=np.float64)
+    return curves.reshape(2 * curves.shape[0], curves.shape[2])
 
 
 def posterior_moments(responses, log_curves: np.ndarray, log_prior: np.ndarray, nodes: np.ndarray):
     """Posterior mean and standard deviation of theta for every person (NaN without answers)."""
-    return _posterior_moments(
-        responses.person_ptr, responses.item, responses.correct,
-        np.ascontiguousarray(log_curves), log_prior, nodes, _chunks(),
-    )
+    return _posterior_moments(responses.person_ptr, responses.item, responses.correct, as_rows(log_curves),
+                              log_prior, nodes, _chunks())
