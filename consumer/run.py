@@ -174,9 +174,10 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
     A run that cannot start raises: ``ConfigError`` for bad overrides,
     ``DatabaseUnavailable`` when the database cannot be reached, and
     ``RunLockBusy`` when another run holds the lock (both worth retrying).
-    Once started, a run always ends recorded as succeeded, skipped or
-    failed, and its summary is returned, unless the database itself goes
-    away, which raises ``DatabaseUnavailable`` again and leaves no results.
+    Once started, a run always ends recorded as succeeded, skipped, failed
+    or abandoned, and its summary is returned, unless the database itself
+    goes away, which raises ``DatabaseUnavailable`` again (the run is then
+    recorded as abandoned if the database allows) and leaves no results.
 
     ``should_stop`` is asked between steps and EM iterations; when it says
     yes, the run is given up before it writes, recorded as abandoned, and
@@ -188,14 +189,14 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
     settings = settings.with_overrides("request", **request.overrides)
     run = _Run(engine, settings, request, progress, should_stop)
     started = time.perf_counter()
-    run.log.info("calibration run %s starting (request %s, requested by %s); settings: %s; database: %s",
-                 run.run_id, request.request_id or "-", request.requested_by or "-",
-                 " ".join(f"{k}={v}" for k, v in settings.public().items()), settings.database_source())
     with _run_lock(engine, run):
         if once_per_request and request.request_id:
             earlier = _earlier_run(run)
             if earlier is not None:
                 return earlier
+        run.log.info("calibration run %s starting (request %s, requested by %s); settings: %s; database: %s",
+                     run.run_id, request.request_id or "-", request.requested_by or "-",
+                     " ".join(f"{k}={v}" for k, v in settings.public().items()), settings.database_source())
         _record_start(run)
         try:
             _steps(run)
