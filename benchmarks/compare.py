@@ -36,7 +36,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
             rows += run_size(size, args)
     print(table(rows))
     print()
-    print(f"Simulated 2PL, a ~ lognormal(0, 0.3), b ~ N(0, 1), theta ~ N(0, 1); sizes persons x items x answers: "
+    print("Simulated 2PL, a ~ lognormal(0, 0.3), b ~ N(0, 1), theta ~ N(0, 1); sizes persons x items x answers: "
           + "; ".join(f"{s} = {p:,} x {j:,} x {k}" for s, (p, j, k) in SIZES.items() if s in sizes)
           + f". Each engine in its own process; peak RSS = that process's VmHWM (data, dense matrix if any, "
           f"fit and EAP; for the whole run the Python process only, not the PostgreSQL server). "

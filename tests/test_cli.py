@@ -10,7 +10,6 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from consumer.db.migrations import migrate
 
 from .platform_data import AS_OF, load_simulation
 from consumer.irt.simulate import simulate

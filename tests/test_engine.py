@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.db import engine as engine_module
 from consumer.db.engine import create_engine, describe, pg8000_url
 from consumer.settings import Settings
 

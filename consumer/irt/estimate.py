@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from . import kernels
-from .model import ItemParameters, log_curves, log_sigmoid, model_name
+from .model import ItemParameters, log_curves, model_name
 from .quadrature import Quadrature
 from .responses import Responses
 
