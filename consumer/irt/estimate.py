@@ -126,7 +126,7 @@ class ItemCalibration:
 
 
 def _item_counts(responses: Responses) -> tuple[np.ndarray, np.ndarray]:
-    """Responses and correct responses per item (``Responses.item_counts`` without its float64 copies)."""
+    """Responses and correct responses per item (integer counts, no float64 copies of the data)."""
     return kernels.count_by_item(responses.item, responses.correct, responses.n_items)
 
 

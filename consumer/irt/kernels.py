@@ -220,10 +220,6 @@ class EStep:
         answered = np.diff(self._ptr) > 0
         return self._posterior[answered, :self.n_nodes].sum(axis=0, dtype=np.float64)
 
-    def responses_per_row(self) -> np.ndarray:
-        """How many responses each row ``2 * item + correct`` has."""
-        return np.diff(self._row_ptr)
-
     def set_2pl(self, a: np.ndarray, d: np.ndarray, nodes: np.ndarray) -> None:
         """Use the log curves of 2PL items with slopes ``a`` and intercepts ``d``."""
         _fill_2pl_table(np.asarray(a, dtype=np.float64), np.asarray(d, dtype=np.float64),

@@ -79,15 +79,6 @@ class Responses:
         """The person of each response (the expanded row index)."""
         return np.repeat(np.arange(self.n_persons, dtype=np.int32), np.diff(self.person_ptr))
 
-    def item_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """Responses and correct responses per item."""
-        n = np.bincount(self.item, minlength=self.n_items)
-        r = np.bincount(self.item, weights=self.correct, minlength=self.n_items)
-        return n, r.astype(np.int64)
-
-    def answers_per_person(self) -> np.ndarray:
-        return np.diff(self.person_ptr)
-
     def restrict_items(self, keep: np.ndarray) -> tuple["Responses", np.ndarray]:
         """Drop the responses to items where ``keep`` is False.
 
