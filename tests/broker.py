@@ -53,11 +53,11 @@ class Broker:
     def subscription(self, name: str) -> str:
         return self.subscriber.subscription_path(self.project, name)
 
-    def request(self, body: dict | bytes, attributes: dict | None = None) -> str:
+    def request(self, body: dict | bytes, attributes: dict | None = None, ordered: bool = True) -> str:
         """Publish to calibration-requested as another service would (CloudEvents binary mode)."""
         data = body if isinstance(body, bytes) else events.encode(body)
         attrs = events.cloudevent_attributes(events.REQUESTED_TYPE) if attributes is None else attributes
-        return self.publisher.publish(self.topic(REQUESTS), data, ordering_key=REQUEST_ORDERING_KEY,
+        return self.publisher.publish(self.topic(REQUESTS), data, ordering_key=REQUEST_ORDERING_KEY if ordered else "",
                                       **attrs).result(timeout=30)
 
     def pull(self, watcher: str, count: int, timeout: float = 120.0) -> list:

@@ -193,3 +193,20 @@ def test_the_consumer_continues_the_trace_carried_by_the_request(engine, broker,
     for name in ("calibration-requested process", "calibration.fit", "calibration-completed publish"):
         assert f'"name": "{name}"' in spans, name
     assert spans.count(f'"trace_id": "0x{trace_id}"') >= 8
+
+
+def test_two_replicas_never_calibrate_at_once_and_answer_every_request_once(engine, broker, consumers):
+    small_platform(engine, n_persons=2000, n_items=60, per_person=20)
+    replicas = [consumers(), consumers()]
+    ids = [f"parallel-{i}" for i in range(6)]
+    for request_id in ids:  # no ordering key: both replicas get requests at the same time
+        broker.request({"request_id": request_id}, ordered=False)
+
+    events = broker.completed(6, timeout=240)
+
+    assert sorted(e["request_id"] for e, _ in events) == ids
+    runs = rows(engine, "SELECT request_id, started_at, finished_at, status FROM mirt_fit_meta ORDER BY started_at")
+    assert sorted(r[0] for r in runs) == ids and {r[3] for r in runs} == {"succeeded"}  # one run per request
+    assert all(later[1] >= earlier[2] for earlier, later in zip(runs, runs[1:])), "two runs overlapped"
+    answered = [sum("published calibration-completed" in m for m in replica.messages()) for replica in replicas]
+    assert sum(answered) == 6
