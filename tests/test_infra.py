@@ -708,10 +708,15 @@ def _quoted_in(literal: str, pieces: list[str]) -> bool:
     return True
 
 
-def runbook_quotes() -> list[str]:
-    """The log lines the runbook quotes: code spans in the second column of its table."""
-    text = (INFRA / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Runbook", 1)[1].split("\n## ", 1)[0]
+RUNBOOKS = {"infra/README.md": (INFRA / "README.md", "\n## Runbook"),
+            "README.md": (INFRA.parent / "README.md", "\n### Runbook")}
+
+
+def runbook_quotes(runbook: str = "infra/README.md") -> list[str]:
+    """The log lines a runbook quotes: code spans in the second column of its table."""
+    path, heading = RUNBOOKS[runbook]
+    text = path.read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     quotes = []
     for row in section.splitlines():
         cells = row.split(" | ")
@@ -720,8 +725,9 @@ def runbook_quotes() -> list[str]:
     return quotes
 
 
-def test_runbook_quotes_the_services_own_log_lines():
-    quotes = runbook_quotes()
+@pytest.mark.parametrize("runbook", sorted(RUNBOOKS))
+def test_runbook_quotes_the_services_own_log_lines(runbook):
+    quotes = runbook_quotes(runbook)
     assert len(quotes) >= 8, "the runbook should quote the log line of each failure"
     literals = _source_literals()
     for quote in quotes:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from consumer.irt.simulate import simulate
 from consumer.run import calibrate
 from consumer.settings import Settings
-from consumer.telemetry import configure_logging
+from consumer.telemetry import FitProgress, configure_logging
 
 from .platform_data import AS_OF, load_simulation
 from .test_cli import cli, log_entries
@@ -89,3 +89,24 @@ def test_exporters_are_chosen_by_the_standard_variables(database_url):
     assert wrong.returncode == 2
     assert [e["message"] for e in log_entries(wrong) if e["severity"] == "ERROR"] == [
         "OTEL_TRACES_EXPORTER must be console, otlp or none, got 'zipkin'"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_a_line_redrawn_in_a_terminal_and_a_periodic_log_line_elsewhere(caplog):
+    terminal = _Terminal()
+    progress = FitProgress(terminal)
+    progress(1, -1234.5, 0.5)
+    progress.close()
+    assert terminal.getvalue().startswith("\r\033[K") and "EM iteration 1: log-likelihood -1234.500" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\033[K")  # the line is cleared when the fit ends
+
+    pipe = io.StringIO()
+    quiet = FitProgress(pipe, interval=0.0)
+    with caplog.at_level(logging.INFO, logger="consumer.run"):
+        quiet(7, -99.0, 1e-3)
+    assert pipe.getvalue() == ""  # nothing drawn where nobody watches
+    assert "EM iteration 7: log-likelihood -99.000, largest change 1.00e-03" in caplog.text
