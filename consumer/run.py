@@ -29,6 +29,7 @@ from .db.engine import unavailable
 from .errors import CalibrationRefused, RunLockBusy, ServiceError
 from .irt import fipc, information, itemfit, linking
 from .irt.estimate import ItemCalibration, Priors, Progress, estimate_items
+from .irt.expected import FinalEStep
 from .irt.quadrature import Quadrature
 from .irt.scoring import score_eap
 from .settings import Settings
@@ -296,10 +297,7 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
         span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
                              "items_estimated": int(fit.estimated.sum())})
     with run.step("diagnostics"):
-        quadrature = Quadrature.normal(settings.quadrature_points)
-        run.errors = information.standard_errors(observations.responses, fit.params, fit.model, quadrature,
-                                                 Priors(on_a_b=settings.item_priors))
-        run.rmsd = itemfit.rmsd(observations.responses, fit.params, quadrature)
+        _diagnose(run, observations.responses, fit.params, fit.model)
     excluded = {str(observations.question_ids[j]): reason for j, reason in fit.excluded.items()}
     s.counts.update(items_estimated=int(fit.estimated.sum()), items_excluded=len(excluded),
                     excluded_items=excluded)
@@ -337,6 +335,15 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
                  "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:10])
                  + ("; ..." if len(excluded) > 10 else ""))
     return fit
+
+
+def _diagnose(run: _Run, responses, params, model: str) -> None:
+    """Standard errors and item fit of ``params``, from one E-step at them."""
+    quadrature = Quadrature.normal(run.settings.quadrature_points)
+    final = FinalEStep.at(responses, params, quadrature)
+    run.errors = information.standard_errors(responses, params, model, quadrature,
+                                             Priors(on_a_b=run.settings.item_priors), final=final)
+    run.rmsd = itemfit.rmsd(responses, params, final=final)
 
 
 def _free_parameters(fit: ItemCalibration) -> int:
@@ -402,9 +409,7 @@ def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalib
                                "loglik": result.loglik, "stocking_lord": screened.as_dict()}
     on_unit_scale = result.params.on_scale(1.0 / result.sd, -result.mean / result.sd)
     fit = dataclasses.replace(fit, params=on_unit_scale)
-    run.errors = information.standard_errors(observations.responses, on_unit_scale, fit.model, quadrature,
-                                             Priors(on_a_b=settings.item_priors))
-    run.rmsd = itemfit.rmsd(observations.responses, on_unit_scale, quadrature)
+    _diagnose(run, observations.responses, on_unit_scale, fit.model)
     return linking.LinkingConstants(linking.FIXED, result.sd, result.mean, len(kept)), fit
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import kernels
+from .expected import FinalEStep
 from .model import ItemParameters
 from .quadrature import Quadrature
 from .responses import Responses
@@ -173,22 +174,20 @@ class _Louis:
     own_blocks: np.ndarray
 
     @classmethod
-    def prepare(cls, responses: Responses, params: ItemParameters, free_c: bool,
-                quadrature: Quadrature | None) -> "_Louis":
-        quadrature = quadrature or Quadrature.normal()
-        data, kept = responses.restrict_items(np.isfinite(params.a) & np.isfinite(params.b))
-        items = params.take(kept)
-        log_curves = items.log_curves(quadrature.nodes)
-        counts, _ = kernels.expected_counts(data, log_curves, quadrature.log_weights)
-        scores, rest = _derivative_tables(items, quadrature.nodes, free_c)
-        return cls(data, kept, kernels.as_rows(log_curves), quadrature.log_weights,
-                   np.ascontiguousarray(scores), np.einsum("jyq,jyqkl->jkl", counts, rest))
+    def prepare(cls, final: FinalEStep, free_c: bool) -> "_Louis":
+        nodes = final.quadrature.nodes
+        scores, rest = _derivative_tables(final.items, nodes, free_c)
+        return cls(final.data, final.kept, kernels.as_rows(final.log_curves), final.quadrature.log_weights,
+                   np.ascontiguousarray(scores), np.einsum("jyq,jyqkl->jkl", final.counts, rest))
 
 
 def item_information(responses: Responses, params: ItemParameters, *, free_c: bool = False,
-                     quadrature: Quadrature | None = None) -> np.ndarray:
-    """Each estimated item's observed-information block over (a, d[, c]); NaN for the others."""
-    louis = _Louis.prepare(responses, params, free_c, quadrature)
+                     quadrature: Quadrature | None = None, final: FinalEStep | None = None) -> np.ndarray:
+    """Each estimated item's observed-information block over (a, d[, c]); NaN for the others.
+
+    ``final``, when given, is the E-step at ``params`` already done (``FinalEStep.at``).
+    """
+    louis = _Louis.prepare(final or FinalEStep.at(responses, params, quadrature), free_c)
     d = louis.data
     second = _posterior_score_products(d.person_ptr, d.item, d.correct, louis.rows, louis.log_prior, louis.scores,
                                        max(1, kernels.numba.get_num_threads())).sum(axis=0)
@@ -199,9 +198,9 @@ def item_information(responses: Responses, params: ItemParameters, *, free_c: bo
 
 
 def full_information(responses: Responses, params: ItemParameters, *, free_c: bool = False,
-                     quadrature: Quadrature | None = None) -> np.ndarray:
+                     quadrature: Quadrature | None = None, final: FinalEStep | None = None) -> np.ndarray:
     """The whole observed information over (a_1, d_1[, c_1], a_2, ...) of the estimated items."""
-    louis = _Louis.prepare(responses, params, free_c, quadrature)
+    louis = _Louis.prepare(final or FinalEStep.at(responses, params, quadrature), free_c)
     d = louis.data
     info = _full_cross_terms(d.person_ptr, d.item, d.correct, louis.rows, louis.log_prior, louis.scores)
     k = louis.scores.shape[-1]
@@ -233,13 +232,15 @@ def _prior_curvature(params: ItemParameters, priors, free_c: bool) -> np.ndarray
 
 
 def standard_errors(responses: Responses, params: ItemParameters, model: str,
-                    quadrature: Quadrature | None = None, priors=None) -> ItemStandardErrors:
+                    quadrature: Quadrature | None = None, priors=None,
+                    final: FinalEStep | None = None) -> ItemStandardErrors:
     """Standard errors of a, b, c and d for every item, from the observed information.
 
     The full information when affordable, else each item's block (see the
     module docstring). For the 1PL the common slope is one parameter shared
     by all items. With ``priors`` (``estimate.Priors``, Bayes-modal
     estimates; the 3PL's c prior always), the priors' curvature is added.
+    ``final`` is the E-step at ``params`` when the caller has it already.
     """
     free_c = model == "3PL"
     n = len(params)
@@ -247,8 +248,8 @@ def standard_errors(responses: Responses, params: ItemParameters, model: str,
     k = 3 if free_c else 2
     curvature = _prior_curvature(params, priors if (free_c or model == "2PL") else None, free_c)
     if _full_is_affordable(responses, int(estimated.sum()) * k):
-        return _from_full(responses, params, model, free_c, quadrature, estimated, curvature)
-    info = item_information(responses, params, free_c=free_c, quadrature=quadrature) + curvature
+        return _from_full(responses, params, model, free_c, quadrature, estimated, curvature, final)
+    info = item_information(responses, params, free_c=free_c, quadrature=quadrature, final=final) + curvature
     se_a, se_d, se_c, se_b = (np.full(n, np.nan) for _ in range(4))
     ok = np.isfinite(info[:, 0, 0])
     if model == "1PL":
@@ -269,8 +270,8 @@ def standard_errors(responses: Responses, params: ItemParameters, model: str,
     return ItemStandardErrors(a=se_a, b=se_b, c=se_c, d=se_d)
 
 
-def _from_full(responses, params, model, free_c, quadrature, estimated, curvature) -> ItemStandardErrors:
-    info = full_information(responses, params, free_c=free_c, quadrature=quadrature)
+def _from_full(responses, params, model, free_c, quadrature, estimated, curvature, final) -> ItemStandardErrors:
+    info = full_information(responses, params, free_c=free_c, quadrature=quadrature, final=final)
     k = 3 if free_c else 2
     m = int(estimated.sum())
     for position, j in enumerate(np.flatnonzero(estimated)):

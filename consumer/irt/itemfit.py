@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
+from .expected import FinalEStep
 from .model import ItemParameters
 from .quadrature import Quadrature
 from .responses import Responses
@@ -27,18 +27,19 @@ from .responses import Responses
 DEFAULT_RMSD_THRESHOLD = 0.12
 
 
-def rmsd(responses: Responses, params: ItemParameters, quadrature: Quadrature | None = None) -> np.ndarray:
-    """RMSD of every item (NaN for items without parameters)."""
-    quadrature = quadrature or Quadrature.normal()
-    usable = np.isfinite(params.a) & np.isfinite(params.b)
-    data, kept = responses.restrict_items(usable)
-    items = params.take(kept)
-    counts, _ = kernels.expected_counts(data, items.log_curves(quadrature.nodes), quadrature.log_weights)
+def rmsd(responses: Responses, params: ItemParameters, quadrature: Quadrature | None = None,
+         final: FinalEStep | None = None) -> np.ndarray:
+    """RMSD of every item (NaN for items without parameters).
+
+    ``final`` is the E-step at ``params`` when the caller has it already.
+    """
+    final = final or FinalEStep.at(responses, params, quadrature)
+    counts, items, nodes = final.counts, final.items, final.quadrature.nodes
     answered = counts.sum(axis=1)  # n_jq
     with np.errstate(invalid="ignore", divide="ignore"):
         observed = np.where(answered > 0, counts[:, 1, :] / answered, 0.0)
-    model = items.probability(quadrature.nodes).T  # (items, nodes)
+    model = items.probability(nodes).T  # (items, nodes)
     weights = answered / answered.sum(axis=1, keepdims=True)
     out = np.full(len(params), np.nan)
-    out[kept] = np.sqrt((weights * (observed - model) ** 2).sum(axis=1))
+    out[final.kept] = np.sqrt((weights * (observed - model) ** 2).sum(axis=1))
     return out
