@@ -14,6 +14,7 @@ import sys
 import uuid
 from datetime import datetime, timezone
 
+from .db.migrations import migrate
 from .errors import ConfigError, ServiceError
 from .irt import linking
 from .irt.model import MODELS
@@ -68,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
     calibrate.set_defaults(handler=_calibrate)
 
-    migrate = commands.add_parser("migrate", help="apply pending migrations of the service's tables",
-                                  description="Create or update the service's own tables; idempotent.")
-    migrate.set_defaults(handler=_migrate)
+    migrate_command = commands.add_parser("migrate", help="apply pending migrations of the service's tables",
+                                          description="Create or update the service's own tables; idempotent.")
+    migrate_command.set_defaults(handler=_migrate)
 
     serve = commands.add_parser(
         "serve", help="run the Pub/Sub consumer: calibration-requested in, calibration-completed out",
@@ -144,25 +145,12 @@ def _engine(settings: Settings):
     return engine
 
 
-def _migrate_engine(engine) -> None:
-    from .db.migrations import migrate
-    from .db.engine import unavailable
-    try:
-        applied = migrate(engine)
-    except ServiceError:
-        raise
-    except Exception as exc:
-        raise unavailable(engine, exc) from exc
-    for migration in applied:
-        log.info("applied migration %04d_%s", migration.version, migration.name)
-
-
 def _calibrate(args: argparse.Namespace) -> int:
     from .run import CalibrationRequest, calibrate
     settings = _settings(args)
     configure_opentelemetry()
     engine = _engine(settings)
-    _migrate_engine(engine)
+    migrate(engine)
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
                                  dry_run=args.dry_run, as_of=args.as_of)
@@ -179,7 +167,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = _engine(settings)
-    _migrate_engine(engine)
+    migrate(engine)
     log.info("the service's tables are up to date")
     return 0
 
@@ -270,7 +258,7 @@ def _tag_anchors(args: argparse.Namespace) -> int:
                           "and --max-se > 0")
     settings = _settings(args)
     engine = _engine(settings)
-    _migrate_engine(engine)
+    migrate(engine)
     criteria = AnchorCriteria(max_candidates=args.max_candidates, min_responses=args.min_responses,
                               min_a=args.min_a, max_a=args.max_a, max_b_se=args.max_se)
     result = tag_anchors(engine, criteria, dry_run=args.dry_run)
@@ -283,7 +271,7 @@ def _report(args: argparse.Namespace) -> int:
     from .report import load_run, render
     settings = _settings(args)
     engine = _engine(settings)
-    _migrate_engine(engine)
+    migrate(engine)
     record = load_run(engine, args.run_id)
     path = Path(args.output or f"calibration-report-{record.run_id}.html")
     path.write_text(render(record))

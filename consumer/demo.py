@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
@@ -84,7 +85,7 @@ def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> R
     """Start the local Pub/Sub server and the consumer, publish a request, print its completed event."""
     import platformdirs
     from .bus import local_server
-    server = local_server.start(__import__("pathlib").Path(platformdirs.user_cache_dir("irt-calibration")))
+    server = local_server.start(Path(platformdirs.user_cache_dir("irt-calibration")))
     previous_host = os.environ.get("PUBSUB_EMULATOR_HOST")
     os.environ["PUBSUB_EMULATOR_HOST"] = server.host
     try:

@@ -111,14 +111,9 @@ class RequestHandler:
         return Outcome.ACK
 
     def _ensure_migrated(self) -> None:
-        if self._migrated:
-            return
-        from ..db.engine import unavailable
-        try:
+        if not self._migrated:
             migrate(self.engine)
-        except Exception as exc:
-            raise unavailable(self.engine, exc) from exc
-        self._migrated = True
+            self._migrated = True
 
     def _reject(self, delivery: Delivery, reason: str) -> Outcome:
         log.warning("message %s rejected and acked, never to be retried: %s", delivery.message_id, reason)

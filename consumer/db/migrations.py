@@ -14,6 +14,9 @@ from importlib import resources
 
 import sqlalchemy as sa
 
+from ..errors import ServiceError
+from .engine import unavailable
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = "mirt_schema_migrations"
@@ -43,7 +46,22 @@ def available() -> list[Migration]:
 
 
 def migrate(engine: sa.Engine) -> list[Migration]:
-    """Apply the pending migrations; returns those applied (none when up to date)."""
+    """Apply the pending migrations; returns those applied (none when up to date).
+
+    Any failure to do so is a ``DatabaseUnavailable`` naming the database (worth retrying).
+    """
+    try:
+        applied = _apply_pending(engine)
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise unavailable(engine, exc) from exc
+    for migration in applied:
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+    return applied
+
+
+def _apply_pending(engine: sa.Engine) -> list[Migration]:
     applied_now = []
     with engine.begin() as conn:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
@@ -56,7 +74,6 @@ def migrate(engine: sa.Engine) -> list[Migration]:
         for migration in available():
             if migration.version in done:
                 continue
-            log.info("applying migration %04d_%s", migration.version, migration.name)
             for statement in migration.statements():
                 conn.exec_driver_sql(statement)
             conn.execute(sa.text(f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES (:v, :n)"),
