@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from consumer.irt import kernels
-from consumer.irt.estimate import Priors, _Point, _run_em, estimate_items
+from consumer.irt.estimate import A_BOUNDS, Priors, _HoldBack, _Point, _run_em, _Watch, estimate_items
 from consumer.irt.model import log_curves, model_name
 from consumer.irt.quadrature import Quadrature
 from consumer.irt.responses import Responses
@@ -107,7 +107,7 @@ def plain_em_cycle(responses, a, d, nodes=Quadrature.normal().nodes):
                                              Quadrature.normal().log_weights)
     padded = np.zeros((2 * a.size, 64))
     padded[:, :nodes.size] = counts.reshape(2 * a.size, nodes.size)
-    new_a, new_d = kernels.newton_2pl(padded, nodes, a, d, 25, 1e-10, 2.0)
+    new_a, new_d = kernels.newton_2pl(padded, nodes, a, d, 25, 1e-10, 2.0, 1e-9, 1e9, 1e9)
     return loglik, new_a, new_d
 
 
@@ -269,11 +269,61 @@ def test_bayes_modal_priors_steady_sparse_items():
     assert modal.params.a.max() < plain.params.a.max()
 
 
-def test_an_item_pushed_past_a_bound_is_reported():
+def faulty_items_data():
+    """Sparse 2PL data in which three items cannot be estimated: 3 splits its students perfectly by
+    ability (its slope runs away), 7's answers are unrelated to ability, 9's key is reversed."""
     truth = simulate(4000, 40, 40, seed=5)
     r = truth.responses
     correct = r.correct.copy()
-    on_item = r.item == 3
-    correct[on_item] = truth.theta[r.person_index()][on_item] > 0.3  # a perfect step: a heads to infinity
-    fit = estimate_items(Responses(r.person_ptr, r.item, correct, r.n_items), "3PL")
-    assert fit.converged and list(fit.at_bounds) == [3] and "a at 10" in fit.at_bounds[3]
+    theta = truth.theta[r.person_index()]
+    correct[r.item == 3] = theta[r.item == 3] > 0.3
+    correct[r.item == 7] = np.random.default_rng(0).random(int((r.item == 7).sum())) < 0.7
+    correct[r.item == 9] = 1 - correct[r.item == 9]
+    return truth, Responses(r.person_ptr, r.item, correct, r.n_items)
+
+
+@pytest.mark.parametrize("model", ["2PL", "3PL"])
+@pytest.mark.parametrize("accelerate", [True, False])
+def test_items_the_answers_do_not_identify_are_held_back_and_the_rest_converge(model, accelerate):
+    truth, responses = faulty_items_data()
+    fit = estimate_items(responses, model, accelerate=accelerate)
+
+    assert sorted(fit.unidentified) == [3, 7, 9]
+    assert "ran away" in fit.unidentified[3]
+    assert "check its answer key" in fit.unidentified[9]
+    assert all(fit.excluded[j] == fit.unidentified[j] for j in (3, 7, 9))
+    assert not fit.estimated[[3, 7, 9]].any() and np.isnan(fit.params.a[[3, 7, 9]]).all()
+    # Recognised within a bounded number of passes; the others converge, finite, inside the bounds.
+    assert fit.converged and fit.iterations < 100
+    others = fit.estimated
+    assert others.sum() == 37
+    assert np.all((fit.params.a[others] > A_BOUNDS[0]) & (fit.params.a[others] < A_BOUNDS[1]))
+    # (The 3PL's c prior shifts b on these 2PL data; the order stays.)
+    assert np.corrcoef(fit.params.b[others], truth.params.b[others])[0, 1] > 0.97
+
+
+def test_an_item_answered_only_by_students_with_no_other_answer_is_not_identified():
+    truth = simulate(3000, 30, 10, seed=6)
+    r = truth.responses
+    lone = Responses.from_triplets(np.arange(3000, 3100), np.full(100, 30), np.arange(100) % 2, 3100, 31)
+    both = Responses.from_triplets(np.concatenate([r.person_index(), np.arange(3000, 3100)]),
+                                   np.concatenate([r.item, np.full(100, 30)]),
+                                   np.concatenate([r.correct, lone.correct]), 3100, 31)
+    fit = estimate_items(both, "2PL")
+    assert list(fit.unidentified) == [30] and "only 0 of its 100 answers" in fit.unidentified[30]
+    # A common slope is identified by the other items: the 1PL estimates it.
+    assert estimate_items(both, "1PL").estimated[30]
+
+
+def test_a_stall_holds_back_the_items_still_moving_while_the_likelihood_is_flat():
+    watch = _Watch(0, 1e-4, 6.0, common_slope=False)
+    x = np.array([[1.0, 1.2, 0.8], [0.0, 0.5, -0.5]])
+    creeping = x.copy()
+    creeping[0, 1] += 0.01  # item 1's slope keeps moving a hundredth a pass
+    for passes in range(1, 30, 3):
+        try:
+            watch(passes, _Point(x, -1000.0 + passes * 1e-5, creeping, 0.01))
+        except _HoldBack as stop:
+            assert passes >= 20 and list(stop.items) == [1] and "stalled" in stop.items[1]
+            return
+    pytest.fail("a flat likelihood with a moving item was not recognised as a stall")

@@ -59,10 +59,20 @@ _FLOAT32_TOLERANCE = 1e-6
 _SQUAREM_STEP_MAX0 = 1.0
 _SQUAREM_MSTEP = 4.0
 
-#: Bounds that keep estimates finite on sparse items (an item that reaches one is reported).
+#: Bounds every estimation path keeps the estimates in (an item that ends on one is reported).
 A_BOUNDS = (0.02, 10.0)
 D_BOUND = 25.0
 C_BOUNDS = (1e-4, 0.5)
+
+# Identification watch (see ``_Watch``): from this many E-step passes on, an
+# item whose slope sits on a bound or whose difficulty lies beyond the
+# quadrature grid, at an accepted point and in the EM step from it, is held
+# back; and when the objective has gained less than _STALL_GAIN over the
+# last _STALL_WINDOW passes while some items still move by more than the
+# tolerance, those items are held back.
+_WATCH_FROM = 10
+_STALL_WINDOW = 20
+_STALL_GAIN = 0.01
 _G_BOUNDS = (float(np.log(C_BOUNDS[0] / (1 - C_BOUNDS[0]))), float(np.log(C_BOUNDS[1] / (1 - C_BOUNDS[1]))))
 
 
@@ -123,6 +133,10 @@ class ItemCalibration:
     at_bounds: dict[int, str] = field(default_factory=dict)
     #: log-likelihood + log prior density at the estimates (equal to ``loglik`` without priors).
     log_posterior: float | None = None
+    #: Items held back because their answers do not identify their parameters (also in ``excluded``).
+    unidentified: dict[int, str] = field(default_factory=dict)
+    #: Whether Bayes-modal priors on a and b were used.
+    priors_on_a_b: bool = False
 
 
 def _item_counts(responses: Responses) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +144,14 @@ def _item_counts(responses: Responses) -> tuple[np.ndarray, np.ndarray]:
     return kernels.count_by_item(responses.item, responses.correct, responses.n_items)
 
 
-def screen_items(responses: Responses, min_responses: int) -> tuple[np.ndarray, dict[int, str]]:
-    """Which items can be estimated, and why each of the others cannot."""
+def screen_items(responses: Responses, min_responses: int, model: str = "1PL") -> tuple[np.ndarray, dict[int, str]]:
+    """Which items can be estimated, and why each of the others cannot.
+
+    An item needs ``min_responses`` answers, some right and some wrong; for
+    the 2PL and 3PL, ``min_responses`` of its answers must also come from
+    students who answered another such item, since a student's only answer
+    says nothing about how the item discriminates.
+    """
     n, r = _item_counts(responses)
     keep = (n >= min_responses) & (r > 0) & (r < n)
     excluded: dict[int, str] = {}
@@ -142,6 +162,16 @@ def screen_items(responses: Responses, min_responses: int) -> tuple[np.ndarray, 
             excluded[int(j)] = f"all {n[j]} responses correct"
         else:
             excluded[int(j)] = f"all {n[j]} responses wrong"
+    if model != "1PL" and keep.any():
+        on_kept = keep[responses.item]
+        running = np.concatenate([[0], np.cumsum(on_kept)])
+        per_person = running[responses.person_ptr[1:]] - running[responses.person_ptr[:-1]]
+        linked = on_kept & np.repeat(per_person >= 2, np.diff(responses.person_ptr))
+        informative = np.bincount(responses.item[linked], minlength=responses.n_items)
+        for j in np.flatnonzero(keep & (informative < min_responses)):
+            keep[j] = False
+            excluded[int(j)] = (f"not identified: only {informative[j]} of its {n[j]} answers come from students who "
+                                f"answered other items (minimum {min_responses})")
     return keep, excluded
 
 
@@ -196,12 +226,12 @@ def _em_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray) -> Callable[[
         estep.set_2pl(a, d, nodes)
         counts, loglik = estep.run()
         if model == "1PL":
-            slope, new_d = kernels.newton_1pl(counts, nodes, float(a[0]), d,
-                                              _NEWTON_STEPS, _NEWTON_TOLERANCE, _MAX_STEP)
+            slope, new_d = kernels.newton_1pl(counts, nodes, float(a[0]), d, _NEWTON_STEPS, _NEWTON_TOLERANCE,
+                                              _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND)
             new_a = np.full_like(a, slope)
         else:
-            new_a, new_d = kernels.newton_2pl(counts, nodes, a, d,
-                                              _NEWTON_STEPS, _NEWTON_TOLERANCE, _MAX_STEP)
+            new_a, new_d = kernels.newton_2pl(counts, nodes, a, d, _NEWTON_STEPS, _NEWTON_TOLERANCE,
+                                              _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND)
         mapped = np.stack([new_a, new_d])
         change = float(np.abs(mapped - x).max(initial=0.0))
         return _Point(x, loglik, mapped, change)
@@ -332,6 +362,77 @@ def _bounds_reached(x: np.ndarray, kept: np.ndarray) -> dict[int, str]:
     return reached
 
 
+def _unidentified_at(x: np.ndarray, grid_edge: float, common_slope: bool) -> dict[int, str]:
+    """Positions of the items whose estimates at ``x`` say their answers do not identify them, with why."""
+    a, d, _ = _unpack(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = -d / a
+    found: dict[int, str] = {}
+    for j in range(a.size):
+        if not common_slope and a[j] >= A_BOUNDS[1] * 0.9999:
+            found[j] = (f"slope ran away to the bound a = {A_BOUNDS[1]:g} (its answers split almost perfectly "
+                        f"by ability)")
+        elif not common_slope and a[j] <= A_BOUNDS[0] * 1.0001:
+            found[j] = (f"slope fell to the bound a = {A_BOUNDS[0]:g} (its answers do not rise with ability; "
+                        f"check its answer key)")
+        elif not abs(b[j]) <= grid_edge or abs(d[j]) >= D_BOUND * 0.9999:
+            found[j] = f"difficulty b = {b[j]:.3g} beyond the ability grid (+-{grid_edge:g})"
+    return found
+
+
+class _HoldBack(Exception):
+    """Raised from inside the EM when items turn out not to be identified: stop, drop them, go on."""
+
+    def __init__(self, point: "_Point", passes: int, items: dict[int, str]) -> None:
+        super().__init__(items)
+        self.point, self.passes, self.items = point, passes, items
+
+
+class _Watch:
+    """Watches the accepted points of one EM run for items the data do not identify.
+
+    Two signs, both within a bounded number of passes: an estimate that
+    reaches a slope bound or leaves the ability grid, at a point and in the
+    plain EM step from it (a slope running away under near-separation, a
+    slope collapsing on an item whose answers do not rise with ability, a
+    difficulty no answer pins down); and a stall, the objective flat over
+    ``_STALL_WINDOW`` passes while some items still move by more than the
+    tolerance, which is a flat likelihood along those items' parameters.
+    """
+
+    def __init__(self, first_pass: int, tolerance: float, grid_edge: float, common_slope: bool) -> None:
+        self.first_pass = first_pass
+        self.tolerance = tolerance
+        self.grid_edge = grid_edge
+        self.common_slope = common_slope
+        self.seen: list[tuple[int, float]] = []
+
+    def __call__(self, passes: int, point: "_Point") -> None:
+        total = self.first_pass + passes
+        self.seen.append((total, point.objective))
+        if total < _WATCH_FROM or point.change < self.tolerance:
+            return
+        found = {j: why for j, why in _unidentified_at(point.x, self.grid_edge, self.common_slope).items()
+                 if j in _unidentified_at(point.mapped, self.grid_edge, self.common_slope)}
+        if not found:
+            before = [value for at, value in self.seen if at <= total - _STALL_WINDOW]
+            if before and point.objective - before[-1] < _STALL_GAIN:
+                moving = np.abs(point.mapped - point.x).max(axis=0)
+                found = {int(j): (f"EM stalled: the likelihood stayed flat over {_STALL_WINDOW} passes while its "
+                                  f"parameters kept moving (by {moving[j]:.2g} a pass)")
+                         for j in np.flatnonzero(moving > self.tolerance)}
+                if self.common_slope and not found:
+                    return
+        if found:
+            raise _HoldBack(point, passes, found)
+
+    def at_end(self, point: "_Point") -> None:
+        """Items that ended the EM on a slope bound or off the grid are not identified either."""
+        found = _unidentified_at(point.x, self.grid_edge, self.common_slope)
+        if found:
+            raise _HoldBack(point, 0, found)
+
+
 def _run_em(
     cycle: Callable[[np.ndarray], _Point],
     start: np.ndarray,
@@ -434,7 +535,10 @@ def estimate_items(
 
     Items with fewer than ``min_responses`` answers, or whose answers are all
     right or all wrong, carry no information on their parameters: they are
-    not estimated and are listed in ``excluded``.
+    not estimated and are listed in ``excluded``. Items whose answers turn
+    out not to identify their parameters while the EM runs (``_Watch``) are
+    held back the same way, named in ``unidentified`` too, and the EM goes
+    on for the others from where it was.
 
     ``max_iterations`` bounds the E-step passes. ``accelerate=False`` runs
     plain EM; the default SQUAREM acceleration reaches the same fixed point
@@ -449,36 +553,66 @@ def estimate_items(
         raise ValueError("tolerance must be positive and max_iterations at least 1")
     quadrature = quadrature or Quadrature.normal()
     nodes = np.ascontiguousarray(quadrature.nodes, dtype=np.float64)
+    grid_edge = float(np.abs(nodes).max())
 
-    keep, excluded = screen_items(responses, min_responses)
-    data, kept = responses.restrict_items(keep)
+    keep, excluded = screen_items(responses, min_responses, model)
+    unidentified = {j: why for j, why in excluded.items() if why.startswith("not identified")}
+    kept = np.flatnonzero(keep)
     n_items, r_items = _item_counts(responses)
     a, d = _start_values(n_items[kept], r_items[kept])
     general = model == "3PL" or (model == "2PL" and priors.on_a_b)
-    start = np.stack([a, d])
+    x = np.stack([a, d])
     if model == "3PL":
         prior_mean = priors.c_alpha / (priors.c_alpha + priors.c_beta)
-        start = np.stack([a, d, np.full(a.size, np.log(prior_mean / (1 - prior_mean)))])
+        x = np.stack([a, d, np.full(a.size, np.log(prior_mean / (1 - prior_mean)))])
 
     history: list[float] = []
+    passes, converged, final = 0, False, None
+    # float32 tables are exact enough for tolerances down to 1e-6 (their
+    # rounding moves the EM map by about 3e-8); below that, float64.
+    dtype = np.float32 if tolerance >= _FLOAT32_TOLERANCE else np.float64
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        while kept.size and passes < max_iterations:
+            data, _ = responses.restrict_items(np.isin(np.arange(responses.n_items), kept))
+            estep = kernels.EStep(data, quadrature.log_weights, dtype=dtype)
+            cycle = _general_cycle(estep, model, nodes, priors) if general else _em_cycle(estep, model, nodes)
+            watch = _Watch(passes, tolerance, grid_edge, common_slope=model == "1PL")
 
-    def on_accept(passes: int, point: _Point) -> None:
-        history.append(point.objective)
-        if progress is not None:
-            progress(passes, point.objective, point.change)
+            def on_accept(done: int, point: _Point, offset: int = passes, watch: _Watch = watch) -> None:
+                history.append(point.objective)
+                if progress is not None:
+                    progress(offset + done, point.objective, point.change)
+                watch(done, point)
 
-    if kept.size:
-        # float32 tables are exact enough for tolerances down to 1e-6 (their
-        # rounding moves the EM map by about 3e-8); below that, float64.
-        dtype = np.float32 if tolerance >= _FLOAT32_TOLERANCE else np.float64
-        estep = kernels.EStep(data, quadrature.log_weights, dtype=dtype)
-        cycle = _general_cycle(estep, model, nodes, priors) if general else _em_cycle(estep, model, nodes)
-        final, iterations, converged = _run_em(cycle, start, tolerance, max_iterations, accelerate, on_accept)
+            try:
+                final, used, converged = _run_em(cycle, x, tolerance, max_iterations - passes, accelerate, on_accept)
+                passes += used
+                watch.at_end(final)
+                break
+            except _HoldBack as stop:
+                passes += stop.passes
+                final, converged = stop.point, False
+                still = np.ones(kept.size, bool)
+                for position, why in stop.items.items():
+                    still[position] = False
+                    excluded[int(kept[position])] = unidentified[int(kept[position])] = f"not identified: {why}"
+                x, kept, final = stop.point.x[:, still], kept[still], None
+        if final is None and kept.size:
+            # The passes ran out right after items were held back: one more
+            # pass gives the log-likelihood of what is left.
+            data, _ = responses.restrict_items(np.isin(np.arange(responses.n_items), kept))
+            estep = kernels.EStep(data, quadrature.log_weights, dtype=dtype)
+            final = (_general_cycle(estep, model, nodes, priors) if general else _em_cycle(estep, model, nodes))(x)
+            passes += 1
+    if final is not None:
         x, loglik, change, log_posterior = final.x, final.loglik, final.change, final.objective
-        at_bounds = _bounds_reached(x, kept) if general else {}
+        at_bounds = _bounds_reached(x, kept)
     else:
-        x, iterations, converged, loglik, change, log_posterior, at_bounds = start, 0, False, 0.0, np.inf, 0.0, {}
+        loglik, change, log_posterior, at_bounds = 0.0, np.inf, 0.0, {}
+        converged = converged and not kept.size
 
+    estimated = np.zeros(responses.n_items, bool)
+    estimated[kept] = True
     a, d, c = _unpack(x)
     full_a = np.full(responses.n_items, np.nan)
     full_d = np.full(responses.n_items, np.nan)
@@ -490,18 +624,20 @@ def estimate_items(
     return ItemCalibration(
         model=model,
         params=params,
-        estimated=keep,
-        excluded=excluded,
+        estimated=estimated,
+        excluded=dict(sorted(excluded.items())),
         responses_per_item=n_items,
         loglik=float(loglik),
-        iterations=iterations,
+        iterations=passes,
         converged=converged,
         max_change=float(change),
         n_persons=responses.n_persons,
-        n_obs=data.n_obs,
+        n_obs=int(n_items[kept].sum()),
         tolerance=tolerance,
         quadrature_points=nodes.size,
         history=history,
         at_bounds=at_bounds,
         log_posterior=float(log_posterior),
+        unidentified=dict(sorted(unidentified.items())),
+        priors_on_a_b=bool(priors.on_a_b and model != "1PL"),
     )

@@ -270,13 +270,14 @@ def expected_counts(responses, log_curves: np.ndarray, log_prior: np.ndarray) ->
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step):
+def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_high, d_bound):
     """M-step of the 2PL: each item's expected log-likelihood maximised in (a, d) by Newton-Raphson.
 
     ``counts[2j + y, q]`` are the expected counts of the E-step. Items are
     independent, so each runs its own Newton iterations (from ``a, d``)
     until its step is below ``tolerance``; a step longer than ``max_step``
-    in either parameter is shortened to that length.
+    in either parameter is shortened to that length, and the estimates are
+    kept in [a_low, a_high] and [-d_bound, d_bound].
     """
     n_items = a.size
     n_nodes = nodes.size
@@ -309,8 +310,8 @@ def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step):
             step_d = (h_aa * g_d - h_ad * g_a) / det
             longest = max(abs(step_a), abs(step_d))
             shrink = max_step / longest if longest > max_step else 1.0
-            aj += shrink * step_a
-            dj += shrink * step_d
+            aj = min(max(aj + shrink * step_a, a_low), a_high)
+            dj = min(max(dj + shrink * step_d, -d_bound), d_bound)
             if longest < tolerance:
                 break
         new_a[j] = aj
@@ -319,12 +320,12 @@ def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step):
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def newton_1pl(counts, nodes, slope, d, max_steps, tolerance, max_step):
+def newton_1pl(counts, nodes, slope, d, max_steps, tolerance, max_step, a_low, a_high, d_bound):
     """M-step of the 1PL: Newton-Raphson in (common slope, d_1..d_J).
 
     The Hessian is an arrow matrix (the slope row and column, a diagonal for
     the intercepts); the slope step comes from its Schur complement. Step
-    limiting and stopping as in ``newton_2pl``, for the whole vector.
+    limiting, bounds and stopping as in ``newton_2pl``, for the whole vector.
     """
     n_items = d.size
     n_nodes = nodes.size
@@ -366,9 +367,9 @@ def newton_1pl(counts, nodes, slope, d, max_steps, tolerance, max_step):
             g_d[j] = (g_d[j] - h_ad[j] * step_a) / h_dd[j]  # now the intercept steps
             longest = max(longest, abs(g_d[j]))
         shrink = max_step / longest if longest > max_step else 1.0
-        slope += shrink * step_a
+        slope = min(max(slope + shrink * step_a, a_low), a_high)
         for j in range(n_items):
-            d[j] += shrink * g_d[j]
+            d[j] = min(max(d[j] + shrink * g_d[j], -d_bound), d_bound)
         if longest < tolerance:
             break
     return slope, d
