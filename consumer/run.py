@@ -15,6 +15,7 @@ import logging
 import math
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Mapping
@@ -28,7 +29,7 @@ from .db import queries
 from .db.engine import unavailable
 from .errors import CalibrationRefused, RunLockBusy, ServiceError
 from .irt import fipc, information, itemfit, linking
-from .irt.estimate import ItemCalibration, Priors, Progress, estimate_items
+from .irt.estimate import THIN_DATA_ANSWERS, ItemCalibration, Priors, Progress, estimate_items, thin_data, unidentified
 from .irt.expected import FinalEStep
 from .irt.quadrature import Quadrature
 from .irt.scoring import score_eap
@@ -115,6 +116,8 @@ class _Run:
         self.log = logging.LoggerAdapter(log, {"run_id": str(self.run_id)})
         self.errors: information.ItemStandardErrors | None = None
         self.rmsd: np.ndarray | None = None
+        #: The priors on a and b the fit used (``MIRT_ITEM_PRIORS``; decided on the data when ``auto``).
+        self.priors = Priors()
         #: Per anchor used for linking: reference, new (calibration scale) and linked parameters.
         self.anchor_table: list[dict] = []
 
@@ -162,6 +165,7 @@ class _Run:
             "anchors_skipped": s.counts.get("anchors_skipped", {}),
             "anchors_dropped": s.counts.get("anchors_dropped", {}),
             "misfitting_items": s.counts.get("misfitting_items", {}),
+            "held_back_items": s.counts.get("held_back_items", {}),
             "anchor_table": self.anchor_table,
             "dry_run": self.request.dry_run,
         }
@@ -200,7 +204,11 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
                      " ".join(f"{k}={v}" for k, v in settings.public().items()), settings.database_source())
         _record_start(run)
         try:
-            _steps(run)
+            # Numerical trouble is handled where it arises (items held back, one line each);
+            # numpy's own warnings would only put raw lines on stderr.
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                _steps(run)
         except RunAbandoned as reason:
             _record_end(run, ABANDONED, str(reason))
         except Exception as exc:
@@ -284,66 +292,106 @@ def _load_anchors(run: _Run) -> list[anchor_io.Anchor]:
     return anchors
 
 
+def _item_priors(run: _Run, responses) -> Priors:
+    """The priors on a and b this run uses: MIRT_ITEM_PRIORS, where ``auto`` means on thin data only."""
+    setting, model = run.settings.item_priors, run.settings.model
+    if setting == "auto":
+        thin, median = thin_data(responses, model, run.settings.min_responses)
+        why = (f"auto: the median item has {median} answers, "
+               f"{'fewer than' if thin else 'at least'} {THIN_DATA_ANSWERS[model]}"
+               if model in THIN_DATA_ANSWERS else "auto: the 1PL's common slope needs none")
+    else:
+        thin, why = setting == "true", f"MIRT_ITEM_PRIORS={setting}"
+    used = thin and model != "1PL"
+    run.summary.fit["item_priors"] = {"setting": setting, "used": used, "why": why}
+    return Priors(on_a_b=used)
+
+
 def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
     s, settings = run.summary, run.settings
-    run.log.info("fitting %s by marginal maximum likelihood (EM, %d quadrature points, tolerance %g)",
-                 settings.model, settings.quadrature_points, settings.em_tolerance)
+    run.priors = _item_priors(run, observations.responses)
+    run.log.info("fitting %s by marginal maximum likelihood (EM, %d quadrature points, tolerance %g), %s (%s)",
+                 settings.model, settings.quadrature_points, settings.em_tolerance,
+                 "with priors on a and b" if run.priors.on_a_b else "no priors on a and b",
+                 s.fit["item_priors"]["why"])
     with run.step("fit") as span:
         fit = estimate_items(observations.responses, settings.model,
                              quadrature=Quadrature.normal(settings.quadrature_points),
                              tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
-                             min_responses=settings.min_responses, progress=run.progress,
-                             priors=Priors(on_a_b=settings.item_priors))
+                             min_responses=settings.min_responses, progress=run.progress, priors=run.priors)
+        moving = dict(fit.still_moving)
+        fit = fit.hold_back({j: f"not converged: still moving by {v:.2g} a pass after {fit.iterations} EM passes"
+                             for j, v in moving.items()})
         span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
                              "items_estimated": int(fit.estimated.sum())})
     with run.step("diagnostics"):
-        _diagnose(run, observations.responses, fit.params, fit.model)
-    excluded = {str(observations.question_ids[j]): reason for j, reason in fit.excluded.items()}
+        fit = _diagnose(run, observations.responses, fit)
+    qid = observations.question_ids
+    excluded = {str(qid[j]): reason for j, reason in fit.excluded.items()}
+    held_back = {str(qid[j]): reason for j, reason in fit.held_back.items()}
     s.counts.update(items_estimated=int(fit.estimated.sum()), items_excluded=len(excluded),
-                    excluded_items=excluded)
+                    excluded_items=excluded, items_held_back=len(held_back), held_back_items=held_back)
     n_params = _free_parameters(fit)
-    s.fit = {"loglik": fit.loglik, "iterations": fit.iterations, "converged": fit.converged,
-             "max_change": fit.max_change, "n_parameters": n_params, "standard_errors": run.errors.method,
-             "aic": -2 * fit.loglik + 2 * n_params,
-             "bic": -2 * fit.loglik + n_params * math.log(max(fit.n_persons, 1)),
-             "log_posterior": fit.log_posterior,
-             "items_at_bounds": {str(observations.question_ids[j]): v for j, v in fit.at_bounds.items()}}
+    s.fit.update({"loglik": fit.loglik, "iterations": fit.iterations, "converged": fit.converged,
+                  "max_change": fit.max_change, "n_parameters": n_params, "standard_errors": run.errors.method,
+                  "aic": -2 * fit.loglik + 2 * n_params,
+                  "bic": -2 * fit.loglik + n_params * math.log(max(fit.n_persons, 1)),
+                  "log_posterior": fit.log_posterior,
+                  "items_at_bounds": {str(qid[j]): v for j, v in fit.at_bounds.items() if fit.estimated[j]}})
     run.log.info("fitted %s in %.2fs (standard errors and item fit %.2fs): %d EM passes, %s, "
                  "log-likelihood %.3f, %d items estimated",
                  settings.model, s.durations["fit"], s.durations["diagnostics"], fit.iterations,
                  "converged" if fit.converged else f"NOT converged (last change {fit.max_change:.2g})",
                  fit.loglik, s.counts["items_estimated"])
     if not fit.converged:
-        run.warn("EM stopped at MIRT_EM_MAX_ITERATIONS=%d before converging (largest last change %.3g); "
-                 "estimates are written but raise the cap or loosen MIRT_EM_TOLERANCE",
-                 settings.em_max_iterations, fit.max_change)
-    if fit.at_bounds:
-        run.warn("%d items ended on a bound of their parameters: %s", len(fit.at_bounds),
-                 "; ".join(f"{k}: {v}" for k, v in list(s.fit["items_at_bounds"].items())[:10]))
-    held_back = [k for k, v in excluded.items() if v.startswith("held back")]
+        run.warn("EM stopped at MIRT_EM_MAX_ITERATIONS=%d before converging (largest last change %.3g); the %d "
+                 "items still moving are held back and the others written; raise the cap or loosen "
+                 "MIRT_EM_TOLERANCE", settings.em_max_iterations, fit.max_change, len(moving))
     if held_back:
-        run.log.info("%d items held back until they reach MIRT_MIN_RESPONSES=%d responses: %s", len(held_back),
-                     settings.min_responses, _id_list(held_back))
-    misfits = {str(observations.question_ids[j]): f"RMSD {run.rmsd[j]:.3f} above {settings.item_fit_threshold:g}"
+        run.warn("%d items held back, not written, not scored, not linked on: %s; their answers do not pin "
+                 "their parameters down: review them (answer key, wording) or wait for more answers",
+                 len(held_back), _reasons(held_back))
+    if s.fit["items_at_bounds"]:
+        run.warn("%d items ended on a bound of their parameters: %s", len(s.fit["items_at_bounds"]),
+                 _reasons(s.fit["items_at_bounds"]))
+    too_few = [str(qid[j]) for j in fit.excluded if fit.responses_per_item[j] < settings.min_responses]
+    if too_few:
+        run.log.info("%d items held back until they reach MIRT_MIN_RESPONSES=%d responses: %s", len(too_few),
+                     settings.min_responses, _id_list(too_few))
+    misfits = {str(qid[j]): f"RMSD {run.rmsd[j]:.3f} above {settings.item_fit_threshold:g}"
                for j in np.flatnonzero(run.rmsd > settings.item_fit_threshold)}
     s.counts["misfitting_items"] = misfits
     if misfits:
         run.warn("%d items misfit (their observed curve departs from the model's): %s", len(misfits),
-                 "; ".join(f"{k}: {v}" for k, v in list(misfits.items())[:10]) + ("; ..." if len(misfits) > 10 else ""))
-    if excluded:
-        run.warn("%d items not estimated: %s", len(excluded),
-                 "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:10])
-                 + ("; ..." if len(excluded) > 10 else ""))
+                 _reasons(misfits))
+    one_sided = {k: v for k, v in excluded.items() if k not in held_back and k not in too_few}
+    if one_sided:
+        run.warn("%d items not estimated: %s", len(one_sided), _reasons(one_sided))
+    if not fit.estimated.any():
+        raise CalibrationRefused("no item could be estimated from the answers in the window",
+                                 "widen MIRT_LOOKBACK_DAYS or raise MIRT_MAX_OBS so that items gather "
+                                 f"MIRT_MIN_RESPONSES={settings.min_responses} informative answers")
     return fit
 
 
-def _diagnose(run: _Run, responses, params, model: str) -> None:
-    """Standard errors and item fit of ``params``, from one E-step at them."""
+def _reasons(by_item: dict[str, str], limit: int = 10) -> str:
+    shown = "; ".join(f"{k}: {v}" for k, v in list(by_item.items())[:limit])
+    return shown + (f"; ... ({len(by_item) - limit} more)" if len(by_item) > limit else "")
+
+
+def _diagnose(run: _Run, responses, fit: ItemCalibration) -> ItemCalibration:
+    """Standard errors and item fit of ``fit``, from one E-step at its estimates.
+
+    Items whose standard errors cannot be computed are held back: a
+    parameter without a standard error is not one to write.
+    """
     quadrature = Quadrature.normal(run.settings.quadrature_points)
-    final = FinalEStep.at(responses, params, quadrature)
-    run.errors = information.standard_errors(responses, params, model, quadrature,
-                                             Priors(on_a_b=run.settings.item_priors), final=final)
-    run.rmsd = itemfit.rmsd(responses, params, final=final)
+    final = FinalEStep.at(responses, fit.params, quadrature)
+    run.errors = information.standard_errors(responses, fit.params, fit.model, quadrature, run.priors, final=final)
+    run.rmsd = itemfit.rmsd(responses, fit.params, final=final)
+    singular = fit.estimated & ~(np.isfinite(run.errors.a) & np.isfinite(run.errors.b))
+    return fit.hold_back({int(j): "not identified: the information about its parameters is singular, so it has "
+                                  "no standard errors" for j in np.flatnonzero(singular)})
 
 
 def _free_parameters(fit: ItemCalibration) -> int:
@@ -397,8 +445,7 @@ def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalib
         observations.responses, fit.params.on_scale(screened.slope, screened.intercept), positions,
         anchor_io.reference_parameters([x for x, _ in kept]), fit.model,
         population=(screened.intercept, screened.slope), quadrature=quadrature,
-        tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
-        priors=Priors(on_a_b=settings.item_priors))
+        tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations, priors=run.priors)
     if not result.converged:
         run.warn("fixed-parameter calibration stopped at MIRT_EM_MAX_ITERATIONS=%d before converging",
                  settings.em_max_iterations)
@@ -409,7 +456,11 @@ def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalib
                                "loglik": result.loglik, "stocking_lord": screened.as_dict()}
     on_unit_scale = result.params.on_scale(1.0 / result.sd, -result.mean / result.sd)
     fit = dataclasses.replace(fit, params=on_unit_scale)
-    _diagnose(run, observations.responses, on_unit_scale, fit.model)
+    free = fit.estimated.copy()
+    free[positions] = False
+    fit = fit.hold_back({j: f"not identified: {why} in the fixed-parameter calibration"
+                         for j, why in unidentified(on_unit_scale, quadrature, fit.model).items() if free[j]})
+    fit = _diagnose(run, observations.responses, fit)
     return linking.LinkingConstants(linking.FIXED, result.sd, result.mean, len(kept)), fit
 
 
@@ -571,6 +622,12 @@ def _record_failure(run: _Run, exc: Exception) -> None:
         raise exc
     if not isinstance(exc, ServiceError):
         run.log.debug("run failed", exc_info=exc)
+    if isinstance(exc, (np.linalg.LinAlgError, ArithmeticError)):
+        step = next(reversed(run.summary.durations), "start")
+        exc = CalibrationRefused(f"a numerical problem the calibration could not handle in the {step} step "
+                                 f"({type(exc).__name__}: {exc})",
+                                 "try MIRT_ITEM_PRIORS=true or a wider MIRT_LOOKBACK_DAYS, and report it with "
+                                 "LOG_LEVEL=debug")
     _record_end(run, FAILED, str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}")
 
 

@@ -51,6 +51,13 @@ def _boolean(text: str) -> bool:
     raise ValueError
 
 
+def _priors(text: str) -> str:
+    """``auto``, ``true`` or ``false`` (any spelling ``_boolean`` takes)."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    return "true" if _boolean(text) else "false"
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         lowered = str(text).strip().lower()
@@ -119,8 +126,9 @@ SPECS: dict[str, Spec] = {
                         "fewest anchors (answered, estimated, not drifting) a run links on; fewer fails the run"),
     "drift_threshold": Spec("MIRT_DRIFT_THRESHOLD", linking.DEFAULT_DRIFT_THRESHOLD, _non_negative_float,
                             "a number >= 0", "robust z past which an anchor counts as drifted (0: no screening)"),
-    "item_priors": Spec("MIRT_ITEM_PRIORS", False, _boolean, "true or false",
-                        "Bayes-modal priors for 2PL/3PL: log a ~ N(0, 0.5^2), b ~ N(0, 2^2) (3PL's c ~ Beta(5, 17) always)"),
+    "item_priors": Spec("MIRT_ITEM_PRIORS", "auto", _priors, "auto, true or false",
+                        "Bayes-modal priors for 2PL/3PL: log a ~ N(0, 0.5^2), b ~ N(0, 2^2) (3PL's c ~ Beta(5, 17) "
+                        "always); auto: only on thin data"),
     "item_fit_threshold": Spec("MIRT_ITEM_FIT_THRESHOLD", 0.12, _positive_float, "a number > 0",
                                "items whose RMSD between observed and model curves exceeds this are flagged"),
     "em_tolerance": Spec("MIRT_EM_TOLERANCE", estimate.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
@@ -173,7 +181,7 @@ class Settings:
     linking_method: str
     min_anchors: int
     drift_threshold: float
-    item_priors: bool
+    item_priors: str
     item_fit_threshold: float
     em_tolerance: float
     em_max_iterations: int

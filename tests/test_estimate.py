@@ -93,6 +93,11 @@ def test_iteration_cap_is_reported_as_not_converged(accelerate):
     fit = estimate_items(truth.responses, max_iterations=3, accelerate=accelerate,
                          progress=lambda i, ll, ch: seen.append((i, ll)))
     assert not fit.converged and fit.iterations == 3
+    # The items still moving are named, with how far they moved in the last pass.
+    assert fit.still_moving and all(fit.estimated[j] and v >= fit.tolerance for j, v in fit.still_moving.items())
+    held = fit.hold_back({j: "not converged" for j in fit.still_moving})
+    assert np.isnan(held.params.a[list(fit.still_moving)]).all() and not held.still_moving
+    assert set(held.held_back) == set(fit.still_moving) <= set(held.excluded)
     # SQUAREM's first cycle is plain EM (its step length starts capped at 1).
     assert [i for i, _ in seen] == [1, 2, 3]
     # EM never lowers the likelihood.
@@ -288,10 +293,10 @@ def test_items_the_answers_do_not_identify_are_held_back_and_the_rest_converge(m
     truth, responses = faulty_items_data()
     fit = estimate_items(responses, model, accelerate=accelerate)
 
-    assert sorted(fit.unidentified) == [3, 7, 9]
-    assert "ran away" in fit.unidentified[3]
-    assert "check its answer key" in fit.unidentified[9]
-    assert all(fit.excluded[j] == fit.unidentified[j] for j in (3, 7, 9))
+    assert sorted(fit.held_back) == [3, 7, 9]
+    assert "ran away" in fit.held_back[3]
+    assert "check its answer key" in fit.held_back[9]
+    assert all(fit.excluded[j] == fit.held_back[j] for j in (3, 7, 9))
     assert not fit.estimated[[3, 7, 9]].any() and np.isnan(fit.params.a[[3, 7, 9]]).all()
     # Recognised within a bounded number of passes; the others converge, finite, inside the bounds.
     assert fit.converged and fit.iterations < 100
@@ -310,7 +315,7 @@ def test_an_item_answered_only_by_students_with_no_other_answer_is_not_identifie
                                    np.concatenate([r.item, np.full(100, 30)]),
                                    np.concatenate([r.correct, lone.correct]), 3100, 31)
     fit = estimate_items(both, "2PL")
-    assert list(fit.unidentified) == [30] and "only 0 of its 100 answers" in fit.unidentified[30]
+    assert list(fit.held_back) == [30] and "only 0 of its 100 answers" in fit.held_back[30]
     # A common slope is identified by the other items: the 1PL estimates it.
     assert estimate_items(both, "1PL").estimated[30]
 

@@ -351,3 +351,51 @@ def test_fipc_and_stocking_lord_agree_within_sampling_error_on_data_without_drif
     anchor = FIRST_QUESTION_ID
     on_old = truth.params.on_scale(1.2, 0.35)
     assert by_run[fixed.run_id][anchor]["b"] == pytest.approx(on_old.b[0], abs=1e-9)
+
+
+def load_thin_platform(conn, truth, days: int, seed: int) -> None:
+    """The answers of ``truth`` completed at random times over the ``days`` before AS_OF."""
+    platform.create_platform_tables(conn)
+    platform.insert_questions(conn, question_ids(truth.responses.n_items), [{"tags": []}] * truth.responses.n_items)
+    r = truth.responses
+    seconds = np.random.default_rng(seed).integers(60, days * 86400, r.n_obs).astype("timedelta64[s]")
+    platform.insert_attempts(conn, np.array([f"u{i:05d}" for i in range(r.n_persons)])[r.person_index()],
+                             question_ids(r.n_items)[r.item], r.correct.astype(bool),
+                             platform.as_datetime64(AS_OF) - seconds)
+
+
+@pytest.mark.parametrize("priors", ["auto", "false"])
+def test_thin_data_from_the_default_cap_on_a_big_bank_writes_only_usable_numbers(engine, priors):
+    # 30 answers per student over 50 days; the cap keeps the newest third: about 10 answers per
+    # student and 100 per item, what MIRT_MAX_OBS=500000 leaves of a busy platform's big bank.
+    truth = simulate(10_000, 1_000, 30, seed=23)
+    with engine.begin() as conn:
+        load_thin_platform(conn, truth, days=50, seed=23)
+    settings = Settings.load({"MIRT_MAX_OBS": "100000", "MIRT_ITEM_PRIORS": priors})
+
+    summary = calibrate(engine, settings, REQUEST)
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.counts["observations"] == 100_000
+    assert summary.fit["item_priors"]["used"] is (priors == "auto")
+    assert summary.fit["converged"] and summary.fit["iterations"] <= 150
+    items = rows(engine, "SELECT item_id, params FROM mirt_item_params ORDER BY item_id")
+    written = np.array([r[0] for r in items]) - FIRST_QUESTION_ID
+    params = {key: np.array([r[1][key] if r[1][key] is not None else np.nan for r in items], dtype=float)
+              for key in ("a", "b", "a_se", "b_se")}
+    # Every written parameter is finite, inside the bounds, and has standard errors.
+    assert all(np.isfinite(v).all() for v in params.values())
+    assert (params["a"] > 0.02).all() and (params["a"] < 10).all() and (np.abs(params["b"]) <= 6).all()
+    assert (params["a_se"] > 0).all() and (params["b_se"] > 0).all()
+    # What was held back is listed with its reason, and not written.
+    (spec,) = rows(engine, "SELECT model_spec FROM mirt_fit_meta")[0]
+    held_back = {int(k) for k in spec["held_back_items"]}
+    assert held_back.isdisjoint(set(written + FIRST_QUESTION_ID))
+    assert len(written) + len(spec["excluded_items"]) == summary.counts["items"]
+    error_a = params["a"] - truth.params.a[written]
+    error_b = params["b"] - truth.params.b[written]
+    if priors == "auto":  # the default: priors on thin data, no item lost
+        assert not held_back
+        assert np.sqrt(np.mean(error_a**2)) < 0.35 and np.sqrt(np.mean(error_b**2)) < 0.35
+    else:  # plain ML: the items it cannot pin down are held back, the rest written
+        assert held_back and all(reason.startswith("not ") for reason in spec["held_back_items"].values())

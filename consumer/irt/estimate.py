@@ -22,6 +22,7 @@ the point returned.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -100,6 +101,25 @@ class Priors:
 
 NO_PRIORS = Priors()
 
+#: Below this many answers to the median item, plain ML is not trusted (``thin_data``): about
+#: 500 examinees for the 2PL and 1,000 for the 3PL (Hulin, Lissak & Drasgow 1982, Applied
+#: Psychological Measurement 6, 249-260; de Ayala 2009, The Theory and Practice of IRT, ch. 5),
+#: which benchmarks/thin_data.py bears out on sparse designs.
+THIN_DATA_ANSWERS = {"2PL": 500, "3PL": 1000}
+
+
+def thin_data(responses: Responses, model: str, min_responses: int = DEFAULT_MIN_RESPONSES) -> tuple[bool, int]:
+    """Whether ``responses`` are too thin for plain ML of ``model``, and the median item's answers.
+
+    The median is over the items with at least ``min_responses`` answers
+    (those that will be estimated). The 1PL's one common slope needs no
+    prior: it is never thin.
+    """
+    n, _ = _item_counts(responses)
+    n = n[n >= min_responses]
+    median = int(np.median(n)) if n.size else 0
+    return model in THIN_DATA_ANSWERS and median < THIN_DATA_ANSWERS[model], median
+
 
 @dataclass(frozen=True)
 class ItemCalibration:
@@ -133,10 +153,28 @@ class ItemCalibration:
     at_bounds: dict[int, str] = field(default_factory=dict)
     #: log-likelihood + log prior density at the estimates (equal to ``loglik`` without priors).
     log_posterior: float | None = None
-    #: Items held back because their answers do not identify their parameters (also in ``excluded``).
-    unidentified: dict[int, str] = field(default_factory=dict)
+    #: Items held back, with why: their answers do not identify their parameters, or (``hold_back``)
+    #: they failed a later check. All of them are in ``excluded`` too.
+    held_back: dict[int, str] = field(default_factory=dict)
     #: Whether Bayes-modal priors on a and b were used.
     priors_on_a_b: bool = False
+    #: When the EM did not converge: the items still moving by more than the tolerance, and by how much.
+    still_moving: dict[int, float] = field(default_factory=dict)
+
+    def hold_back(self, reasons: dict[int, str]) -> "ItemCalibration":
+        """This calibration without the items of ``reasons`` (item index -> why), which it lists as held back."""
+        if not reasons:
+            return self
+        index = np.fromiter(reasons, dtype=np.int64)
+        a, b, c = self.params.a.copy(), self.params.b.copy(), self.params.c.copy()
+        a[index], b[index], c[index] = np.nan, np.nan, 0.0
+        estimated = self.estimated.copy()
+        estimated[index] = False
+        return dataclasses.replace(
+            self, params=ItemParameters(a, b, c), estimated=estimated,
+            excluded=dict(sorted({**self.excluded, **reasons}.items())),
+            held_back=dict(sorted({**self.held_back, **reasons}.items())),
+            still_moving={j: v for j, v in self.still_moving.items() if j not in reasons})
 
 
 def _item_counts(responses: Responses) -> tuple[np.ndarray, np.ndarray]:
@@ -380,6 +418,14 @@ def _unidentified_at(x: np.ndarray, grid_edge: float, common_slope: bool) -> dic
     return found
 
 
+def unidentified(params: ItemParameters, quadrature: Quadrature, model: str) -> dict[int, str]:
+    """The items of ``params`` (NaN ones skipped) on a slope bound or with a difficulty off the grid, with why."""
+    finite = np.flatnonzero(np.isfinite(params.a) & np.isfinite(params.b))
+    x = np.stack([params.a[finite], params.d[finite]])
+    found = _unidentified_at(x, float(np.abs(quadrature.nodes).max()), common_slope=model_name(model) == "1PL")
+    return {int(finite[j]): why for j, why in found.items()}
+
+
 class _HoldBack(Exception):
     """Raised from inside the EM when items turn out not to be identified: stop, drop them, go on."""
 
@@ -537,7 +583,7 @@ def estimate_items(
     right or all wrong, carry no information on their parameters: they are
     not estimated and are listed in ``excluded``. Items whose answers turn
     out not to identify their parameters while the EM runs (``_Watch``) are
-    held back the same way, named in ``unidentified`` too, and the EM goes
+    held back the same way, named in ``held_back`` too, and the EM goes
     on for the others from where it was.
 
     ``max_iterations`` bounds the E-step passes. ``accelerate=False`` runs
@@ -556,7 +602,7 @@ def estimate_items(
     grid_edge = float(np.abs(nodes).max())
 
     keep, excluded = screen_items(responses, min_responses, model)
-    unidentified = {j: why for j, why in excluded.items() if why.startswith("not identified")}
+    held_back = {j: why for j, why in excluded.items() if why.startswith("not identified")}
     kept = np.flatnonzero(keep)
     n_items, r_items = _item_counts(responses)
     a, d = _start_values(n_items[kept], r_items[kept])
@@ -595,7 +641,7 @@ def estimate_items(
                 still = np.ones(kept.size, bool)
                 for position, why in stop.items.items():
                     still[position] = False
-                    excluded[int(kept[position])] = unidentified[int(kept[position])] = f"not identified: {why}"
+                    excluded[int(kept[position])] = held_back[int(kept[position])] = f"not identified: {why}"
                 x, kept, final = stop.point.x[:, still], kept[still], None
         if final is None and kept.size:
             # The passes ran out right after items were held back: one more
@@ -604,9 +650,13 @@ def estimate_items(
             estep = kernels.EStep(data, quadrature.log_weights, dtype=dtype)
             final = (_general_cycle(estep, model, nodes, priors) if general else _em_cycle(estep, model, nodes))(x)
             passes += 1
+    still_moving: dict[int, float] = {}
     if final is not None:
         x, loglik, change, log_posterior = final.x, final.loglik, final.change, final.objective
         at_bounds = _bounds_reached(x, kept)
+        if not converged:
+            moved = np.abs(final.mapped - final.x).max(axis=0)
+            still_moving = {int(kept[j]): float(moved[j]) for j in np.flatnonzero(moved >= tolerance)}
     else:
         loglik, change, log_posterior, at_bounds = 0.0, np.inf, 0.0, {}
         converged = converged and not kept.size
@@ -638,6 +688,7 @@ def estimate_items(
         history=history,
         at_bounds=at_bounds,
         log_posterior=float(log_posterior),
-        unidentified=dict(sorted(unidentified.items())),
+        held_back=dict(sorted(held_back.items())),
         priors_on_a_b=bool(priors.on_a_b and model != "1PL"),
+        still_moving=still_moving,
     )
