@@ -18,6 +18,11 @@ MIRT_2PL_B = [-1.879, -0.748, -1.058, -0.635, -2.520]
 MIRT_2PL_LOGLIK = -2658.805
 
 
-def response_matrix() -> np.ndarray:
-    rows = [[int(ch) for ch in pattern] for pattern, count in PATTERN_COUNTS.items() for _ in range(count)]
+def matrix_from_patterns(counts: dict[str, int]) -> np.ndarray:
+    """One row per examinee, one column per item, from {response pattern: examinees}."""
+    rows = [[int(ch) for ch in pattern] for pattern, count in counts.items() for _ in range(count)]
     return np.array(rows, dtype=np.uint8)
+
+
+def response_matrix() -> np.ndarray:
+    return matrix_from_patterns(PATTERN_COUNTS)

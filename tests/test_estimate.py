@@ -332,3 +332,35 @@ def test_a_stall_holds_back_the_items_still_moving_while_the_likelihood_is_flat(
             assert passes >= 20 and list(stop.items) == [1] and "stalled" in stop.items[1]
             return
     pytest.fail("a flat likelihood with a moving item was not recognised as a stall")
+
+def sparse_log_posterior(responses: Responses, a, d, priors: Priors) -> float:
+    """Marginal log-likelihood of sparse 2PL data plus the log prior densities of a and b, in plain numpy."""
+    quadrature = Quadrature.normal()
+    z = a[:, None] * quadrature.nodes[None, :] + d[:, None]
+    log_p = np.where(responses.correct[:, None] == 1, -np.logaddexp(0, -z[responses.item]),
+                     -np.logaddexp(0, z[responses.item]))
+    per_person = np.add.reduceat(log_p, responses.person_ptr[:-1], axis=0) + quadrature.log_weights
+    top = per_person.max(axis=1, keepdims=True)
+    loglik = float((top[:, 0] + np.log(np.exp(per_person - top).sum(axis=1))).sum())
+    b = -d / a
+    return loglik + float((-np.log(a) - (np.log(a) - priors.a_meanlog) ** 2 / (2 * priors.a_sdlog**2)
+                           - (b - priors.b_mean) ** 2 / (2 * priors.b_sd**2)).sum())
+
+
+def test_the_2pl_under_priors_ends_at_the_mode_of_the_posterior():
+    truth = simulate(1500, 30, 12, seed=17)  # 600 answers per item, 12 per student
+    priors = Priors(on_a_b=True)
+    fit = estimate_items(truth.responses, "2PL", priors=priors, tolerance=1e-7)
+    a, d = fit.params.a, fit.params.d
+    assert fit.log_posterior == pytest.approx(sparse_log_posterior(truth.responses, a, d, priors), abs=1e-6)
+    h = 1e-5
+    for j in range(30):
+        for which in (a, d):
+            up, down = which.copy(), which.copy()
+            up[j] += h
+            down[j] -= h
+            args_up = (up, d) if which is a else (a, up)
+            args_down = (down, d) if which is a else (a, down)
+            slope = (sparse_log_posterior(truth.responses, *args_up, priors)
+                     - sparse_log_posterior(truth.responses, *args_down, priors)) / (2 * h)
+            assert abs(slope) < 2e-3, (j, slope)

@@ -15,7 +15,9 @@ from consumer.irt.simulate import simulate
 from consumer.run import CalibrationRequest, calibrate
 from consumer.settings import Settings
 
+from . import lsat6, lsat7
 from .platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation, question_ids
+from .test_estimate import dense_to_responses
 
 SETTINGS = Settings.load({})
 REQUEST = CalibrationRequest(request_id="req-1", requested_by="tests", as_of=AS_OF)
@@ -353,15 +355,32 @@ def test_fipc_and_stocking_lord_agree_within_sampling_error_on_data_without_drif
     assert by_run[fixed.run_id][anchor]["b"] == pytest.approx(on_old.b[0], abs=1e-9)
 
 
-def load_thin_platform(conn, truth, days: int, seed: int) -> None:
-    """The answers of ``truth`` completed at random times over the ``days`` before AS_OF."""
+def load_answers(conn, responses, days: int, seed: int = 0) -> None:
+    """Platform tables holding ``responses``, completed at random times over the ``days`` before AS_OF."""
     platform.create_platform_tables(conn)
-    platform.insert_questions(conn, question_ids(truth.responses.n_items), [{"tags": []}] * truth.responses.n_items)
-    r = truth.responses
-    seconds = np.random.default_rng(seed).integers(60, days * 86400, r.n_obs).astype("timedelta64[s]")
-    platform.insert_attempts(conn, np.array([f"u{i:05d}" for i in range(r.n_persons)])[r.person_index()],
-                             question_ids(r.n_items)[r.item], r.correct.astype(bool),
+    platform.insert_questions(conn, question_ids(responses.n_items), [{"tags": []}] * responses.n_items)
+    seconds = np.random.default_rng(seed).integers(60, days * 86400, responses.n_obs).astype("timedelta64[s]")
+    platform.insert_attempts(conn, np.array([f"u{i:05d}" for i in range(responses.n_persons)])[responses.person_index()],
+                             question_ids(responses.n_items)[responses.item], responses.correct.astype(bool),
                              platform.as_datetime64(AS_OF) - seconds)
+
+
+@pytest.mark.parametrize("data", [lsat6, lsat7], ids=["LSAT6", "LSAT7"])
+def test_the_default_settings_reproduce_the_published_estimates_of_the_lsat_data(engine, data):
+    with engine.begin() as conn:
+        load_answers(conn, dense_to_responses(data.response_matrix()), days=10)
+
+    summary = calibrate(engine, SETTINGS, REQUEST)
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.fit["item_priors"] == {"setting": "auto", "used": False,
+                                          "why": "auto: the median item has 1000 answers, at least 500"}
+    items = [r[0] for r in rows(engine, "SELECT params FROM mirt_item_params ORDER BY item_id")]
+    published = ((lsat6.PUBLISHED_2PL_A, lsat6.PUBLISHED_2PL_B, lsat6.PUBLISHED_2PL_LOGLIK) if data is lsat6
+                 else (lsat7.MIRT_2PL_A, lsat7.MIRT_2PL_B, lsat7.MIRT_2PL_LOGLIK))
+    np.testing.assert_allclose([p["a"] for p in items], published[0], atol=3e-3)
+    np.testing.assert_allclose([p["b"] for p in items], published[1], atol=3e-3)
+    assert summary.fit["loglik"] == pytest.approx(published[2], abs=0.01)
 
 
 @pytest.mark.parametrize("priors", ["auto", "false"])
@@ -370,7 +389,7 @@ def test_thin_data_from_the_default_cap_on_a_big_bank_writes_only_usable_numbers
     # student and 100 per item, what MIRT_MAX_OBS=500000 leaves of a busy platform's big bank.
     truth = simulate(10_000, 1_000, 30, seed=23)
     with engine.begin() as conn:
-        load_thin_platform(conn, truth, days=50, seed=23)
+        load_answers(conn, truth.responses, days=50, seed=23)
     settings = Settings.load({"MIRT_MAX_OBS": "100000", "MIRT_ITEM_PRIORS": priors})
 
     summary = calibrate(engine, settings, REQUEST)

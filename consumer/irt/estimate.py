@@ -256,8 +256,16 @@ class _OutOfPasses(Exception):
     pass
 
 
-def _em_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray) -> Callable[[np.ndarray], _Point]:
-    """The plain EM map of the model: x -> _Point(x, loglik(x), EM(x), change)."""
+def em_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray,
+             priors: Priors = NO_PRIORS) -> Callable[[np.ndarray], _Point]:
+    """The plain EM map of ``model`` under ``priors``: x -> _Point(x, loglik(x), EM(x), change).
+
+    The 1PL and the 2PL (with or without priors on a and b) take compiled
+    Newton M-steps; the 3PL the general Fisher scoring of ``_general_cycle``.
+    """
+    if model == "3PL":
+        return _general_cycle(estep, model, nodes, priors)
+    prior = (priors.a_meanlog, priors.a_sdlog, priors.b_mean, priors.b_sd) if priors.on_a_b else (0.0, 0.0, 0.0, 0.0)
 
     def cycle(x: np.ndarray) -> _Point:
         a, d = x
@@ -269,10 +277,11 @@ def _em_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray) -> Callable[[
             new_a = np.full_like(a, slope)
         else:
             new_a, new_d = kernels.newton_2pl(counts, nodes, a, d, _NEWTON_STEPS, _NEWTON_TOLERANCE,
-                                              _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND)
+                                              _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND, *prior)
         mapped = np.stack([new_a, new_d])
         change = float(np.abs(mapped - x).max(initial=0.0))
-        return _Point(x, loglik, mapped, change)
+        objective = loglik + float(_log_prior(x, priors).sum()) if priors.on_a_b and model == "2PL" else loglik
+        return _Point(x, loglik, mapped, change, objective)
 
     return cycle
 
@@ -606,7 +615,6 @@ def estimate_items(
     kept = np.flatnonzero(keep)
     n_items, r_items = _item_counts(responses)
     a, d = _start_values(n_items[kept], r_items[kept])
-    general = model == "3PL" or (model == "2PL" and priors.on_a_b)
     x = np.stack([a, d])
     if model == "3PL":
         prior_mean = priors.c_alpha / (priors.c_alpha + priors.c_beta)
@@ -621,7 +629,7 @@ def estimate_items(
         while kept.size and passes < max_iterations:
             data, _ = responses.restrict_items(np.isin(np.arange(responses.n_items), kept))
             estep = kernels.EStep(data, quadrature.log_weights, dtype=dtype)
-            cycle = _general_cycle(estep, model, nodes, priors) if general else _em_cycle(estep, model, nodes)
+            cycle = em_cycle(estep, model, nodes, priors)
             watch = _Watch(passes, tolerance, grid_edge, common_slope=model == "1PL")
 
             def on_accept(done: int, point: _Point, offset: int = passes, watch: _Watch = watch) -> None:
@@ -648,7 +656,7 @@ def estimate_items(
             # pass gives the log-likelihood of what is left.
             data, _ = responses.restrict_items(np.isin(np.arange(responses.n_items), kept))
             estep = kernels.EStep(data, quadrature.log_weights, dtype=dtype)
-            final = (_general_cycle(estep, model, nodes, priors) if general else _em_cycle(estep, model, nodes))(x)
+            final = em_cycle(estep, model, nodes, priors)(x)
             passes += 1
     still_moving: dict[int, float] = {}
     if final is not None:

@@ -82,9 +82,7 @@ def fixed_parameter_calibration(
     mean, sd = population
     dtype = np.float32 if tolerance >= estimate._FLOAT32_TOLERANCE else np.float64
     estep = kernels.EStep(data, quadrature.with_population(mean, sd).log_weights, dtype=dtype)
-    general = model == "3PL" or priors.on_a_b
-    cycle = (estimate._general_cycle(estep, model, nodes, priors) if general
-             else estimate._em_cycle(estep, model, nodes))
+    cycle = estimate.em_cycle(estep, model, nodes, priors)
     converged, loglik, iteration = False, float("nan"), 0
     for iteration in range(1, max_iterations + 1):
         estep.set_log_prior(quadrature.with_population(mean, sd).log_weights)

@@ -270,7 +270,8 @@ def expected_counts(responses, log_curves: np.ndarray, log_prior: np.ndarray) ->
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_high, d_bound):
+def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_high, d_bound,
+               a_meanlog=0.0, a_sdlog=0.0, b_mean=0.0, b_sd=0.0):
     """M-step of the 2PL: each item's expected log-likelihood maximised in (a, d) by Newton-Raphson.
 
     ``counts[2j + y, q]`` are the expected counts of the E-step. Items are
@@ -278,6 +279,13 @@ def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_hig
     until its step is below ``tolerance``; a step longer than ``max_step``
     in either parameter is shortened to that length, and the estimates are
     kept in [a_low, a_high] and [-d_bound, d_bound].
+
+    With ``b_sd > 0`` the log priors log a ~ N(a_meanlog, a_sdlog^2) (a
+    lognormal a) and b = -d/a ~ N(b_mean, b_sd^2) are added (Bayes modal):
+    their exact gradient, and as curvature the positive-definite part of
+    their Hessian (1 / (a_sdlog a)^2 for a, grad b grad b' / b_sd^2 for b),
+    which keeps every step uphill and leaves the fixed point where the
+    gradient vanishes.
     """
     n_items = a.size
     n_nodes = nodes.size
@@ -305,6 +313,17 @@ def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_hig
                 h_aa += w * t * t
                 h_ad += w * t
                 h_dd += w
+            if b_sd > 0.0:
+                log_a = np.log(aj)
+                b = -dj / aj
+                pull = (b - b_mean) / (b_sd * b_sd)
+                db_da = dj / (aj * aj)
+                db_dd = -1.0 / aj
+                g_a += -1.0 / aj - (log_a - a_meanlog) / (a_sdlog * a_sdlog * aj) - pull * db_da
+                g_d += -pull * db_dd
+                h_aa += 1.0 / (a_sdlog * a_sdlog * aj * aj) + db_da * db_da / (b_sd * b_sd)
+                h_ad += db_da * db_dd / (b_sd * b_sd)
+                h_dd += db_dd * db_dd / (b_sd * b_sd)
             det = max(h_aa * h_dd - h_ad * h_ad, 1e-12)
             step_a = (h_dd * g_a - h_ad * g_d) / det
             step_d = (h_aa * g_d - h_ad * g_a) / det
