@@ -447,8 +447,8 @@ def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalib
         population=(screened.intercept, screened.slope), quadrature=quadrature,
         tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations, priors=run.priors)
     if not result.converged:
-        run.warn("fixed-parameter calibration stopped at MIRT_EM_MAX_ITERATIONS=%d before converging",
-                 settings.em_max_iterations)
+        run.warn("fixed-parameter calibration stopped at MIRT_EM_MAX_ITERATIONS=%d before converging; the %d "
+                 "items still moving are held back", settings.em_max_iterations, len(result.still_moving))
     run.log.info("fixed-parameter calibration (MWU-MEM, %d anchors fixed): %d EM cycles, population on the old "
                  "scale N(%.4f, %.4f^2); Stocking-Lord on the same anchors gave slope %.4f, intercept %.4f",
                  len(kept), result.iterations, result.mean, result.sd, screened.slope, screened.intercept)
@@ -458,8 +458,11 @@ def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalib
     fit = dataclasses.replace(fit, params=on_unit_scale)
     free = fit.estimated.copy()
     free[positions] = False
-    fit = fit.hold_back({j: f"not identified: {why} in the fixed-parameter calibration"
-                         for j, why in unidentified(on_unit_scale, quadrature, fit.model).items() if free[j]})
+    problems = {j: f"not identified: {why} in the fixed-parameter calibration"
+                for j, why in unidentified(on_unit_scale, quadrature, fit.model).items() if free[j]}
+    problems.update({j: f"not converged: still moving by {v:.2g} a cycle after {result.iterations} fixed-parameter "
+                        f"calibration cycles" for j, v in result.still_moving.items()})
+    fit = fit.hold_back(problems)
     fit = _diagnose(run, observations.responses, fit)
     return linking.LinkingConstants(linking.FIXED, result.sd, result.mean, len(kept)), fit
 

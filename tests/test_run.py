@@ -418,3 +418,19 @@ def test_thin_data_from_the_default_cap_on_a_big_bank_writes_only_usable_numbers
         assert np.sqrt(np.mean(error_a**2)) < 0.35 and np.sqrt(np.mean(error_b**2)) < 0.35
     else:  # plain ML: the items it cannot pin down are held back, the rest written
         assert held_back and all(reason.startswith("not ") for reason in spec["held_back_items"].values())
+
+
+def test_a_short_window_with_two_answers_per_student_calibrates_without_numerical_trouble(engine, caplog):
+    # What --lookback-days 1 gives on a busy platform: many students, about two answers each.
+    truth = simulate(20_000, 300, 2, seed=29)
+    with engine.begin() as conn:
+        load_answers(conn, truth.responses, days=1, seed=29)
+
+    summary = calibrate(engine, SETTINGS, REQUEST)
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.fit["item_priors"]["used"] and summary.fit["converged"]
+    items = [r[0] for r in rows(engine, "SELECT params FROM mirt_item_params")]
+    assert len(items) == summary.counts["items_estimated"] > 250
+    assert all(p["a_se"] is not None and p["b_se"] is not None for p in items)
+    assert not [r for r in caplog.records if "Warning" in r.getMessage() or "Error" in r.getMessage()]

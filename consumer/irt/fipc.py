@@ -18,7 +18,7 @@ side by side.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class FixedCalibration:
     loglik: float
     iterations: int
     converged: bool
+    #: When not converged: the free items still moving by more than the tolerance, and by how much.
+    still_moving: dict[int, float] = field(default_factory=dict)
 
 
 def fixed_parameter_calibration(
@@ -83,7 +85,7 @@ def fixed_parameter_calibration(
     dtype = np.float32 if tolerance >= estimate._FLOAT32_TOLERANCE else np.float64
     estep = kernels.EStep(data, quadrature.with_population(mean, sd).log_weights, dtype=dtype)
     cycle = estimate.em_cycle(estep, model, nodes, priors)
-    converged, loglik, iteration = False, float("nan"), 0
+    converged, loglik, iteration, moved = False, float("nan"), 0, np.zeros(kept.size)
     for iteration in range(1, max_iterations + 1):
         estep.set_log_prior(quadrature.with_population(mean, sd).log_weights)
         point = cycle(x)
@@ -94,7 +96,8 @@ def fixed_parameter_calibration(
         new_sd = float(np.clip(np.sqrt(weights @ (nodes - new_mean) ** 2), *_SD_BOUNDS))
         mapped = point.mapped.copy()
         mapped[:, anchors] = pinned
-        change = max(float(np.abs(mapped - x).max(initial=0.0)), abs(new_mean - mean), abs(new_sd - sd))
+        moved = np.abs(mapped - x).max(axis=0)
+        change = max(float(moved.max(initial=0.0)), abs(new_mean - mean), abs(new_sd - sd))
         x, mean, sd = mapped, new_mean, new_sd
         if change < tolerance:
             converged = True
@@ -104,5 +107,6 @@ def fixed_parameter_calibration(
     full_a, full_d, full_c = (np.full(len(start), np.nan) for _ in range(3))
     full_a[kept], full_d[kept] = a, d
     full_c[kept] = 0.0 if c is None else c
+    still_moving = {} if converged else {int(kept[j]): float(moved[j]) for j in np.flatnonzero(moved >= tolerance)}
     return FixedCalibration(ItemParameters.from_intercepts(full_a, full_d, np.nan_to_num(full_c)),
-                            mean, sd, loglik, iteration, converged)
+                            mean, sd, loglik, iteration, converged, still_moving)
