@@ -52,10 +52,11 @@ SIZES = {
     "L": (400_000, 20_000, 50),
 }
 SEEDS = {"T": 20261, "S": 20262, "M": 20263, "L": 20264}
-ENGINES = ("service", "calibrate", "mirt", "girth")
+ENGINES = ("service", "calibrate", "capped", "mirt", "girth")
 LABELS = {
     "service": "this service: fit + EAP",
     "calibrate": "this service: whole calibrate run",
+    "capped": "this service: whole calibrate run, default MIRT_MAX_OBS (thin data)",
     "mirt": "mirt 1.2.0 (PyPI, Rust backend)",
     "girth": "girth 0.8.0",
 }
@@ -285,7 +286,8 @@ def fill_database(engine, sim, seed: int, student_type: str) -> None:
         conn.exec_driver_sql("ANALYZE question")
 
 
-def calibrate_row(size: str, sim, seed: int, args, row: dict) -> None:
+def calibrate_row(size: str, sim, seed: int, args, row: dict, capped: bool = False) -> None:
+    """A whole calibrate run on ``sim`` in a fresh database; ``capped``: with the default MIRT_MAX_OBS."""
     import sqlalchemy as sa
     from consumer.db.migrations import migrate
     from consumer.settings import Settings
@@ -305,7 +307,8 @@ def calibrate_row(size: str, sim, seed: int, args, row: dict) -> None:
         fill_s = time.perf_counter() - started
         say(f"{size}: database filled and migrated in {fill_s:.0f} s; calibrate run starts")
         out = Path(args.tmp) / f"{size}-calibrate.json"
-        max_obs = max(Settings.load({}).max_obs, sim.responses.n_obs)
+        default_cap = Settings.load({}).max_obs
+        max_obs = default_cap if capped else max(default_cap, sim.responses.n_obs)
         failure = spawn(["--worker", "calibrate", "--url", url.render_as_string(hide_password=False),
                          "--max-obs", str(max_obs), "--out", str(out)], args.timeout)
         if failure:
@@ -326,9 +329,14 @@ def calibrate_row(size: str, sim, seed: int, args, row: dict) -> None:
         theta = np.full(sim.responses.n_persons, np.nan)
         theta[person_of([u for u, _ in users], args.student_type)] = [t for _, t in users]
         lc = s["linking_constants"]
+        f = s["fit"]
+        thin = (f"{s['counts']['observations']:,} of {sim.responses.n_obs:,} answers kept by the cap; "
+                f"priors {'on' if f['item_priors']['used'] else 'off'} ({f['item_priors']['why']}); "
+                f"{'converged' if f['converged'] else 'NOT converged'}; "
+                f"{s['counts'].get('items_held_back', 0)} items held back; " if capped else "")
         row.update(fit_s=d["fit"], eap_s=d["score"], total_s=d["total"], rss_gb=result["rss_gb"],
                    rmse_a=rmse(a, sim.params.a), rmse_b=rmse(b, sim.params.b), rmse_theta=rmse(theta, sim.theta),
-                   note=(f"load {d['load']:.1f} + anchors {d['anchors']:.2f} + fit {d['fit']:.1f} + "
+                   note=thin + (f"load {d['load']:.1f} + anchors {d['anchors']:.2f} + fit {d['fit']:.1f} + "
                          f"link {d['link']:.2f} + score {d['score']:.1f} + write {d['write']:.1f} s; "
                          f"{s['fit'].get('iterations')} EM cycles; {lc['method']} on {lc.get('n_anchors')} anchors: "
                          f"slope {lc['slope']:.3f}, intercept {lc['intercept']:+.3f}; "
@@ -363,6 +371,8 @@ def run_size(size: str, args) -> list[dict]:
     np.savez(data, person_ptr=r.person_ptr, item=r.item, correct=r.correct, n_items=r.n_items)
     rows = []
     for engine in args.engines:
+        if engine == "capped" and size != "M":
+            continue  # the thin-data row: M's answers under the default cap
         row = dict(size=f"{size} ({r.n_obs / 1e6:g}M)" if r.n_obs >= 1e6 else f"{size} ({r.n_obs // 1000}k)",
                    engine=LABELS[engine])
         rows.append(row)
@@ -372,8 +382,8 @@ def run_size(size: str, args) -> list[dict]:
             say(f"{size}: {engine} {reason}")
             continue
         say(f"{size}: {engine} starts")
-        if engine == "calibrate":
-            calibrate_row(size, sim, SEEDS[size], args, row)
+        if engine in ("calibrate", "capped"):
+            calibrate_row(size, sim, SEEDS[size], args, row, capped=engine == "capped")
         else:
             out = Path(args.tmp) / f"{size}-{engine}.npz"
             failure = spawn(["--worker", engine, "--data", str(data), "--out", str(out)], args.timeout)
