@@ -46,5 +46,12 @@ class RunLockBusy(ServiceError):
     transient = True
 
 
+class RunLockLost(ServiceError):
+    """The run lock's connection dropped mid-run and another run may hold the lock now."""
+
+    exit_code = 75  # EX_TEMPFAIL
+    transient = True
+
+
 class CalibrationRefused(ServiceError):
     """The data cannot give a calibration worth writing (too few anchors, anchors mostly drifting)."""

@@ -27,7 +27,7 @@ from opentelemetry import trace
 from . import anchors as anchor_io
 from .db import queries
 from .db.engine import unavailable
-from .errors import CalibrationRefused, RunLockBusy, ServiceError
+from .errors import CalibrationRefused, RunLockBusy, RunLockLost, ServiceError
 from .irt import fipc, information, itemfit, linking
 from .irt.estimate import THIN_DATA_ANSWERS, ItemCalibration, Priors, Progress, estimate_items, thin_data, unidentified
 from .irt.expected import FinalEStep
@@ -118,6 +118,8 @@ class _Run:
         self.rmsd: np.ndarray | None = None
         #: The priors on a and b the fit used (``MIRT_ITEM_PRIORS``; decided on the data when ``auto``).
         self.priors = Priors()
+        #: This run's fencing token for the run lock (``queries.take_fence``), checked when it writes.
+        self.fence_token: int | None = None
         #: Per anchor used for linking: reference, new (calibration scale) and linked parameters.
         self.anchor_table: list[dict] = []
 
@@ -518,6 +520,10 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
     scored = np.flatnonzero(abilities.scored)
     with run.step("write") as span:
         with _database(run, transaction=True) as conn:
+            if not queries.fence_holds(conn, run.fence_token):
+                raise RunLockLost("the run lock was lost while the run went on (its database connection dropped) "
+                                  "and another run has taken it since; nothing was written",
+                                  "nothing to do: the request is retried")
             if run.request.dry_run:
                 s.rows_upserted = {"items": 0, "abilities": 0}
             else:
@@ -571,7 +577,7 @@ def _database(run: _Run, transaction: bool = False) -> Iterator[sa.Connection]:
 
 @contextlib.contextmanager
 def _run_lock(engine: sa.Engine, run: _Run) -> Iterator[None]:
-    """Hold the run lock on a connection of its own for the whole run."""
+    """Hold the run lock on a connection of its own for the whole run, and its fencing token (``_write``)."""
     try:
         conn = engine.connect()
     except Exception as exc:
@@ -580,6 +586,8 @@ def _run_lock(engine: sa.Engine, run: _Run) -> Iterator[None]:
         if not queries.try_run_lock(conn):
             raise RunLockBusy("another calibration run holds the run lock",
                               "wait for it to finish; the request is retried later")
+        conn.commit()
+        run.fence_token = queries.take_fence(conn, run.run_id)
         conn.commit()
         try:
             yield
@@ -595,7 +603,7 @@ def _run_lock(engine: sa.Engine, run: _Run) -> Iterator[None]:
 def _record_start(run: _Run) -> None:
     with _database(run, transaction=True) as conn:
         for stale in queries.abandon_stale_runs(conn):
-            run.warn("run %s was left 'running' by a process that ended mid-run; recorded as abandoned", stale)
+            run.warn("run %s was left 'running' by a process that ended or lost the run lock mid-run; recorded as abandoned", stale)
         queries.insert_run(conn, run.run_id, run.request.request_id, run.model_spec())
 
 

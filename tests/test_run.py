@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from consumer.db import platform, queries
-from consumer.errors import RunLockBusy
+from consumer.errors import RunLockBusy, RunLockLost
 from consumer.irt.simulate import simulate
 from consumer.run import CalibrationRequest, calibrate
 from consumer.settings import Settings
@@ -200,6 +200,37 @@ def test_a_second_run_waits_for_the_lock(engine, simulated):
     assert rows(engine, "SELECT count(*) FROM mirt_fit_meta")[0][0] == 0
 
 
+def test_a_run_that_loses_the_lock_mid_run_never_writes_over_the_run_that_took_it(engine, simulated):
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+    second: list = []
+
+    def cut_the_lock_and_let_another_replica_run(iteration, loglik, change):
+        if second:
+            return
+        # The server ends the lock's connection (a network blip, an administrator), releasing the lock...
+        with engine.begin() as conn:
+            (pid,) = conn.execute(sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted")).one()
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # ... and another replica, waiting for it, takes it and runs a whole calibration meanwhile.
+        second.append(calibrate(engine, SETTINGS, CalibrationRequest(request_id="req-2", as_of=AS_OF)))
+
+    # The first run finds out when it comes to write: it writes nothing and says so, to be retried.
+    with pytest.raises(RunLockLost, match="the run lock was lost"):
+        calibrate(engine, SETTINGS, REQUEST, progress=cut_the_lock_and_let_another_replica_run)
+
+    assert second[0].status == "succeeded"
+    (first_run_id, error), = rows(engine, "SELECT run_id::text, error FROM mirt_fit_meta WHERE request_id = 'req-1'")
+    assert "run lock was lost" in error
+    # Only the run that held the lock wrote: one set of parameters, one history, and the first run is retried.
+    assert {r[0] for r in rows(engine, "SELECT DISTINCT run_id::text FROM mirt_item_params_history")} == {
+        second[0].run_id}
+    retried = calibrate(engine, SETTINGS, REQUEST, once_per_request=True)
+    assert retried.status == "succeeded" and not retried.duplicate
+    statuses = dict(rows(engine, "SELECT run_id::text, status FROM mirt_fit_meta"))
+    assert statuses == {first_run_id: "abandoned", second[0].run_id: "succeeded", retried.run_id: "succeeded"}
+
+
 def test_a_run_left_running_by_a_dead_process_is_marked_failed(engine, simulated):
     with engine.begin() as conn:
         load_simulation(conn, simulated)
@@ -208,7 +239,7 @@ def test_a_run_left_running_by_a_dead_process_is_marked_failed(engine, simulated
     summary = calibrate(engine, SETTINGS, REQUEST)
     assert summary.status == "succeeded"
     (stale,) = rows(engine, "SELECT status, error FROM mirt_fit_meta WHERE request_id IS NULL")
-    assert stale[0] == "abandoned" and "ended before it finished" in stale[1]
+    assert stale[0] == "abandoned" and "lost the run lock, before it finished" in stale[1]
 
 
 def test_dry_run_records_the_run_but_writes_no_parameters(engine, simulated):

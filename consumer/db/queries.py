@@ -284,11 +284,31 @@ def release_run_lock(conn: sa.Connection) -> None:
     conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK_KEY})
 
 
+def take_fence(conn: sa.Connection, run_id) -> int:
+    """Record ``run_id`` as the run lock's holder; returns its fencing token (the last holder's plus one).
+
+    Call right after taking the run lock. Waits while a write transaction
+    of an earlier holder has the fence row locked (``fence_holds``).
+    """
+    return int(conn.execute(sa.text(
+        "INSERT INTO mirt_run_fence (lock_key, token, run_id) VALUES (:k, 1, :run_id) "
+        "ON CONFLICT (lock_key) DO UPDATE SET token = mirt_run_fence.token + 1, run_id = excluded.run_id, "
+        "taken_at = now() RETURNING token"
+    ), {"k": RUN_LOCK_KEY, "run_id": run_id}).scalar_one())
+
+
+def fence_holds(conn: sa.Connection, token: int) -> bool:
+    """Inside a write transaction: whether ``token`` is still the run lock's latest, keeping it so until commit."""
+    latest = conn.execute(sa.text("SELECT token FROM mirt_run_fence WHERE lock_key = :k FOR UPDATE"),
+                          {"k": RUN_LOCK_KEY}).scalar()
+    return latest == token
+
+
 def abandon_stale_runs(conn: sa.Connection) -> list[str]:
     """Mark runs left 'running' by a process that died as abandoned; only call while holding the run lock."""
     return [str(row[0]) for row in conn.execute(sa.text(
         "UPDATE mirt_fit_meta SET status = 'abandoned', finished_at = now(), "
-        "error = 'abandoned: the process running it ended before it finished' "
+        "error = 'abandoned: the process running it ended, or lost the run lock, before it finished' "
         "WHERE status = 'running' RETURNING run_id"
     ))]
 
