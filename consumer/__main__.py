@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import uuid
 from datetime import datetime, timezone
@@ -23,38 +24,72 @@ from .telemetry import FitProgress, configure_logging, configure_opentelemetry, 
 
 log = logging.getLogger("consumer")
 
+#: Values shown for the flags that take one of a few (the settings check them, case-insensitively).
+_METAVARS = {"model": "|".join(MODELS), "linking_method": "|".join(linking.RUN_METHODS),
+             "lookback_days": "DAYS", "max_obs": "N", "min_responses": "N", "em_tolerance": "X",
+             "em_max_iterations": "N", "quadrature_points": "N"}
+
+
+class UsageError(SystemExit):
+    """A mistake on the command line: the command, what is wrong, where the help is; exit status 2."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(2)
+        self.line = f"{prog}: {message}; see {prog} --help"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a mistake is one line (logged like every other failure), not a usage text.
+
+    The line names the command whose flags are wrong (``calibrate --bogus``
+    is ``calibrate``'s mistake), and an unknown flag is reported as such even
+    when no command was given.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            flags = [e for e in extras if e.startswith("-")]
+            self.error(f"unknown flag{'s' if len(flags) > 1 else ''} {' '.join(flags)}" if flags
+                       else f"unexpected argument{'s' if len(extras) > 1 else ''} {' '.join(extras)}")
+        return parsed, extras
+
+    def error(self, message: str):
+        raise UsageError(self.prog, message)
+
 
 def _calibration_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that override the calibration settings; help text comes from the settings table."""
-    def flag(name, **kwargs):
+    for name in ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "em_tolerance",
+                 "em_max_iterations", "quadrature_points"):
         spec = SPECS[name]
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                            help=f"{spec.help} ({spec.env}, default {spec.default})", **kwargs)
-    flag("model", metavar="|".join(MODELS))
-    flag("lookback_days", metavar="DAYS")
-    flag("max_obs", metavar="N")
-    flag("min_responses", metavar="N")
-    flag("linking_method", metavar="|".join(linking.METHODS))
-    flag("em_tolerance", metavar="X")
-    flag("em_max_iterations", metavar="N")
-    flag("quadrature_points", metavar="N")
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=_METAVARS[name],
+                            help=f"{spec.help}: {spec.allowed} ({spec.env}, default {spec.default})")
+
+
+def _demo_database_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demo", action="store_true",
+                        help="use the demo's database (mirt_demo in the embedded PostgreSQL, in MIRT_DATA_DIR) "
+                             "instead of DATABASE_URL or INSTANCE_CONNECTION_NAME")
 
 
 def _timestamp(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (for example 2026-11-24T06:00:00+00:00)") \
+            from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m consumer",
         description="Event-driven IRT item calibration. Settings come from the environment "
                     "(see README); flags override them.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Not required here: a missing command is reported after an unknown flag would have been.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     calibrate = commands.add_parser(
         "calibrate", help="run one calibration now, with no broker",
@@ -67,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--as-of", type=_timestamp, metavar="TIME",
                            help="end of the look-back window, ISO 8601 (default: now)")
     calibrate.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    _demo_database_flag(calibrate)
     calibrate.set_defaults(handler=_calibrate)
 
     migrate_command = commands.add_parser("migrate", help="apply pending migrations of the service's tables",
@@ -87,13 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "the run succeeded or was skipped.")
     for name in ("model", "lookback_days", "max_obs", "linking_method"):
         spec = SPECS[name]
-        publish.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                             help=f"override: {spec.help} (default: the consumer's {spec.env})")
+        publish.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=_METAVARS[name],
+                             help=f"override: {spec.help}: {spec.allowed} (default: the consumer's {spec.env})")
     publish.add_argument("--dry-run", action="store_true", help="ask for a run that writes no parameters")
     publish.add_argument("--request-id", help="idempotency key (default: a new id)")
     publish.add_argument("--requested-by", default="cli", help="who asks (default: cli)")
     publish.add_argument("--wait", action="store_true", help="wait for the calibration-completed event and print it")
-    publish.add_argument("--timeout", type=float, default=900.0, help="seconds to wait with --wait (default 900)")
+    publish.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
+                         help="seconds to wait with --wait, > 0 (default 900)")
     publish.set_defaults(handler=_publish)
 
     tag = commands.add_parser(
@@ -109,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--max-se", type=float, default=0.25, help="largest standard error of b (default 0.25)")
     tag.add_argument("--dry-run", action="store_true", help="show the choice, change nothing")
     tag.add_argument("--json", action="store_true", help="print the choice as one JSON object")
+    _demo_database_flag(tag)
     tag.set_defaults(handler=_tag_anchors)
 
     report = commands.add_parser(
@@ -117,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "reference against new parameters, the anchors' test characteristic curves before and after "
                     "linking, parameter and ability distributions, flagged items. Needs the report extra.")
     report.add_argument("run_id", metavar="RUN_ID", help="the run's id (mirt_fit_meta.run_id)")
-    report.add_argument("--output", "-o", help="file to write (default: calibration-report-RUN_ID.html)")
+    report.add_argument("--output", "-o", metavar="FILE",
+                        help="file to write (default: calibration-report-RUN_ID.html)")
+    _demo_database_flag(report)
     report.set_defaults(handler=_report)
 
     demo = commands.add_parser(
@@ -125,11 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create the platform tables in an embedded PostgreSQL, fill them with simulated answers "
                     "(known true parameters, anchors on a known old scale), run a calibration and print what "
                     "it found next to the truth. Uses the embedded database even when DATABASE_URL is set.")
-    demo.add_argument("--students", type=int, default=4000, help="simulated students (default 4000)")
-    demo.add_argument("--items", type=int, default=400, help="items in the bank (default 400)")
-    demo.add_argument("--answers", type=int, default=40, help="answers per student (default 40)")
-    demo.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
+    demo.add_argument("--students", type=int, default=4000, metavar="N", help="simulated students (default 4000)")
+    demo.add_argument("--items", type=int, default=400, metavar="N",
+                      help="items in the bank, at least 60: every tenth is an anchor (default 400)")
+    demo.add_argument("--answers", type=int, default=40, metavar="N",
+                      help="answers per student, at most --items (default 40)")
+    demo.add_argument("--seed", type=int, default=2026, metavar="N", help="random seed, >= 0 (default 2026)")
     demo.set_defaults(handler=_demo)
+    parser.set_defaults(command_names=list(commands.choices))
     return parser
 
 
@@ -138,19 +181,55 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load().with_overrides("flag", **overrides)
 
 
-def _engine(settings: Settings):
+def _engine(settings: Settings, args: argparse.Namespace | None = None):
     from .db.engine import check_connection, create_engine
-    engine = create_engine(settings)
+    demo = None
+    if args is not None and getattr(args, "demo", False):
+        from .db.embedded import DEMO_DATABASE
+        demo = DEMO_DATABASE
+    engine = create_engine(settings, embedded_database=demo)
     check_connection(engine)
     return engine
 
 
+def _migrate_the_platforms_database(engine, only_questions: bool = False) -> None:
+    """Apply the service's migrations, but never to a database that is not the platform's.
+
+    A database that has none of the service's tables yet gets them only if it
+    holds the platform's ``attempt`` and ``question`` (``question`` alone for
+    ``only_questions``): a wrong DATABASE_URL stops here, having created
+    nothing there.
+    """
+    import sqlalchemy as sa
+    from .db import queries
+    from .db.engine import describe, is_embedded, unavailable
+    from .db.migrations import MIGRATIONS_TABLE
+    from .errors import PlatformSchemaError
+    try:
+        with engine.connect() as conn:
+            if conn.execute(sa.text(f"SELECT to_regclass('{MIGRATIONS_TABLE}') IS NULL")).scalar():
+                if not only_questions:
+                    queries.check_platform_schema(conn)
+                elif conn.execute(sa.text("SELECT to_regclass('question') IS NULL")).scalar():
+                    raise PlatformSchemaError("the platform's tables are not as expected: table (or view) question "
+                                              "is missing", "check that DATABASE_URL points at the platform's "
+                                              "database; tag-anchors tags rows of question(id, meta)")
+    except PlatformSchemaError as problem:
+        hint = problem.hint + ("; the demo's data are used with --demo" if is_embedded(engine) else "")
+        raise ConfigError(f"{problem.message} in {describe(engine)}; nothing was created there", hint) from None
+    except sa.exc.DBAPIError as exc:
+        raise unavailable(engine, exc) from exc
+    migrate(engine)
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from .run import CalibrationRequest, calibrate
+    from .warmup import report_compilation
     settings = _settings(args)
     configure_opentelemetry()
-    engine = _engine(settings)
-    migrate(engine)
+    engine = _engine(settings, args)
+    _migrate_the_platforms_database(engine)
+    report_compilation()
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
                                  dry_run=args.dry_run, as_of=args.as_of)
@@ -173,16 +252,20 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .bus.publisher import require_reachable
     from .bus.subscriber import CalibrationConsumer
     from .db.engine import check_connection, create_engine
     from .health import HealthServer
+    from .warmup import report_compilation
     settings = _settings(args)
     settings.require_project()
     configure_opentelemetry()
     engine = create_engine(settings)
     with _google_credentials_explained():
+        require_reachable()
         consumer = CalibrationConsumer(settings, engine)
         consumer.check_subscription()
+    report_compilation()
 
     def database_ok() -> bool:
         try:
@@ -205,31 +288,39 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     from .bus.events import InvalidMessage, request_body
-    from .bus.publisher import EventPublisher
+    from .bus.publisher import EventPublisher, pubsub_failure, require_reachable
     from .bus.waiter import CompletionWaiter
     settings = Settings.load()
     settings.require_project()
     overrides = {name: parse_setting(name, getattr(args, name), source=f"--{name.replace('_', '-')}")
                  for name in ("model", "lookback_days", "max_obs", "linking_method")
                  if getattr(args, name) is not None}
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
     request_id = args.request_id or f"cli-{uuid.uuid4()}"
     try:
         body = request_body(request_id, args.requested_by, dry_run=args.dry_run, **overrides)
     except InvalidMessage as problem:
         raise ConfigError(str(problem)) from None
-    with _google_credentials_explained():
+    waiter = None
+    with _google_credentials_explained(), pubsub_failure():
+        require_reachable()
         publisher = EventPublisher(settings)
         waiter = CompletionWaiter(settings) if args.wait else None
+        message_id = None
+        try:
+            message_id = publisher.request(body, timeout=30.0)
+        finally:
+            if message_id is None and waiter is not None:
+                waiter.close()
+    log.info("published calibration request %s as message %s to %s", request_id, message_id,
+             publisher.topic(settings.requests_topic))
+    if waiter is None:
+        return 0
     try:
-        message_id = publisher.request(body)
-        log.info("published calibration request %s as message %s to %s", request_id, message_id,
-                 publisher.topic(settings.requests_topic))
-        if waiter is None:
-            return 0
         event = waiter.wait_for(request_id, args.timeout)
     finally:
-        if waiter is not None:
-            waiter.close()
+        waiter.close()
     print(json.dumps(event))
     return 0 if event["status"] in ("succeeded", "skipped") else 1
 
@@ -253,12 +344,18 @@ def _tag_anchors(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from .anchors import AnchorCriteria
     from .tagging import format_table, tag_anchors
-    if args.max_candidates < 1 or args.min_responses < 1 or not 0 < args.min_a <= args.max_a or args.max_se <= 0:
-        raise ConfigError("tag-anchors needs --max-candidates and --min-responses >= 1, 0 < --min-a <= --max-a, "
-                          "and --max-se > 0")
+    problems = [f"{flag} must be at least 1, got {value}"
+                for flag, value in (("--max-candidates", args.max_candidates), ("--min-responses", args.min_responses))
+                if value < 1]
+    problems += [f"{flag} must be > 0, got {value:g}" for flag, value in (("--min-a", args.min_a),
+                                                                          ("--max-se", args.max_se)) if not value > 0]
+    if not args.max_a >= args.min_a:
+        problems.append(f"--max-a must be at least --min-a ({args.min_a:g}), got {args.max_a:g}")
+    if problems:
+        raise ConfigError("; ".join(problems))
     settings = _settings(args)
-    engine = _engine(settings)
-    migrate(engine)
+    engine = _engine(settings, args)
+    _migrate_the_platforms_database(engine, only_questions=True)
     criteria = AnchorCriteria(max_candidates=args.max_candidates, min_responses=args.min_responses,
                               min_a=args.min_a, max_a=args.max_a, max_b_se=args.max_se)
     result = tag_anchors(engine, criteria, dry_run=args.dry_run)
@@ -267,13 +364,11 @@ def _tag_anchors(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-    from .report import load_run, render
+    from .report import load_run, render, writable_output
     settings = _settings(args)
-    engine = _engine(settings)
-    migrate(engine)
-    record = load_run(engine, args.run_id)
-    path = Path(args.output or f"calibration-report-{record.run_id}.html")
+    path = writable_output(args.output or f"calibration-report-{args.run_id}.html")
+    engine = _engine(settings, args)
+    record = load_run(engine, args.run_id)  # reads only: a database without runs is not given the service's tables
     path.write_text(render(record))
     log.info("wrote the report of run %s to %s", record.run_id, path)
     print(path)
@@ -281,14 +376,36 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-    return run_demo(students=args.students, items=args.items, answers=args.answers, seed=args.seed)
+    from . import warmup
+    settings = Settings.load()
+    # The first run after an install compiles the numerical kernels: start on it before anything else.
+    kernels = warmup.start(settings.model, shape=(args.students, args.items, args.answers), parts=["fit"])
+    try:
+        from .demo import check_options, run_demo
+        check_options(students=args.students, items=args.items, answers=args.answers, seed=args.seed,
+                      settings=settings)
+        return run_demo(students=args.students, items=args.items, answers=args.answers, seed=args.seed,
+                        kernels=kernels)
+    finally:
+        kernels.stop()
+
+
+def _initial_log_format() -> str:
+    """LOG_FORMAT before the settings are read (a bad value is reported once they are)."""
+    value = os.environ.get("LOG_FORMAT", "auto").strip().lower()
+    return value if value in ("auto", "json", "text") else "auto"
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging("info", _initial_log_format())
     parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging("info")
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.error(f"a COMMAND is needed: one of {', '.join(args.command_names)}")
+    except UsageError as mistake:
+        log.error("%s", mistake.line)
+        return 2
     try:
         settings = Settings.load()
         configure_logging(settings.log_level, settings.log_format, secrets=settings.secrets(),
@@ -301,8 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted")
         return 130
     except Exception as exc:  # one line for the person on call; the traceback only on request
-        log.error("unexpected failure: %s: %s (set LOG_LEVEL=debug to see the traceback)",
-                  type(exc).__name__, exc)
+        if log.isEnabledFor(logging.DEBUG):
+            log.error("unexpected failure: %s: %s (the traceback follows)", type(exc).__name__, exc)
+        else:
+            log.error("unexpected failure: %s: %s (set LOG_LEVEL=debug to see the traceback)",
+                      type(exc).__name__, exc)
         log.debug("traceback", exc_info=exc)
         return 1
 

@@ -10,14 +10,24 @@ server, runs the consumer, publishes a calibration request, waits for the
 calibration-completed event and prints it; reads the results back from the
 database; and compares them with the truth. When the local Pub/Sub server
 cannot be had (it is downloaded once), the run is started directly instead,
-as ``calibrate`` does, and the demo says so.
+as ``calibrate`` does, and the demo says so. It ends with the command that
+writes the run's report (``report RUN_ID --demo``).
+
+The first demo after an install compiles the numerical kernels (see
+``consumer.warmup``): the fit's in a background process started first
+thing, the rest in this one, while the embedded PostgreSQL starts (in a
+thread) and the answers are simulated and loaded; the run waits for them,
+saying so every few seconds, and then takes about a second.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import importlib.util
 import json
 import logging
 import os
+import shlex
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,37 +36,85 @@ import numpy as np
 import sqlalchemy as sa
 
 from .db import platform
-from .db.embedded import embedded_url
+from .db.embedded import DEMO_DATABASE
+from .db.engine import embedded_engine
 from .db.migrations import migrate
 from .irt.simulate import simulate
-from .errors import ServiceError
+from . import warmup
+from .errors import ConfigError, ServiceError
 from .run import CalibrationRequest, RunSummary, calibrate
 from .settings import Settings
 from .telemetry import FitProgress
+from .warmup import report_compilation
 
 log = logging.getLogger("consumer.demo")
 
-DEMO_DATABASE = "mirt_demo"
 #: The old scale the anchors' reference parameters sit on: theta_old = SLOPE * theta + INTERCEPT.
 OLD_SCALE = (1.2, 0.35)
 FIRST_QUESTION_ID = 1001
 
 
-def run_demo(students: int = 4000, items: int = 400, answers: int = 40, seed: int = 2026) -> int:
+def check_options(students: int, items: int, answers: int, seed: int, settings: Settings | None = None) -> None:
+    """A ``ConfigError`` naming the flag when the demo cannot work with these numbers."""
+    settings = settings or Settings.load()
+    fewest_items = 10 * (settings.min_anchors + 1)  # every tenth an anchor, one of them broken
+    problems = []
+    if students < 1:
+        problems.append(f"--students must be at least 1, got {students}")
+    if items < fewest_items:
+        problems.append(f"--items must be at least {fewest_items} (every tenth item is an anchor, one of them "
+                        f"deliberately broken, and a run links on MIRT_MIN_ANCHORS={settings.min_anchors}), "
+                        f"got {items}")
+    if not 1 <= answers <= max(items, 1):
+        problems.append(f"--answers must lie between 1 and --items ({items}): each student answers distinct "
+                        f"items, got {answers}")
+    if seed < 0:
+        problems.append(f"--seed must be >= 0, got {seed}")
+    if not problems and students * answers < settings.min_responses * items:
+        problems.append(f"--students x --answers ({students} x {answers}) must be at least MIRT_MIN_RESPONSES x "
+                        f"--items ({settings.min_responses} x {items}) for the average item to be estimated")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def run_demo(students: int = 4000, items: int = 400, answers: int = 40, seed: int = 2026,
+             kernels: warmup.Warmup | None = None) -> int:
+    """The demo; ``kernels``: the fit's kernels already compiling in the background, if the caller started that."""
     settings = Settings.load()
-    engine = _fresh_database(settings)
+    check_options(students, items, answers, seed, settings)
+    report_compilation()
+    # The first run after an install compiles the numerical kernels: in the background, while the
+    # database starts and fills, so that the calibration finds them compiled.
+    own = kernels is None
+    if own:
+        kernels = warmup.start(settings.model, shape=(students, items, answers), parts=["fit"])
+    # Meanwhile the database starts (a thread: the server is another process) while this one simulates.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="database") as background:
+        try:
+            database = background.submit(_fresh_database, settings)
+            return _demo(settings, kernels, database, students, items, answers, seed)
+        finally:
+            if own:
+                kernels.stop()
+
+
+def _demo(settings: Settings, kernels: warmup.Warmup, database: concurrent.futures.Future, students: int,
+          items: int, answers: int, seed: int) -> int:
     now = datetime.now(timezone.utc)
+    log.info("demo: simulating a week of answers: %d students, %d answers each, %d questions", students, answers,
+             items)
     truth = simulate(students, items, answers, seed=seed)
     rng = np.random.default_rng(seed + 1)
     slope, intercept = OLD_SCALE
     question_ids = FIRST_QUESTION_ID + np.arange(items)
     student_ids = np.array([f"student-{i:06d}" for i in range(students)])
     anchor_positions = np.arange(0, items, 10)
+    attempts = _attempts(truth, rng, now)
+    engine = database.result()
 
     with engine.begin() as conn:
         platform.create_platform_tables(conn)
         platform.insert_questions(conn, question_ids, _question_meta(truth, anchor_positions, OLD_SCALE))
-        attempts = _attempts(truth, rng, now)
         platform.insert_attempts(conn, student_ids[attempts[0]], question_ids[attempts[1]], attempts[2],
                                  attempts[3])
     log.info("demo: %d students answered %d each of %d questions over the last week (%d attempts with "
@@ -64,6 +122,9 @@ def run_demo(students: int = 4000, items: int = 400, answers: int = 40, seed: in
              students, answers, items, attempts[0].size, anchor_positions.size, slope, intercept)
 
     migrate(engine)
+    # The scoring's kernel compiles here, while the fit's compile in the background (a process of their own).
+    warmup.compile_kernels(["scoring"], settings.model, ((students, items, answers),))
+    kernels.wait()
     request_id = f"demo-{seed}"
     try:
         summary = _through_pubsub(engine, settings, request_id)
@@ -78,7 +139,22 @@ def run_demo(students: int = 4000, items: int = 400, answers: int = 40, seed: in
     if not summary.ok:
         return 1
     _print_comparison(engine, summary, truth, question_ids, student_ids)
+    _print_next_steps(summary)
     return 0
+
+
+def report_command(run_id: str) -> str:
+    """The command that writes the report of a demo run, as the user can paste it."""
+    data_dir = os.environ.get("MIRT_DATA_DIR", "").strip()
+    prefix = f"MIRT_DATA_DIR={shlex.quote(data_dir)} " if data_dir else ""
+    return f"{prefix}python -m consumer report {run_id} --demo -o demo-report.html"
+
+
+def _print_next_steps(summary: RunSummary) -> None:
+    lines = ["", "The run's report (one HTML file with its plots):", f"  {report_command(summary.run_id)}"]
+    if importlib.util.find_spec("matplotlib") is None:
+        lines.append('  (it draws with matplotlib: pip install -e ".[report]" first)')
+    print("\n".join(lines))
 
 
 def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> RunSummary:
@@ -130,12 +206,12 @@ def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> R
 
 
 def _fresh_database(settings: Settings) -> sa.Engine:
-    admin = sa.create_engine(embedded_url(settings.embedded_data_dir), isolation_level="AUTOCOMMIT")
+    admin = embedded_engine(settings.embedded_data_dir, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
         conn.exec_driver_sql(f"CREATE DATABASE {DEMO_DATABASE}")
     admin.dispose()
-    return sa.create_engine(embedded_url(settings.embedded_data_dir, DEMO_DATABASE))
+    return embedded_engine(settings.embedded_data_dir, DEMO_DATABASE)
 
 
 def _question_meta(truth, anchor_positions, old_scale) -> list[dict]:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import html
 import io
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
@@ -40,14 +42,37 @@ class RunRecord:
     theta_se: np.ndarray
 
 
+_ELSEWHERE = "a run of the demo is read with --demo"
+
+
+def writable_output(name: str) -> Path:
+    """``name`` as the report's path, or a ``ConfigError`` now, before any work, if it cannot be written."""
+    path = Path(name).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"--output {name} is a directory", "name a file, for example report.html")
+    if not folder.is_dir():
+        raise ConfigError(f"--output {name}: directory {folder} does not exist", "create it or write elsewhere")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"--output {name}: no permission to write there", "choose another file with -o")
+    _pyplot()  # the plots need matplotlib: say so before the work, not after
+    return path
+
+
 def load_run(engine: sa.Engine, run_id: str) -> RunRecord:
+    """The run's record and results, read only (nothing is created in a database without runs)."""
+    from .db.engine import describe
     with engine.connect() as conn:
+        if conn.execute(sa.text("SELECT to_regclass('mirt_fit_meta') IS NULL")).scalar():
+            raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}: it has no mirt_fit_meta table, "
+                              "so no runs at all", f"check DATABASE_URL; {_ELSEWHERE}")
         row = conn.execute(sa.text(
             "SELECT run_id::text, status, model_spec, fit_stats, summary, error FROM mirt_fit_meta "
             "WHERE run_id::text = :r"), {"r": run_id}).first()
         if row is None:
-            raise RunNotFound(f"no calibration run {run_id}",
-                              "list runs with: SELECT run_id, status, fitted_at FROM mirt_fit_meta ORDER BY started_at")
+            raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
+                              "list runs with: SELECT run_id, status, fitted_at FROM mirt_fit_meta ORDER BY "
+                              f"started_at; {_ELSEWHERE}")
         items = [(int(r[0]), r[1]) for r in conn.execute(sa.text(
             "SELECT item_id, params FROM mirt_item_params_history WHERE run_id = CAST(:r AS uuid) ORDER BY item_id"),
             {"r": run_id})]

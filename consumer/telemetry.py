@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from typing import TextIO
@@ -25,6 +26,42 @@ from opentelemetry import metrics, trace
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 SERVICE_NAME = "irt-calibration"
+
+
+#: Guards the progress line: who drew it on which stream, and when a log line was last written.
+_console_lock = threading.RLock()
+_progress_drawn_on: TextIO | None = None
+_last_line_at = time.monotonic()
+
+
+def seconds_since_last_log_line() -> float:
+    """How long the log has been silent (heartbeats use this to speak only into silence)."""
+    return time.monotonic() - _last_line_at
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """A stream handler that never writes a record onto the terminal's progress line.
+
+    When a progress line (``FitProgress``) is drawn on the same stream, it is
+    cleared first; the record then starts at the beginning of the line, and
+    the progress line is drawn again below it at the next EM iteration.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        global _last_line_at
+        with _console_lock:
+            _clear_progress_line(self.stream)
+            super().emit(record)
+            _last_line_at = time.monotonic()
+
+
+def _clear_progress_line(stream: TextIO) -> None:
+    global _progress_drawn_on
+    with _console_lock:
+        if _progress_drawn_on is not None and _progress_drawn_on is stream:
+            stream.write("\r\033[K")
+            stream.flush()
+            _progress_drawn_on = None
 
 
 class _Redacting(logging.Formatter):
@@ -78,7 +115,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, secrets: list[s
         fmt = "text" if getattr(stream, "isatty", lambda: False)() else "json"
     inner = (JsonFormatter(project) if fmt == "json"
              else logging.Formatter(_TEXT_FORMAT, datefmt="%H:%M:%S"))
-    handler = logging.StreamHandler(stream)
+    handler = _ConsoleHandler(stream)
     handler.setFormatter(_Redacting(inner, secrets or []))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -161,29 +198,36 @@ class RunMetrics:
 
 
 class FitProgress:
-    """EM progress: a line redrawn in place on a terminal, a log line every ``interval`` seconds elsewhere."""
+    """EM progress: a line redrawn in place on a terminal, a log line every ``interval`` seconds elsewhere.
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 15.0) -> None:
+    ``interactive`` forces either (default: a line on a terminal). The consumer
+    logs (``interactive=False``) whatever its stderr is: a redrawn line suits a
+    person watching one command, not a service's log.
+    """
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 5.0,
+                 interactive: bool | None = None, logger: logging.Logger | logging.LoggerAdapter | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interactive = (bool(getattr(self.stream, "isatty", lambda: False)()) if interactive is None
+                            else interactive)
         self.interval = interval
+        self.log = logger or logging.getLogger("consumer.run")
         self._last = time.monotonic()
-        self._drawn = False
 
     def __call__(self, iteration: int, loglik: float, change: float) -> None:
+        global _progress_drawn_on
         text = f"EM iteration {iteration}: log-likelihood {loglik:.3f}, largest change {change:.2e}"
         now = time.monotonic()
         if self.interactive:
-            if now - self._last >= 0.1 or not self._drawn:
-                self.stream.write("\r\033[K" + text)
-                self.stream.flush()
-                self._drawn, self._last = True, now
+            with _console_lock:
+                drawn = _progress_drawn_on is self.stream
+                if now - self._last >= 0.1 or not drawn:
+                    self.stream.write("\r\033[K" + text)
+                    self.stream.flush()
+                    _progress_drawn_on, self._last = self.stream, now
         elif now - self._last >= self.interval:
-            logging.getLogger("consumer.run").info(text)
+            self.log.info(text)
             self._last = now
 
     def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self._drawn = False
+        _clear_progress_line(self.stream)

@@ -3,6 +3,8 @@
 The server is, in order: ``TEST_DATABASE_URL`` when set; the PostgreSQL on
 127.0.0.1:5432 when one answers there (as on the developers' and CI's
 machines); otherwise an embedded PostgreSQL started in a temporary directory.
+``TEST_DATABASE_URL=embedded`` takes the embedded one even when a server
+answers on 5432, to try the tests as a machine without PostgreSQL runs them.
 """
 
 from __future__ import annotations
@@ -32,19 +34,31 @@ def _local_server_answers() -> bool:
 @pytest.fixture(scope="session")
 def server_url() -> sa.URL:
     """URL of a database on the test server, to connect to as an administrator."""
-    if os.environ.get("TEST_DATABASE_URL"):
-        return pg8000_url(os.environ["TEST_DATABASE_URL"])[0]
-    if _local_server_answers():
+    chosen = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if chosen and chosen != "embedded":
+        return pg8000_url(chosen)[0]
+    if not chosen and _local_server_answers():
         url = sa.make_url("postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
         try:
             sa.create_engine(url).connect().close()
             return url
         except Exception:
             pass
-    from consumer.db.embedded import embedded_url
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return sa.make_url(embedded_url(Path(tempfile.mkdtemp(prefix="mirt-test-"))))
+    return embedded_server_url()
+
+
+def embedded_server_url() -> sa.URL:
+    """An embedded PostgreSQL in a temporary directory of this test session (started once)."""
+    global _embedded
+    if _embedded is None:
+        from consumer.db.embedded import embedded_url
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _embedded = sa.make_url(embedded_url(Path(tempfile.mkdtemp(prefix="mirt-test-"))))
+    return _embedded
+
+
+_embedded: sa.URL | None = None
 
 
 @pytest.fixture

@@ -23,11 +23,12 @@ import sqlalchemy as sa
 from opentelemetry import context, propagate, trace
 
 from ..db import queries
+from ..db.engine import unavailable
 from ..db.migrations import migrate
 from ..errors import ConfigError, ServiceError
-from ..run import ABANDONED, calibrate
+from ..run import ABANDONED, FINISHED, CalibrationRequest, RunSummary, calibrate
 from ..settings import Settings
-from ..telemetry import RunMetrics
+from ..telemetry import FitProgress, RunMetrics
 from .events import InvalidMessage, parse_request
 from .publisher import EventPublisher
 
@@ -86,8 +87,10 @@ class RequestHandler:
                  request.requested_by or "-")
         try:
             self._ensure_migrated()
-            summary = calibrate(self.engine, self.settings, request, should_stop=self.should_stop,
-                                once_per_request=True)
+            # A consumer's log gets a progress line every few seconds of a long fit, never a redrawn one.
+            summary = self._earlier_answer(request) or calibrate(
+                self.engine, self.settings, request, should_stop=self.should_stop, once_per_request=True,
+                progress=FitProgress(interactive=False))
         except ConfigError as problem:
             return self._reject(delivery, str(problem))
         except ServiceError as problem:
@@ -109,6 +112,29 @@ class RequestHandler:
                       "publishes it again without running again", summary.run_id, problem)
             return Outcome.NACK
         return Outcome.ACK
+
+    def _earlier_answer(self, request: CalibrationRequest) -> RunSummary | None:
+        """The summary of the finished run that already answered this request id, if there is one.
+
+        Asked before the run lock is queued for, so a duplicate is answered
+        even while another run holds the lock; ``calibrate`` asks again under
+        the lock for deliveries that race. The log line carries the earlier
+        run's id, the one ``mirt_fit_meta`` knows.
+        """
+        if not request.request_id:
+            return None
+        try:
+            with self.engine.connect() as conn:
+                stored = queries.finished_run_summary(conn, request.request_id, FINISHED)
+        except sa.exc.DBAPIError as exc:
+            raise unavailable(self.engine, exc) from exc
+        if stored is None:
+            return None
+        earlier = RunSummary.from_dict(stored)
+        earlier.duplicate = True
+        log.info("request %s was already answered by run %s (%s): not running it again",
+                 request.request_id, earlier.run_id, earlier.status, extra={"run_id": earlier.run_id})
+        return earlier
 
     def _ensure_migrated(self) -> None:
         if not self._migrated:

@@ -22,13 +22,14 @@ import time
 
 import sqlalchemy as sa
 from google.api_core import exceptions as google_exceptions
+from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from ..errors import ConfigError
 from ..settings import Settings
 from .handler import Delivery, Outcome, RequestHandler
-from .publisher import EventPublisher
+from .publisher import EventPublisher, pubsub_failure
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ _SHUTDOWN_MARGIN = 5.0
 _LEASE_EXTENSION_SECONDS = 60
 #: Longest pause before nacking a request that failed for a transient reason.
 _MAX_RETRY_PAUSE = 10.0
+#: How long the check at start may retry an unreachable Pub/Sub before the process stops with exit status 2.
+_START_CHECK_SECONDS = 10.0
 
 
 class CalibrationConsumer:
@@ -76,7 +79,10 @@ class CalibrationConsumer:
     def check_subscription(self) -> None:
         """Fail at start, with a clear line, when the subscription does not exist or cannot be read."""
         try:
-            self.subscriber.get_subscription(subscription=self.subscription, timeout=30)
+            with pubsub_failure():  # unreachable: one line within seconds, not a minute of retries
+                self.subscriber.get_subscription(subscription=self.subscription, timeout=_START_CHECK_SECONDS,
+                                                 retry=Retry(initial=0.25, maximum=2.0,
+                                                             timeout=_START_CHECK_SECONDS))
         except google_exceptions.NotFound:
             raise ConfigError(f"subscription {self.subscription} does not exist",
                               "create it (see infra/) or set MIRT_REQUESTS_SUBSCRIPTION and GOOGLE_CLOUD_PROJECT")

@@ -7,12 +7,16 @@ import logging
 import time
 import uuid
 
+from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 
 from ..errors import ServiceError
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: How long making the temporary subscription may retry an unreachable Pub/Sub.
+_SETUP_SECONDS = 10.0
 
 
 class CompletionTimeout(ServiceError):
@@ -28,7 +32,8 @@ class CompletionWaiter:
         self.subscription = self.client.subscription_path(project, f"calibration-completed-wait-{uuid.uuid4().hex[:12]}")
         self.client.create_subscription(name=self.subscription,
                                         topic=self.client.topic_path(project, settings.completed_topic),
-                                        ack_deadline_seconds=60)
+                                        ack_deadline_seconds=60, timeout=_SETUP_SECONDS,
+                                        retry=Retry(initial=0.25, maximum=2.0, timeout=_SETUP_SECONDS))
 
     def wait_for(self, request_id: str, timeout: float) -> dict:
         """The data of the first calibration-completed event for ``request_id``."""
@@ -50,6 +55,7 @@ class CompletionWaiter:
 
     def close(self) -> None:
         try:
-            self.client.delete_subscription(subscription=self.subscription)
+            self.client.delete_subscription(subscription=self.subscription, timeout=_SETUP_SECONDS,
+                                            retry=Retry(initial=0.25, maximum=2.0, timeout=_SETUP_SECONDS))
         except Exception as problem:
             log.warning("could not delete the temporary subscription %s: %s", self.subscription, problem)

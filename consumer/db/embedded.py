@@ -18,6 +18,8 @@ from ..errors import ConfigError, DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 _servers: dict[Path, object] = {}
+#: The demo's database in the embedded server (``python -m consumer demo`` makes it; ``--demo`` reads it).
+DEMO_DATABASE = "mirt_demo"
 
 
 def embedded_url(data_dir: Path, database: str = "postgres") -> str:

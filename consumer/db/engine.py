@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import ssl
+import weakref
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
@@ -21,17 +23,30 @@ from ..settings import Settings
 log = logging.getLogger(__name__)
 
 _ENGINE_OPTIONS = dict(pool_pre_ping=True, pool_size=2, max_overflow=2)
+#: Engines on the embedded PostgreSQL, by the data directory they were started on (for ``describe``).
+_EMBEDDED: "weakref.WeakKeyDictionary[sa.Engine, Path]" = weakref.WeakKeyDictionary()
 
 
-def create_engine(settings: Settings) -> sa.Engine:
-    """The engine the settings name (see the module docstring for the order)."""
-    if settings.database_url:
+def create_engine(settings: Settings, *, embedded_database: str | None = None) -> sa.Engine:
+    """The engine the settings name (see the module docstring for the order).
+
+    ``embedded_database`` picks that database of the embedded PostgreSQL
+    whatever the settings say (the demo's, for ``--demo``).
+    """
+    if embedded_database is None and settings.database_url:
         url, connect_args = pg8000_url(settings.database_url)
         return sa.create_engine(url, connect_args=connect_args, **_ENGINE_OPTIONS)
-    if settings.instance_connection_name:
+    if embedded_database is None and settings.instance_connection_name:
         return _cloud_sql_engine(settings)
+    return embedded_engine(settings.embedded_data_dir, embedded_database or "postgres", **_ENGINE_OPTIONS)
+
+
+def embedded_engine(data_dir: Path, database: str = "postgres", **options) -> sa.Engine:
+    """An engine on ``database`` of the embedded PostgreSQL kept in ``data_dir`` (started if need be)."""
     from .embedded import embedded_url
-    return sa.create_engine(embedded_url(settings.embedded_data_dir), **_ENGINE_OPTIONS)
+    engine = sa.create_engine(embedded_url(data_dir, database), **options)
+    _EMBEDDED[engine] = (data_dir / "pgdata").resolve()
+    return engine
 
 
 def pg8000_url(text: str) -> tuple[URL, dict]:
@@ -77,14 +92,20 @@ def _cloud_sql_engine(settings: Settings) -> sa.Engine:
     return engine
 
 
+def is_embedded(engine: sa.Engine) -> bool:
+    return engine in _EMBEDDED
+
+
 def describe(engine: sa.Engine) -> str:
-    """The engine's target without credentials, for logs and errors."""
+    """The engine's target without credentials, for logs and errors: always with the database's name."""
     url = engine.url
-    if "unix_sock" in url.query:
-        return f"embedded PostgreSQL ({url.query['unix_sock']})"
+    if engine in _EMBEDDED:
+        return f"embedded PostgreSQL in {_EMBEDDED[engine]}, database {url.database}"
     if url.host is None and url.database is None:
         return "Cloud SQL (connector)"
     bare = URL.create(url.drivername, username=url.username, host=url.host, port=url.port, database=url.database)
+    if "unix_sock" in url.query:
+        return f"{bare.render_as_string()} (Unix socket {url.query['unix_sock']})"
     return bare.render_as_string()
 
 
@@ -100,18 +121,41 @@ def check_connection(engine: sa.Engine) -> None:
 def unavailable(engine: sa.Engine, exc: BaseException) -> DatabaseUnavailable:
     """A ``DatabaseUnavailable`` that names the target and the driver's reason, no secrets."""
     reason = _reason(exc)
-    return DatabaseUnavailable(
-        f"cannot reach the database at {describe(engine)}: {reason}",
-        "check DATABASE_URL (host, port, database, user, password) or INSTANCE_CONNECTION_NAME "
-        "and that the server is up and accepts connections from here",
-    )
+    if engine in _EMBEDDED:
+        from .embedded import DEMO_DATABASE
+        hint = f"the embedded server's log is {_EMBEDDED[engine] / 'log'}"
+        if engine.url.database == DEMO_DATABASE:
+            hint = f"run the demo first (python -m consumer demo): it makes that database; {hint}"
+    else:
+        hint = ("check DATABASE_URL (host, port, database, user, password) or INSTANCE_CONNECTION_NAME "
+                "and that the server is up and accepts connections from here")
+    return DatabaseUnavailable(f"cannot reach the database at {describe(engine)}: {reason}", hint)
 
 
 def _reason(exc: BaseException) -> str:
     inner = getattr(exc, "orig", None) or exc
-    args = getattr(inner, "args", ())
-    if args and isinstance(args[0], dict):  # pg8000 server errors carry a dict of fields
-        fields = args[0]
+    fields = _server_error(exc)
+    if fields is not None:
         return f"{fields.get('M', 'error')} (SQLSTATE {fields.get('C', '?')})"
     text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
     return text[:300]
+
+
+def _server_error(exc: BaseException) -> dict | None:
+    """The server's error fields, wherever they sit in the chain of ``exc``.
+
+    pg8000 errors from the server carry a dict of fields. When the server
+    refuses a connection (a missing database, a wrong password) and closes
+    it at once, pg8000's goodbye on the dead socket can fail too; over a
+    Unix socket it usually does, and that "network error" is what is raised,
+    with the server's own error as its context.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        args = getattr(exc, "args", ())
+        if args and isinstance(args[0], dict):
+            return args[0]
+        orig = getattr(exc, "orig", None)
+        exc = orig if orig is not None and id(orig) not in seen else (exc.__cause__ or exc.__context__)
+    return None
