@@ -50,12 +50,6 @@ from .cloudsql_standin import (LOGIN_SCOPE, Backend, CloudSQLStandIn, StandInUna
 
 PROBE_NOTE = "written by the administrator"
 
-# What consumer/db/engine.py lacks; see the report of this change for the code.
-NEEDS_ONE_CONNECTOR = (
-    "engine.py makes a Connector (a thread, an event loop and a certificate cache) per engine and closes it "
-    "on engine.dispose(); it needs one Connector per process, looked up at connect time, closed at exit")
-
-
 @pytest.fixture
 def standin(server_url):
     try:
@@ -134,9 +128,7 @@ class CloudSQL:
     def close(self) -> None:
         for engine in self.engines:
             engine.dispose()
-        close_shared = getattr(engine_module, "close_cloud_sql_connector", None)
-        if close_shared is not None:
-            close_shared()
+        engine_module.close_cloud_sql_connector()
         for connector in self.connectors:
             connector.close()
         with self.admin.connect() as conn:
@@ -326,7 +318,6 @@ def test_disposing_the_engine_closes_its_connections(cloudsql, standin):
     assert wait_for(lambda: standin.open_connections == 0), "the pool left connections to Cloud SQL open"
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_ONE_CONNECTOR)
 def test_engines_share_one_connector(cloudsql, standin):
     user, password = cloudsql.password_user()
     iam = cloudsql.iam_user(cloudsql.principal)
@@ -339,8 +330,6 @@ def test_engines_share_one_connector(cloudsql, standin):
     assert len(live) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_ONE_CONNECTOR + " (today dispose() closes the engine's Connector, "
-                                       "and SQLAlchemy's engine stays usable after dispose() but this one does not)")
 def test_an_engine_stays_usable_after_dispose(cloudsql):
     user, password = cloudsql.password_user()
     engine = cloudsql.engine(DB_USER=user, DB_PASS=password)
@@ -349,8 +338,6 @@ def test_an_engine_stays_usable_after_dispose(cloudsql):
     assert round_trip(engine) == (cloudsql.backend_user(user), cloudsql.database, PROBE_NOTE)
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_ONE_CONNECTOR + " (today each engine's Connector, once closed, "
-                                       "leaves its event loop's executor threads behind)")
 def test_engines_made_and_disposed_leave_no_threads_behind(cloudsql, standin):
     user, password = cloudsql.password_user()
     before = set(threading.enumerate())
@@ -391,7 +378,6 @@ check_connection(create_engine(Settings.load(config["env"])))  # and exit withou
 """
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_ONE_CONNECTOR + " (today nothing closes it when the process exits)")
 def test_the_connector_is_closed_when_the_process_exits(cloudsql, standin):
     user, password = cloudsql.password_user()
     refresh_token = standin.add_principal(cloudsql.principal)

@@ -42,9 +42,12 @@ class FakeConnector:
 @pytest.fixture
 def fake_connector(monkeypatch):
     import google.cloud.sql.connector as connector_module
+    from consumer.db.engine import close_cloud_sql_connector
+    close_cloud_sql_connector()
     FakeConnector.instances.clear()
     monkeypatch.setattr(connector_module, "Connector", FakeConnector)
-    return FakeConnector
+    yield FakeConnector
+    close_cloud_sql_connector()
 
 
 @pytest.mark.parametrize("env, expected_kwargs, ip", [
@@ -61,11 +64,12 @@ def test_cloud_sql_goes_through_the_connector_with_pg8000(fake_connector, env, e
         eng.connect()
     (connector,) = fake_connector.instances
     assert connector.init_kwargs["refresh_strategy"] == "lazy"
-    assert connector.init_kwargs["ip_type"].name == ip
     instance, driver, kwargs = connector.connects[0]
+    assert kwargs.pop("ip_type").name == ip
     assert (instance, driver, kwargs) == ("proj:europe-west1:platform-db", "pg8000", expected_kwargs)
+    # The process's one Connector outlives the engine (tests/test_cloudsql.py covers its lifecycle).
     eng.dispose()
-    assert connector.closed
+    assert not connector.closed
 
 
 def test_cloud_sql_settings_are_checked():

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import ssl
+import threading
 import weakref
 from pathlib import Path
 
@@ -73,23 +75,51 @@ def pg8000_url(text: str) -> tuple[URL, dict]:
     return url, {k: v for k, v in connect_args.items() if v is not None}
 
 
+_connector = None
+_connector_lock = threading.Lock()
+
+
+def cloud_sql_connector():
+    """The process's one Cloud SQL Python Connector, made on first use and closed at exit.
+
+    A Connector holds a thread, an event loop and the certificates it fetched,
+    and Google recommends one per process: every Cloud SQL engine shares it,
+    and disposing an engine (which SQLAlchemy keeps usable) leaves it open.
+    """
+    global _connector
+    with _connector_lock:
+        if _connector is None:
+            from google.cloud.sql.connector import Connector
+            # Lazy refresh fetches certificates when a connection is made, which suits
+            # serverless and CPU-throttled runtimes where background refresh stalls.
+            _connector = Connector(refresh_strategy="lazy")
+            atexit.register(close_cloud_sql_connector)
+        return _connector
+
+
+def close_cloud_sql_connector() -> None:
+    """Close the process's Connector if one was made; the next Cloud SQL connection makes a new one."""
+    global _connector
+    with _connector_lock:
+        connector, _connector = _connector, None
+    if connector is not None:
+        atexit.unregister(close_cloud_sql_connector)
+        connector.close()
+
+
 def _cloud_sql_engine(settings: Settings) -> sa.Engine:
-    from google.cloud.sql.connector import Connector, IPTypes
+    from google.cloud.sql.connector import IPTypes
 
     ip_type = {"public": IPTypes.PUBLIC, "private": IPTypes.PRIVATE, "psc": IPTypes.PSC}[settings.db_ip_type]
-    # Lazy refresh fetches certificates when a connection is made, which suits
-    # serverless and CPU-throttled runtimes where background refresh stalls.
-    connector = Connector(ip_type=ip_type, refresh_strategy="lazy")
 
     def connect():
-        kwargs = dict(user=settings.db_user, db=settings.db_name, enable_iam_auth=settings.db_iam_auth)
+        kwargs = dict(user=settings.db_user, db=settings.db_name, enable_iam_auth=settings.db_iam_auth,
+                      ip_type=ip_type)
         if not settings.db_iam_auth:
             kwargs["password"] = settings.db_pass
-        return connector.connect(settings.instance_connection_name, "pg8000", **kwargs)
+        return cloud_sql_connector().connect(settings.instance_connection_name, "pg8000", **kwargs)
 
-    engine = sa.create_engine("postgresql+pg8000://", creator=connect, **_ENGINE_OPTIONS)
-    sa.event.listen(engine, "engine_disposed", lambda *_: connector.close())
-    return engine
+    return sa.create_engine("postgresql+pg8000://", creator=connect, **_ENGINE_OPTIONS)
 
 
 def is_embedded(engine: sa.Engine) -> bool:
