@@ -275,14 +275,14 @@ class Settings:
         """Values that must never appear in a log line."""
         found = [self.db_pass] if self.db_pass else []
         if self.database_url:
-            found.append(self.database_url)
             try:
                 from sqlalchemy.engine import make_url
                 password = make_url(self.database_url).password
-                if password:
-                    found.append(str(password))
             except Exception:
-                pass
+                found.append(self.database_url)  # unparsed: it may hold a password anywhere
+            else:
+                if password:  # a URL without one names the database and may be shown
+                    found += [self.database_url, str(password)]
         return [value for value in found if len(value) >= 3]
 
     def database_source(self) -> str:

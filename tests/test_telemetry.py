@@ -45,6 +45,15 @@ def test_secrets_never_reach_a_log_line():
     configure_logging("info", "text")
 
 
+def test_a_database_url_without_a_password_is_named_in_full():
+    stream = io.StringIO()
+    settings = Settings.load({"DATABASE_URL": "postgresql+pg8000://svc@db.internal/platform"})
+    configure_logging("info", "json", secrets=settings.secrets(), stream=stream)
+    logging.getLogger("consumer.test").error("cannot reach the database at %s", settings.database_url)
+    assert "postgresql+pg8000://svc@db.internal/platform" in stream.getvalue() and "***" not in stream.getvalue()
+    configure_logging("info", "text")
+
+
 def test_json_log_lines_carry_the_trace(spans):
     stream = io.StringIO()
     configure_logging("info", "json", project="exam-prep", stream=stream)
