@@ -177,7 +177,7 @@ def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> R
             publisher.client.create_topic(name=publisher.topic(topic))
         subscriber.create_subscription(request={
             "name": subscriber.subscription_path(settings.project, settings.requests_subscription),
-            "topic": publisher.topic(settings.requests_topic), "enable_message_ordering": True})
+            "topic": publisher.topic(settings.requests_topic)})
         consumer = CalibrationConsumer(settings, engine, subscriber=subscriber, publisher=publisher)
         thread = threading.Thread(target=consumer.serve, name="consumer", daemon=True)
         thread.start()

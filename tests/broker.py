@@ -16,7 +16,6 @@ from google.cloud import pubsub_v1
 
 from consumer.bus import events
 from consumer.bus.local_server import free_port
-from consumer.bus.publisher import REQUEST_ORDERING_KEY
 from consumer.settings import SPECS
 
 REQUESTS = SPECS["requests_topic"].default
@@ -34,15 +33,14 @@ class Broker:
 
     @classmethod
     def create(cls, host: str, project: str) -> "Broker":
-        publisher = pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
+        publisher = pubsub_v1.PublisherClient()
         subscriber = pubsub_v1.SubscriberClient()
         broker = cls(host, project, publisher, subscriber)
         for topic in (REQUESTS, COMPLETED, DEAD_LETTER):
             publisher.create_topic(name=broker.topic(topic))
         subscriber.create_subscription(request={
             "name": broker.subscription(SUBSCRIPTION), "topic": broker.topic(REQUESTS),
-            "ack_deadline_seconds": 10, "enable_message_ordering": True})
+            "ack_deadline_seconds": 10})
         for watcher, topic in (("completed-watch", COMPLETED), ("dead-letter-watch", DEAD_LETTER)):
             subscriber.create_subscription(name=broker.subscription(watcher), topic=broker.topic(topic))
         return broker
@@ -53,12 +51,11 @@ class Broker:
     def subscription(self, name: str) -> str:
         return self.subscriber.subscription_path(self.project, name)
 
-    def request(self, body: dict | bytes, attributes: dict | None = None, ordered: bool = True) -> str:
+    def request(self, body: dict | bytes, attributes: dict | None = None) -> str:
         """Publish to calibration-requested as another service would (CloudEvents binary mode)."""
         data = body if isinstance(body, bytes) else events.encode(body)
         attrs = events.cloudevent_attributes(events.REQUESTED_TYPE) if attributes is None else attributes
-        return self.publisher.publish(self.topic(REQUESTS), data, ordering_key=REQUEST_ORDERING_KEY if ordered else "",
-                                      **attrs).result(timeout=30)
+        return self.publisher.publish(self.topic(REQUESTS), data, **attrs).result(timeout=30)
 
     def pull(self, watcher: str, count: int, timeout: float = 120.0) -> list:
         """The next ``count`` messages on a watch subscription (acked), or fewer at the timeout."""

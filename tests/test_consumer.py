@@ -142,7 +142,7 @@ def test_sigterm_during_a_run_writes_nothing_and_the_request_completes_after_res
     assert sorted(r[0] for r in rows(engine, "SELECT status FROM mirt_fit_meta")) == ["abandoned", "succeeded"]
 
 
-def test_a_burst_of_100_requests_is_answered_in_order_one_run_at_a_time(engine, broker, consumers):
+def test_a_burst_of_100_requests_is_answered_each_once_one_run_at_a_time(engine, broker, consumers):
     small_platform(engine, n_persons=300, n_items=25, per_person=10)
     ids = [f"burst-{i:03d}" for i in range(100)]
     for request_id in ids:
@@ -151,10 +151,11 @@ def test_a_burst_of_100_requests_is_answered_in_order_one_run_at_a_time(engine, 
 
     events = broker.completed(100, timeout=400)
 
-    assert [e["request_id"] for e, _ in events] == ids
+    # No ordering key (nothing may hold a request back behind another): each answered once, in any order.
+    assert sorted(e["request_id"] for e, _ in events) == ids
     assert all(e["status"] == "succeeded" for e, _ in events)
     runs = rows(engine, "SELECT request_id, started_at, finished_at FROM mirt_fit_meta ORDER BY started_at")
-    assert [r[0] for r in runs] == ids
+    assert sorted(r[0] for r in runs) == ids
     assert all(later[1] >= earlier[2] for earlier, later in zip(runs, runs[1:])), "two runs overlapped"
 
 
@@ -199,8 +200,8 @@ def test_two_replicas_never_calibrate_at_once_and_answer_every_request_once(engi
     small_platform(engine, n_persons=2000, n_items=60, per_person=20)
     replicas = [consumers(), consumers()]
     ids = [f"parallel-{i}" for i in range(6)]
-    for request_id in ids:  # no ordering key: both replicas get requests at the same time
-        broker.request({"request_id": request_id}, ordered=False)
+    for request_id in ids:
+        broker.request({"request_id": request_id})
 
     events = broker.completed(6, timeout=240)
 

@@ -79,8 +79,6 @@ def pubsub_failure() -> Iterator[None]:
 def _first_line(problem: BaseException) -> str:
     text = str(problem).strip()
     return text.splitlines()[0][:300] if text else type(problem).__name__
-#: Ordering key of calibration requests: runs answer them in order of arrival.
-REQUEST_ORDERING_KEY = "calibration"
 
 
 class EventPublisher:
@@ -89,18 +87,18 @@ class EventPublisher:
     def __init__(self, settings: Settings, client: pubsub_v1.PublisherClient | None = None) -> None:
         self.settings = settings
         self.project = settings.require_project()
-        self.client = client or pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
+        # No ordering keys: requests do not depend on each other's order (infra/terraform/pubsub.tf).
+        self.client = client or pubsub_v1.PublisherClient()
 
     def topic(self, name: str) -> str:
         return self.client.topic_path(self.project, name)
 
     def _publish(self, topic: str, body: dict, ce_type: str, extra: dict | None = None,
-                 ordering_key: str = "", timeout: float = PUBLISH_TIMEOUT_SECONDS) -> str:
+                 timeout: float = PUBLISH_TIMEOUT_SECONDS) -> str:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         attributes = events.cloudevent_attributes(ce_type, {**carrier, **(extra or {})})
-        future = self.client.publish(topic, events.encode(body), ordering_key=ordering_key, **attributes)
+        future = self.client.publish(topic, events.encode(body), **attributes)
         return future.result(timeout=timeout)
 
     def completed(self, summary: RunSummary) -> str:
@@ -117,8 +115,7 @@ class EventPublisher:
 
     def request(self, body: dict, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> str:
         """Publish a calibration-requested event (what Cloud Scheduler and other services do)."""
-        return self._publish(self.topic(self.settings.requests_topic), body, events.REQUESTED_TYPE,
-                             ordering_key=REQUEST_ORDERING_KEY, timeout=timeout)
+        return self._publish(self.topic(self.settings.requests_topic), body, events.REQUESTED_TYPE, timeout=timeout)
 
     def dead_letter(self, data: bytes, attributes: dict, message_id: str, reason: str) -> str | None:
         """Forward a rejected message, with the reason, when a dead-letter topic is configured."""
