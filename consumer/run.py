@@ -31,6 +31,7 @@ from .errors import CalibrationRefused, RunLockBusy, RunLockLost, ServiceError
 from .irt import fipc, information, itemfit, linking
 from .irt.estimate import THIN_DATA_ANSWERS, ItemCalibration, Priors, Progress, estimate_items, thin_data, unidentified
 from .irt.expected import FinalEStep
+from .irt.model import ItemParameters
 from .irt.quadrature import Quadrature
 from .irt.scoring import score_eap
 from .settings import Settings
@@ -229,8 +230,9 @@ def _earlier_run(run: _Run) -> RunSummary | None:
         return None
     earlier = RunSummary.from_dict(stored)
     earlier.duplicate = True
-    run.log.info("request %s was already answered by run %s (%s): not running it again",
-                 run.request.request_id, earlier.run_id, earlier.status)
+    # Stamped with the earlier run's id: this run never starts, so its own id is never recorded.
+    log.info("request %s was already answered by run %s (%s): not running it again",
+             run.request.request_id, earlier.run_id, earlier.status, extra={"run_id": earlier.run_id})
     return earlier
 
 
@@ -381,17 +383,37 @@ def _reasons(by_item: dict[str, str], limit: int = 10) -> str:
     return shown + (f"; ... ({len(by_item) - limit} more)" if len(by_item) > limit else "")
 
 
-def _diagnose(run: _Run, responses, fit: ItemCalibration) -> ItemCalibration:
+def _diagnose(run: _Run, responses, fit: ItemCalibration,
+              fixed: fipc.FixedCalibration | None = None, anchors: np.ndarray | None = None) -> ItemCalibration:
     """Standard errors and item fit of ``fit``, from one E-step at its estimates.
 
-    Items whose standard errors cannot be computed are held back: a
-    parameter without a standard error is not one to write.
+    After a fixed-parameter calibration (``fixed``, with the ``anchors``
+    held), the standard errors are those of that model: the anchors have
+    none, and the free items' come from the information over them and the
+    population's mean and SD on the old scale. Items whose standard errors
+    cannot be computed are held back: a parameter without a standard error
+    is not one to write.
     """
     quadrature = Quadrature.normal(run.settings.quadrature_points)
     final = FinalEStep.at(responses, fit.params, quadrature)
-    run.errors = information.standard_errors(responses, fit.params, fit.model, quadrature, run.priors, final=final)
+    if fixed is None:
+        run.errors = information.standard_errors(responses, fit.params, fit.model, quadrature, run.priors,
+                                                 final=final)
+    else:
+        kept = fit.estimated  # without the items held back after the fixed-parameter calibration
+        old_params = ItemParameters(np.where(kept, fixed.params.a, np.nan), np.where(kept, fixed.params.b, np.nan),
+                                    fixed.params.c)
+        on_old_scale = information.standard_errors(responses, old_params, fit.model, quadrature, run.priors,
+                                                   fixed=anchors, population=(fixed.mean, fixed.sd))
+        # The fit is kept on the new population's unit scale and carried to the old one by the slope
+        # (= the population's SD) when written: store the SEs so that that carries them back exactly.
+        run.errors = dataclasses.replace(on_old_scale, a=on_old_scale.a * fixed.sd, b=on_old_scale.b / fixed.sd,
+                                         d=np.full(len(fit.params), np.nan))
     run.rmsd = itemfit.rmsd(responses, fit.params, final=final)
-    singular = fit.estimated & ~(np.isfinite(run.errors.a) & np.isfinite(run.errors.b))
+    free = fit.estimated.copy()
+    if anchors is not None:
+        free[anchors] = False
+    singular = free & ~(np.isfinite(run.errors.a) & np.isfinite(run.errors.b))
     return fit.hold_back({int(j): "not identified: the information about its parameters is singular, so it has "
                                   "no standard errors" for j in np.flatnonzero(singular)})
 
@@ -465,8 +487,12 @@ def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalib
     problems.update({j: f"not converged: still moving by {v:.2g} a cycle after {result.iterations} fixed-parameter "
                         f"calibration cycles" for j, v in result.still_moving.items()})
     fit = fit.hold_back(problems)
-    fit = _diagnose(run, observations.responses, fit)
-    return linking.LinkingConstants(linking.FIXED, result.sd, result.mean, len(kept)), fit
+    fit = _diagnose(run, observations.responses, fit, fixed=result, anchors=positions)
+    population_se = run.errors.population or (None, None)
+    run.summary.fit["fipc"].update(population_mean_se=population_se[0], population_sd_se=population_se[1])
+    run.summary.fit["standard_errors"] = run.errors.method + " of the fixed-parameter calibration"
+    return linking.LinkingConstants(linking.FIXED, result.sd, result.mean, len(kept),
+                                    slope_se=population_se[1], intercept_se=population_se[0]), fit
 
 
 def _screen_and_link(run: _Run, usable, fit: ItemCalibration) -> linking.LinkingConstants:
@@ -603,7 +629,8 @@ def _run_lock(engine: sa.Engine, run: _Run) -> Iterator[None]:
 def _record_start(run: _Run) -> None:
     with _database(run, transaction=True) as conn:
         for stale in queries.abandon_stale_runs(conn):
-            run.warn("run %s was left 'running' by a process that ended or lost the run lock mid-run; recorded as abandoned", stale)
+            run.warn("run %s was left 'running' by a process that ended or lost the run lock mid-run; "
+                     "recorded as abandoned", stale)
         queries.insert_run(conn, run.run_id, run.request.request_id, run.model_spec())
 
 

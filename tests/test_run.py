@@ -384,6 +384,15 @@ def test_fipc_and_stocking_lord_agree_within_sampling_error_on_data_without_drif
     anchor = FIRST_QUESTION_ID
     on_old = truth.params.on_scale(1.2, 0.35)
     assert by_run[fixed.run_id][anchor]["b"] == pytest.approx(on_old.b[0], abs=1e-9)
+    # Its standard errors are those of the FIPC model: none for the fixed anchors; the new items' close
+    # to the free calibration's (the anchors' information is lost to them, the population's gained);
+    # the constants' from the population's mean and SD.
+    anchors = [q for q in by_run[fixed.run_id] if (q - FIRST_QUESTION_ID) % 6 == 0]
+    assert all(by_run[fixed.run_id][q]["b_se"] is None and by_run[fixed.run_id][q]["a_se"] is None for q in anchors)
+    ratio = np.array([by_run[fixed.run_id][q]["b_se"] for q in free]) / se
+    assert 0.8 < np.median(ratio) < 1.25
+    assert 0 < b["slope_se"] < 0.1 and 0 < b["intercept_se"] < 0.1
+    assert "fixed-parameter calibration" in fixed.fit["standard_errors"]
 
 
 def load_answers(conn, responses, days: int, seed: int = 0) -> None:

@@ -1,0 +1,824 @@
+"""Compiled passes over the responses for ``information``: person by person, on every core.
+
+Louis' identity makes each person's share of the observed information
+E_i[-H] - Cov_i(S_i), the covariance under the person's posterior (on the
+quadrature nodes where it is not negligible) of the complete-data score of
+every parameter the person's answers touch: the own parameters of each item
+answered, and the global ones (the 1PL's common slope, the population's
+mean and SD), summed over the answers and the population's log density.
+
+- ``subtract_covariances``: the whole matrix (lower triangle). A person's
+  scores, centred and weighted by the square root of the posterior, are the
+  rows W of a small matrix, and Cov_i = W W' (one BLAS product per person);
+  each thread owns a band of rows of the output, so that none of them
+  writes another's elements and no copies of the matrix are needed.
+- ``first_pass``: posterior moments for each item's own block, the
+  globals' block and globals x items, and, for the approximation, each
+  answer's scores projected on a few polynomials of theta orthonormal under
+  the person's posterior (the cache read by the two passes below). The
+  tables are one float32 row per item and answer holding the log curve and
+  the scores, so that what the posterior reads brings the scores along.
+- ``propagation_sweep``: one sweep of Gaussian belief propagation from
+  persons to items, on the cached projections.
+- ``offdiag_product``: the item-item cross terms times a few vectors, on
+  the cached projections.
+
+The inner loops of the last two are written out for the 2PL (two own
+parameters, three polynomials), the case of the largest calibrations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+#: Posterior mass below this fraction of a person's largest node is left out of their covariances.
+NODE_FLOOR = 1e-14
+
+
+@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
+def _posterior_range(post, start, stop, item, correct, rows, log_prior, floor):
+    """Person start:stop's normalised posterior into ``post``; returns (first node, width) of the nodes that
+    carry more than ``floor`` times its largest value, and a number to keep the first loop alive.
+
+    ``rows[2j + y, :post.size]`` is log P(y | t_q) for item j (wider rows may
+    hold more after it). The first loop reads one value of every row the
+    person needs before any is summed, so that their cache misses overlap.
+    """
+    n_nodes = post.size
+    touch = 0.0
+    for r in range(start, stop):
+        touch += rows[2 * item[r] + correct[r], 0]
+    for q in range(n_nodes):
+        post[q] = log_prior[q]
+    for r in range(start, stop):
+        row = 2 * item[r] + correct[r]
+        for q in range(n_nodes):
+            post[q] += rows[row, q]
+    top = post.max()
+    total = 0.0
+    for q in range(n_nodes):
+        post[q] = np.exp(post[q] - top)
+        total += post[q]
+    for q in range(n_nodes):
+        post[q] /= total
+    least = post.max() * floor
+    lo = 0
+    while post[lo] < least:
+        lo += 1
+    hi = n_nodes
+    while post[hi - 1] < least:
+        hi -= 1
+    return lo, hi - lo, touch
+
+
+@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
+def _person_rows(i, ptr, item, correct, rows, log_prior, scores, local_index, global_slot, pop_scores, global_index,
+                 post, root, raw, W, idx):
+    """Fill W (first n rows, first ``width`` columns) for person i; returns (n, width).
+
+    ``scores[j, y, u, q]``, ``pop_scores[g, q]``. The items' own entries
+    come first, in the order of the person's answers and of the parameters
+    (a, d, c); then one row per global parameter.
+    """
+    start, stop = ptr[i], ptr[i + 1]
+    k = scores.shape[2]
+    n_globals = global_index.size
+    lo, width, _ = _posterior_range(post, start, stop, item, correct, rows, log_prior, NODE_FLOOR)
+    for q in range(width):
+        root[q] = np.sqrt(post[lo + q])
+    for g in range(n_globals):
+        for q in range(width):
+            raw[g, q] = pop_scores[g, lo + q]
+    n = 0
+    for r in range(start, stop):
+        j, y = item[r], correct[r]
+        for u in range(k):
+            p = local_index[j, u]
+            s = scores[j, y, u, lo:lo + width]
+            if p >= 0:
+                mean = 0.0
+                for q in range(width):
+                    mean += post[lo + q] * s[q]
+                for q in range(width):
+                    W[n, q] = root[q] * (s[q] - mean)
+                idx[n] = p
+                n += 1
+            else:
+                g = global_slot[j, u]
+                if g >= 0:
+                    for q in range(width):
+                        raw[g, q] += s[q]
+    for g in range(n_globals):
+        mean = 0.0
+        for q in range(width):
+            mean += post[lo + q] * raw[g, q]
+        for q in range(width):
+            W[n, q] = root[q] * (raw[g, q] - mean)
+        idx[n] = global_index[g]
+        n += 1
+    return n, width
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+def subtract_covariances(ptr, item, correct, rows, log_prior, scores, local_index, global_slot, pop_scores,
+                         global_index, bounds, max_rows, out):
+    """out[e, f] -= sum over persons of Cov_i(S_e, S_f) for f <= e (the lower triangle only).
+
+    Thread c owns the rows bounds[c]:bounds[c + 1] and goes through every
+    person (the posteriors are computed once per thread: cheap against the
+    pairs), so that no two threads write one element and no copies of the
+    matrix are needed. A person's products come from one matrix product
+    (BLAS) of the rows the thread owns with all of the person's rows.
+    """
+    n_persons = ptr.size - 1
+    n_nodes = rows.shape[1]
+    n_globals = global_index.size
+    for c in prange(bounds.size - 1):
+        first, last = bounds[c], bounds[c + 1]
+        post = np.empty(n_nodes)
+        raw = np.empty((max(n_globals, 1), n_nodes))
+        root = np.empty(n_nodes)
+        W = np.empty((max_rows, n_nodes))
+        idx = np.empty(max_rows, dtype=np.int64)
+        mine = np.empty(max_rows, dtype=np.int64)
+        flat_all = np.empty(max_rows * n_nodes)
+        flat_mine = np.empty(max_rows * n_nodes)
+        for i in range(n_persons):
+            if ptr[i] == ptr[i + 1]:
+                continue
+            n, width = _person_rows(i, ptr, item, correct, rows, log_prior, scores, local_index, global_slot,
+                                    pop_scores, global_index, post, root, raw, W, idx)
+            n_mine = 0
+            for e in range(n):
+                if first <= idx[e] < last:
+                    mine[n_mine] = e
+                    n_mine += 1
+            if n_mine == 0:
+                continue
+            every = flat_all[:n * width].reshape(n, width)
+            some = flat_mine[:n_mine * width].reshape(n_mine, width)
+            for e in range(n):
+                for q in range(width):
+                    every[e, q] = W[e, q]
+            for m in range(n_mine):
+                for q in range(width):
+                    some[m, q] = W[mine[m], q]
+            products = np.dot(some, every.T)
+            for m in range(n_mine):
+                pe = idx[mine[m]]
+                target = out[pe]
+                for f in range(n):
+                    pf = idx[f]
+                    if pf <= pe:
+                        target[pf] -= products[m, f]
+    return out
+
+
+@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
+def _posterior_polynomials(post, lo, width, nodes, basis, psi, w, phi):
+    """psi[l, q] = post_q * phi_l(q) for polynomials phi_1..phi_basis orthonormal under the posterior.
+
+    The phi_l are orthogonal to the constants, so sum_q psi[l, q] s(q) is
+    the projection of s - E_i[s] on them. Returns how many there are (fewer
+    when the posterior sits on fewer nodes).
+    """
+    total = 0.0
+    for q in range(width):
+        w[q] = post[lo + q]
+        total += w[q]
+    centre = 0.0
+    for q in range(width):
+        w[q] /= total
+        centre += w[q] * nodes[lo + q]
+    spread = 0.0
+    for q in range(width):
+        spread += w[q] * (nodes[lo + q] - centre) ** 2
+    spread = np.sqrt(spread)
+    for q in range(width):
+        phi[0, q] = 1.0
+    found = 0
+    if spread <= 0.0:
+        return 0
+    for l in range(1, basis + 1):
+        for q in range(width):
+            phi[l, q] = (nodes[lo + q] - centre) / spread * phi[l - 1, q]
+        for _ in range(2):  # Gram-Schmidt, twice
+            for m in range(l):
+                dot = 0.0
+                for q in range(width):
+                    dot += w[q] * phi[l, q] * phi[m, q]
+                for q in range(width):
+                    phi[l, q] -= dot * phi[m, q]
+        norm = 0.0
+        for q in range(width):
+            norm += w[q] * phi[l, q] ** 2
+        if norm < 1e-20:
+            break
+        norm = np.sqrt(norm)
+        for q in range(width):
+            phi[l, q] /= norm
+            psi[l - 1, q] = post[lo + q] * phi[l, q]
+        found = l
+    return found
+
+
+#: Columns of a row of ``first_pass``'s table between the log curve, the intercept's scores and the c scores.
+TABLE_STRIDE = 64
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+def first_pass(ptr, item, correct, table, log_prior, local_index, global_slot, pop_scores, nodes, slot, n_chunks,
+               cache, floor):
+    """Posterior moments of the scores, summed over persons, and the answers' projections.
+
+    ``table[2j + y]`` holds, ``TABLE_STRIDE`` columns apart, log P(y | t_q)
+    of item j, the intercept's score (the slope's is t_q times it) and, for
+    the 3PL, the lower asymptote's: one row per answer, so that what the
+    posterior reads brings the scores along. Returns (sum over persons of
+    E_i[s_j] E_i[s_j]' per item over its own parameters [J, k, k], sum of
+    Cov_i between the globals [G, G], sum of Cov_i(s_j, S_g) [J, k, G],
+    posterior mass per node [Q]); each item's own block of sum Cov_i is the
+    expected counts' sum of s s' less the first. When ``cache`` has a row per
+    answer (``[n_obs, own parameters, basis]``, float32), each answer's
+    scores projected on the person's posterior polynomials, sum_q post_q s(q)
+    phi_l(q), go to ``cache[answer, slot[u]]``. Nodes where a person's
+    posterior is below ``floor`` times its largest value are left out.
+    """
+    n_persons = ptr.size - 1
+    n_items, k = local_index.shape
+    n_nodes = nodes.size
+    d_at, c_at = TABLE_STRIDE, 2 * TABLE_STRIDE
+    n_globals = pop_scores.shape[0]
+    g_size = max(n_globals, 1)
+    basis = cache.shape[2]
+    caching = cache.shape[0] > 0
+    products = np.zeros((n_chunks, n_items, k, k))
+    gcov = np.zeros((n_chunks, g_size, g_size))
+    cross = np.zeros((n_chunks, n_items, k, g_size))
+    mass = np.zeros((n_chunks, n_nodes))
+    for c in prange(n_chunks):
+        lo_i = c * n_persons // n_chunks
+        hi_i = (c + 1) * n_persons // n_chunks
+        post = np.empty(n_nodes)
+        post_t = np.empty(n_nodes)
+        psi = np.zeros((max(basis, 1), n_nodes))
+        psi_t = np.zeros((max(basis, 1), n_nodes))
+        w_work = np.empty(n_nodes)
+        phi = np.empty((basis + 1, n_nodes))
+        raw = np.zeros((g_size, n_nodes))
+        gmean = np.zeros(g_size)
+        mean = np.zeros(k)
+        proj = np.zeros((k, max(basis, 1)))
+        for i in range(lo_i, hi_i):
+            start, stop = ptr[i], ptr[i + 1]
+            if start == stop:
+                continue
+            lo, width, touch = _posterior_range(post, start, stop, item, correct, table, log_prior, floor)
+            if touch == 1234.5:  # never: keeps the reads that overlap the cache misses
+                mass[c, 0] += 1e-300
+            for q in range(n_nodes):
+                mass[c, q] += post[q]
+            found = _posterior_polynomials(post, lo, width, nodes, basis, psi, w_work, phi) if caching else 0
+            for q in range(width):
+                post_t[q] = post[lo + q] * nodes[lo + q]
+                for m in range(found):
+                    psi_t[m, q] = psi[m, q] * nodes[lo + q]
+            if n_globals:
+                for g in range(n_globals):
+                    for q in range(width):
+                        raw[g, q] = pop_scores[g, lo + q]
+                for r in range(start, stop):
+                    row = 2 * item[r] + correct[r]
+                    for u in range(k):
+                        g = global_slot[item[r], u]
+                        if g >= 0:
+                            for q in range(width):
+                                if u == 2:
+                                    raw[g, q] += table[row, c_at + lo + q]
+                                elif u == 1:
+                                    raw[g, q] += table[row, d_at + lo + q]
+                                else:
+                                    raw[g, q] += table[row, d_at + lo + q] * nodes[lo + q]
+                for g in range(n_globals):
+                    total = 0.0
+                    for q in range(width):
+                        total += post[lo + q] * raw[g, q]
+                    gmean[g] = total
+                for g in range(n_globals):
+                    for h in range(n_globals):
+                        total = 0.0
+                        for q in range(width):
+                            total += post[lo + q] * (raw[g, q] - gmean[g]) * (raw[h, q] - gmean[h])
+                        gcov[c, g, h] += total
+            for r in range(start, stop):
+                j = item[r]
+                if local_index[j, 1] < 0:  # a fixed item: in the posterior only
+                    continue
+                row = 2 * j + correct[r]
+                # The slope's and the intercept's moments, from one read of the intercept's scores.
+                m_a = m_d = 0.0
+                if found == 3:
+                    p_a0 = p_a1 = p_a2 = p_d0 = p_d1 = p_d2 = 0.0
+                    for q in range(width):
+                        f = table[row, d_at + lo + q]
+                        m_d += post[lo + q] * f
+                        m_a += post_t[q] * f
+                        p_d0 += psi[0, q] * f
+                        p_d1 += psi[1, q] * f
+                        p_d2 += psi[2, q] * f
+                        p_a0 += psi_t[0, q] * f
+                        p_a1 += psi_t[1, q] * f
+                        p_a2 += psi_t[2, q] * f
+                    proj[0, 0], proj[0, 1], proj[0, 2] = p_a0, p_a1, p_a2
+                    proj[1, 0], proj[1, 1], proj[1, 2] = p_d0, p_d1, p_d2
+                else:
+                    for m in range(basis):
+                        proj[0, m] = 0.0
+                        proj[1, m] = 0.0
+                    for q in range(width):
+                        f = table[row, d_at + lo + q]
+                        m_d += post[lo + q] * f
+                        m_a += post_t[q] * f
+                        for m in range(found):
+                            proj[0, m] += psi_t[m, q] * f
+                            proj[1, m] += psi[m, q] * f
+                mean[0], mean[1] = m_a, m_d
+                if k == 3:
+                    m_c = 0.0
+                    for m in range(basis):
+                        proj[2, m] = 0.0
+                    for q in range(width):
+                        f = table[row, c_at + lo + q]
+                        m_c += post[lo + q] * f
+                        for m in range(found):
+                            proj[2, m] += psi[m, q] * f
+                    mean[2] = m_c
+                for u in range(k):
+                    if local_index[j, u] < 0:
+                        continue
+                    for g in range(n_globals):
+                        total = 0.0
+                        for q in range(width):
+                            if u == 2:
+                                value = table[row, c_at + lo + q]
+                            elif u == 1:
+                                value = table[row, d_at + lo + q]
+                            else:
+                                value = table[row, d_at + lo + q] * nodes[lo + q]
+                            total += post[lo + q] * value * raw[g, q]
+                        cross[c, j, u, g] += total - mean[u] * gmean[g]
+                    for v in range(k):
+                        if local_index[j, v] >= 0:
+                            products[c, j, u, v] += mean[u] * mean[v]
+                    if caching:
+                        for m in range(basis):
+                            cache[r, slot[u], m] = proj[u, m]
+    return products.sum(axis=0), gcov.sum(axis=0), cross.sum(axis=0), mass.sum(axis=0)
+
+
+@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
+def _person_product(G, answers, m, item, local_index, slot, x, out, total, own):
+    """out -= the person's item-item cross terms times x: -(G G' less each item's own block) x.
+
+    G[a, s, l]: answer a's projections (own parameter s); x [P, b].
+    """
+    k = local_index.shape[1]
+    basis = G.shape[2]
+    b = x.shape[1]
+    for l in range(basis):
+        for v in range(b):
+            total[l, v] = 0.0
+    for a in range(m):
+        j = item[answers[a]]
+        for u in range(k):
+            p = local_index[j, u]
+            if p < 0:
+                continue
+            s = slot[u]
+            for l in range(basis):
+                g = G[a, s, l]
+                for v in range(b):
+                    total[l, v] += g * x[p, v]
+    for a in range(m):
+        j = item[answers[a]]
+        for l in range(basis):
+            for v in range(b):
+                own[l, v] = total[l, v]
+        for u in range(k):
+            p = local_index[j, u]
+            if p < 0:
+                continue
+            s = slot[u]
+            for l in range(basis):
+                g = G[a, s, l]
+                for v in range(b):
+                    own[l, v] -= g * x[p, v]
+        for u in range(k):
+            p = local_index[j, u]
+            if p < 0:
+                continue
+            s = slot[u]
+            for v in range(b):
+                acc = 0.0
+                for l in range(basis):
+                    acc += G[a, s, l] * own[l, v]
+                out[p, v] -= acc
+
+
+@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+def _invert_small(m, out, low):
+    """out = inverse of the small symmetric m; False unless m is positive definite.
+
+    Closed forms up to 3 x 3 (positive definite when the leading minors
+    are), Cholesky beyond, with ``low`` (m's shape) as work space.
+    """
+    n = m.shape[0]
+    if n == 1:
+        if not m[0, 0] > 0.0:
+            return False
+        out[0, 0] = 1.0 / m[0, 0]
+        return True
+    if n == 2:
+        det = m[0, 0] * m[1, 1] - m[0, 1] * m[0, 1]
+        if not (m[0, 0] > 0.0 and det > 0.0):
+            return False
+        out[0, 0] = m[1, 1] / det
+        out[1, 1] = m[0, 0] / det
+        out[0, 1] = out[1, 0] = -m[0, 1] / det
+        return True
+    if n == 3:
+        c00 = m[1, 1] * m[2, 2] - m[1, 2] * m[1, 2]
+        c01 = m[0, 2] * m[1, 2] - m[0, 1] * m[2, 2]
+        c02 = m[0, 1] * m[1, 2] - m[0, 2] * m[1, 1]
+        det = m[0, 0] * c00 + m[0, 1] * c01 + m[0, 2] * c02
+        minor = m[0, 0] * m[1, 1] - m[0, 1] * m[0, 1]
+        if not (m[0, 0] > 0.0 and minor > 0.0 and det > 0.0):
+            return False
+        out[0, 0] = c00 / det
+        out[0, 1] = out[1, 0] = c01 / det
+        out[0, 2] = out[2, 0] = c02 / det
+        out[1, 1] = (m[0, 0] * m[2, 2] - m[0, 2] * m[0, 2]) / det
+        out[1, 2] = out[2, 1] = (m[0, 2] * m[0, 1] - m[0, 0] * m[1, 2]) / det
+        out[2, 2] = minor / det
+        return True
+    for i in range(n):
+        for j in range(i + 1):
+            total = m[i, j]
+            for s in range(j):
+                total -= low[i, s] * low[j, s]
+            if i == j:
+                if not total > 0.0:
+                    return False
+                low[i, i] = np.sqrt(total)
+            else:
+                low[i, j] = total / low[j, j]
+    for i in range(n):  # low^-1, in place
+        low[i, i] = 1.0 / low[i, i]
+        for j in range(i):
+            total = 0.0
+            for s in range(j, i):
+                total -= low[i, s] * low[s, j]
+            low[i, j] = total * low[i, i]
+    for i in range(n):
+        for j in range(i + 1):
+            total = 0.0
+            for s in range(i, n):
+                total += low[s, i] * low[s, j]
+            out[i, j] = total
+            out[j, i] = total
+    return True
+
+
+@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
+def _sweep_person_2x3(answers, m, item, cache, precision, delta, sums, work):
+    """``propagation_sweep`` for one person, two own parameters per item and three polynomials, unrolled.
+
+    ``work[a]`` keeps answer a's G (6), B (3) and G G' (3). Returns False if
+    the person's I - Gamma is not positive definite (nothing written then).
+    """
+    w00 = w01 = w02 = w11 = w12 = w22 = 0.0  # Gamma, summed over answers (I - sum G' B^-1 G below)
+    for a in range(m):
+        r = answers[a]
+        j = item[r]
+        g00, g01, g02 = cache[r, 0, 0], cache[r, 0, 1], cache[r, 0, 2]
+        g10, g11, g12 = cache[r, 1, 0], cache[r, 1, 1], cache[r, 1, 2]
+        gg00 = g00 * g00 + g01 * g01 + g02 * g02
+        gg01 = g00 * g10 + g01 * g11 + g02 * g12
+        gg11 = g10 * g10 + g11 * g11 + g12 * g12
+        b00 = precision[j, 0, 0] + gg00 - delta[r, 0, 0]
+        b01 = precision[j, 0, 1] + gg01 - delta[r, 0, 1]
+        b11 = precision[j, 1, 1] + gg11 - delta[r, 1, 1]
+        det = b00 * b11 - b01 * b01
+        if not (b00 > 0.0 and det > 0.0):
+            return False
+        i00, i01, i11 = b11 / det, -b01 / det, b00 / det
+        h00, h01, h02 = i00 * g00 + i01 * g10, i00 * g01 + i01 * g11, i00 * g02 + i01 * g12
+        h10, h11, h12 = i01 * g00 + i11 * g10, i01 * g01 + i11 * g11, i01 * g02 + i11 * g12
+        w00 += g00 * h00 + g10 * h10
+        w01 += g00 * h01 + g10 * h11
+        w02 += g00 * h02 + g10 * h12
+        w11 += g01 * h01 + g11 * h11
+        w12 += g01 * h02 + g11 * h12
+        w22 += g02 * h02 + g12 * h12
+        row = work[a]
+        row[0], row[1], row[2], row[3], row[4], row[5] = g00, g01, g02, g10, g11, g12
+        row[6], row[7], row[8], row[9], row[10], row[11] = b00, b01, b11, gg00, gg01, gg11
+    # omega = (I - Gamma)^-1
+    m00, m01, m02, m11, m12, m22 = 1.0 - w00, -w01, -w02, 1.0 - w11, -w12, 1.0 - w22
+    c00 = m11 * m22 - m12 * m12
+    c01 = m02 * m12 - m01 * m22
+    c02 = m01 * m12 - m02 * m11
+    det = m00 * c00 + m01 * c01 + m02 * c02
+    minor = m00 * m11 - m01 * m01
+    if not (m00 > 0.0 and minor > 0.0 and det > 0.0):
+        return False
+    o00, o01, o02 = c00 / det, c01 / det, c02 / det
+    o11 = (m00 * m22 - m02 * m02) / det
+    o12 = (m02 * m01 - m00 * m12) / det
+    o22 = minor / det
+    for a in range(m):
+        r = answers[a]
+        j = item[r]
+        row = work[a]
+        g00, g01, g02, g10, g11, g12 = row[0], row[1], row[2], row[3], row[4], row[5]
+        b00, b01, b11, gg00, gg01, gg11 = row[6], row[7], row[8], row[9], row[10], row[11]
+        k00 = g00 * o00 + g01 * o01 + g02 * o02
+        k01 = g00 * o01 + g01 * o11 + g02 * o12
+        k02 = g00 * o02 + g01 * o12 + g02 * o22
+        k10 = g10 * o00 + g11 * o01 + g12 * o02
+        k11 = g10 * o01 + g11 * o11 + g12 * o12
+        k12 = g10 * o02 + g11 * o12 + g12 * o22
+        t00 = k00 * g00 + k01 * g01 + k02 * g02
+        t01 = k00 * g10 + k01 * g11 + k02 * g12
+        t11 = k10 * g10 + k11 * g11 + k12 * g12
+        s00, s01, s11 = b00 + t00, b01 + t01, b11 + t11
+        det = s00 * s11 - s01 * s01
+        if not (s00 > 0.0 and det > 0.0):
+            return False
+        e00, e01, e11 = s11 / det, -s01 / det, s00 / det
+        x00, x01 = e00 * b00 + e01 * b01, e00 * b01 + e01 * b11
+        x10, x11 = e01 * b00 + e11 * b01, e01 * b01 + e11 * b11
+        y00 = t00 * x00 + t01 * x10
+        y01 = t00 * x01 + t01 * x11
+        y10 = t01 * x00 + t11 * x10
+        y11 = t01 * x01 + t11 * x11
+        d00, d01, d11 = gg00 - y00, gg01 - 0.5 * (y01 + y10), gg11 - y11
+        row[12], row[13], row[14] = d00, d01, d11
+    for a in range(m):
+        r = answers[a]
+        j = item[r]
+        row = work[a]
+        delta[r, 0, 0], delta[r, 0, 1], delta[r, 1, 0], delta[r, 1, 1] = row[12], row[13], row[13], row[14]
+        sums[j, 0, 0] += row[12]
+        sums[j, 0, 1] += row[13]
+        sums[j, 1, 0] += row[13]
+        sums[j, 1, 1] += row[14]
+    return True
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+def propagation_sweep(ptr, item, local_index, comp, cache, precision, delta, n_chunks):
+    """One sweep of Gaussian belief propagation from persons to the items' own parameters.
+
+    The information is the sum over items of Lambda_j plus, for each
+    person, the factor -G G' over the person's items' parameters (G: the
+    cached projections, a kl x basis block per answer). Item j's precision
+    is Lambda_j + the sum of the persons' messages; person i's message to
+    item j, given every other item's cavity precision B_k = precision_k -
+    message_{i->k}, is
+
+        M_ij = -G_j (I - Gamma_(-j))^-1 G_j',  Gamma_(-j) = sum_{k != j} G_k' B_k^-1 G_k,
+
+    computed as -T (B_j + T)^-1 B_j with T = G_j (I - Gamma)^-1 G_j' (Gamma
+    over all the person's items). ``delta[answer]`` holds the message less
+    its start -G_j G_j' (the item-block approximation) and is updated in
+    place (every person reads the precisions of the last sweep). Returns
+    the sum of ``delta`` per item and how many persons were left as they
+    were (I - Gamma not positive definite).
+    """
+    n_persons = ptr.size - 1
+    n_items = precision.shape[0]
+    kl = comp.size
+    basis = cache.shape[2]
+    sums = np.zeros((n_chunks, n_items, kl, kl))
+    skipped = np.zeros(n_chunks, dtype=np.int64)
+    max_m = 0
+    for i in range(n_persons):
+        max_m = max(max_m, ptr[i + 1] - ptr[i])
+    for c in prange(n_chunks):
+        lo_i = c * n_persons // n_chunks
+        hi_i = (c + 1) * n_persons // n_chunks
+        G = np.empty((max_m, kl, basis))
+        B = np.empty((max_m, kl, kl))
+        answers = np.empty(max_m, dtype=np.int64)
+        gamma = np.empty((basis, basis))
+        omega = np.empty((basis, basis))
+        low_b = np.empty((basis, basis))
+        Bk = np.empty((kl, kl))
+        Binv = np.empty((kl, kl))
+        low_k = np.empty((kl, kl))
+        H = np.empty((kl, basis))
+        T = np.empty((kl, kl))
+        X = np.empty((kl, kl))
+        work = np.empty((max_m, 15))
+        for i in range(lo_i, hi_i):
+            m = 0
+            for r in range(ptr[i], ptr[i + 1]):
+                if local_index[item[r], comp[0]] >= 0:
+                    answers[m] = r
+                    m += 1
+            if m == 0:
+                continue
+            if kl == 2 and basis == 3:
+                if not _sweep_person_2x3(answers, m, item, cache, precision, delta, sums[c], work):
+                    skipped[c] += 1
+                    for a in range(m):
+                        r = answers[a]
+                        j = item[r]
+                        for s in range(kl):
+                            for t in range(kl):
+                                sums[c, j, s, t] += delta[r, s, t]
+                continue
+            for l1 in range(basis):
+                for l2 in range(basis):
+                    gamma[l1, l2] = 0.0
+                gamma[l1, l1] = 1.0
+            ok = True
+            for a in range(m):
+                r = answers[a]
+                j = item[r]
+                for s in range(kl):
+                    for l in range(basis):
+                        G[a, s, l] = cache[r, s, l]
+                for s in range(kl):
+                    for t in range(kl):
+                        gg = 0.0
+                        for l in range(basis):
+                            gg += G[a, s, l] * G[a, t, l]
+                        value = precision[j, s, t] + gg - delta[r, s, t]
+                        B[a, s, t] = value
+                        Bk[s, t] = value
+                if not _invert_small(Bk, Binv, low_k):
+                    ok = False
+                    break
+                for s in range(kl):
+                    for l in range(basis):
+                        total = 0.0
+                        for t in range(kl):
+                            total += Binv[s, t] * G[a, t, l]
+                        H[s, l] = total
+                for l1 in range(basis):
+                    for l2 in range(l1 + 1):
+                        total = 0.0
+                        for s in range(kl):
+                            total += G[a, s, l1] * H[s, l2]
+                        gamma[l1, l2] -= total
+            if ok:
+                for l1 in range(basis):
+                    for l2 in range(l1):
+                        gamma[l2, l1] = gamma[l1, l2]
+                ok = _invert_small(gamma, omega, low_b)
+            if not ok:
+                skipped[c] += 1
+                for a in range(m):
+                    r = answers[a]
+                    j = item[r]
+                    for s in range(kl):
+                        for t in range(kl):
+                            sums[c, j, s, t] += delta[r, s, t]
+                continue
+            for a in range(m):
+                r = answers[a]
+                j = item[r]
+                # T = G omega G'
+                for s in range(kl):
+                    for l in range(basis):
+                        total = 0.0
+                        for l2 in range(basis):
+                            total += G[a, s, l2] * omega[l2, l]
+                        H[s, l] = total
+                for s in range(kl):
+                    for t in range(kl):
+                        total = 0.0
+                        for l in range(basis):
+                            total += H[s, l] * G[a, t, l]
+                        T[s, t] = total
+                        Bk[s, t] = B[a, s, t] + total
+                if not _invert_small(Bk, Binv, low_k):
+                    for s in range(kl):
+                        for t in range(kl):
+                            sums[c, j, s, t] += delta[r, s, t]
+                    continue
+                # X = (B + T)^-1 B; message = -T X
+                for s in range(kl):
+                    for t in range(kl):
+                        total = 0.0
+                        for u in range(kl):
+                            total += Binv[s, u] * B[a, u, t]
+                        X[s, t] = total
+                for s in range(kl):
+                    for t in range(kl):
+                        total = 0.0
+                        for u in range(kl):
+                            total += T[s, u] * X[u, t]
+                        Bk[s, t] = total
+                for s in range(kl):
+                    for t in range(s, kl):
+                        gg = 0.0
+                        for l in range(basis):
+                            gg += G[a, s, l] * G[a, t, l]
+                        value = gg - 0.5 * (Bk[s, t] + Bk[t, s])
+                        delta[r, s, t] = value
+                        delta[r, t, s] = value
+                        sums[c, j, s, t] += value
+                        if t != s:
+                            sums[c, j, t, s] += value
+    return sums.sum(axis=0), skipped.sum()
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+def offdiag_product(ptr, item, local_index, slot, cache, x, n_chunks):
+    """-(sum over persons of G G' x) over the items' own parameters, without each item's own block.
+
+    That is the item-item cross terms of the information times x [P, b],
+    from the cached projections (the globals' rows and columns and each
+    item's own block are left to the caller, who has them exactly).
+    """
+    n_persons = ptr.size - 1
+    n_params, b = x.shape
+    kl, basis = cache.shape[1], cache.shape[2]
+    k = local_index.shape[1]
+    max_m = 1
+    for i in range(n_persons):
+        max_m = max(max_m, ptr[i + 1] - ptr[i])
+    out = np.zeros((n_chunks, n_params, b))
+    for c in prange(n_chunks):
+        lo_i = c * n_persons // n_chunks
+        hi_i = (c + 1) * n_persons // n_chunks
+        G = np.zeros((max_m, k, basis))
+        answers = np.empty(max_m, dtype=np.int64)
+        total = np.zeros((basis, b))
+        own = np.zeros((basis, b))
+        target = out[c]
+        for i in range(lo_i, hi_i):
+            if kl == 2 and basis == 3 and k == 2:  # the 2PL, unrolled
+                for v in range(b):
+                    t0 = t1 = t2 = 0.0
+                    for r in range(ptr[i], ptr[i + 1]):
+                        pa, pd = local_index[item[r], 0], local_index[item[r], 1]
+                        if pd < 0:
+                            continue
+                        xa, xd = x[pa, v], x[pd, v]
+                        t0 += cache[r, 0, 0] * xa + cache[r, 1, 0] * xd
+                        t1 += cache[r, 0, 1] * xa + cache[r, 1, 1] * xd
+                        t2 += cache[r, 0, 2] * xa + cache[r, 1, 2] * xd
+                    for r in range(ptr[i], ptr[i + 1]):
+                        pa, pd = local_index[item[r], 0], local_index[item[r], 1]
+                        if pd < 0:
+                            continue
+                        xa, xd = x[pa, v], x[pd, v]
+                        g00, g01, g02 = cache[r, 0, 0], cache[r, 0, 1], cache[r, 0, 2]
+                        g10, g11, g12 = cache[r, 1, 0], cache[r, 1, 1], cache[r, 1, 2]
+                        o0 = t0 - g00 * xa - g10 * xd
+                        o1 = t1 - g01 * xa - g11 * xd
+                        o2 = t2 - g02 * xa - g12 * xd
+                        target[pa, v] -= g00 * o0 + g01 * o1 + g02 * o2
+                        target[pd, v] -= g10 * o0 + g11 * o1 + g12 * o2
+                continue
+            m = 0
+            for r in range(ptr[i], ptr[i + 1]):
+                j = item[r]
+                if local_index[j, 1] < 0:
+                    continue
+                for s in range(kl):
+                    for l in range(basis):
+                        G[m, s, l] = cache[r, s, l]
+                answers[m] = r
+                m += 1
+            if m:
+                _person_product(G, answers, m, item, local_index, slot, x, target, total, own)
+    return out.sum(axis=0)
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+def inverse_bands(lt, width, n_chunks):
+    """From lt (lower triangular, inverse = lt' lt): inverse[a, a + o] for o < width.
+
+    inverse[a, b] = sum over rows r of lt[r, a] * lt[r, b]; rows go to the
+    threads in turn, each thread summing into its own bands.
+    """
+    n = lt.shape[0]
+    acc = np.zeros((n_chunks, n, width))
+    for c in prange(n_chunks):
+        for r in range(c, n, n_chunks):
+            row = lt[r]
+            for a in range(r + 1):
+                x = row[a]
+                if x == 0.0:
+                    continue
+                for o in range(width):
+                    if a + o <= r:
+                        acc[c, a, o] += x * row[a + o]
+    return acc.sum(axis=0)
