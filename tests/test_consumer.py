@@ -96,6 +96,25 @@ def test_malformed_messages_are_acked_recorded_dead_lettered_and_the_consumer_go
     assert sum("rejected and acked" in m for m in consumer.messages()) == 2
 
 
+def test_poison_bytes_interleaved_with_valid_requests_are_rejected_once_and_every_request_answered(
+        engine, broker, consumers):
+    from .test_poison_messages import POISON
+    small_platform(engine, n_persons=300, n_items=25, per_person=10)
+    consumer = consumers()
+    poisons = list(POISON.values())
+    for n, body in enumerate(poisons):
+        broker.request(body)
+        broker.request({"request_id": f"valid-{n}"})
+
+    answered = broker.completed(len(poisons), timeout=300)
+
+    assert sorted(e["request_id"] for e, _ in answered) == sorted(f"valid-{n}" for n in range(len(poisons)))
+    assert all(e["status"] == "succeeded" for e, _ in answered)
+    reasons = [r[0] for r in rows(engine, "SELECT reason FROM mirt_rejected_message")]
+    assert len(reasons) == len(poisons) and max(map(len, reasons)) < 600  # each once, none looping
+    assert consumer.health("/healthz")[0] == 200
+
+
 def test_while_the_database_is_down_requests_are_nacked_and_completed_later(engine, broker, consumers, server_url):
     small_platform(engine)
     target = ((server_url.host, server_url.port or 5432) if server_url.host

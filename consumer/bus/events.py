@@ -32,6 +32,39 @@ class InvalidMessage(ValueError):
     """A message that can never become a run: it is acked, recorded and dead-lettered, never retried."""
 
 
+#: A request body is a few hundred bytes; anything far larger is not one.
+MAX_BODY_BYTES = 64 * 1024
+#: How long a rejection reason may grow (schema messages quote the offending value whole).
+MAX_REASON_CHARS = 500
+
+
+def bounded(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _unstorable(value: object, path: str = "(body)") -> str | None:
+    """Where ``value`` holds a string PostgreSQL cannot store (NUL) or UTF-8 cannot encode (a lone surrogate)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path} contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path} contains an unpaired surrogate, which is not text"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, f"{path} key") or _unstorable(item, f"{path}/{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unstorable(item, f"{path}/{index}")
+            if found:
+                return found
+    return None
+
+
 @lru_cache(maxsize=None)
 def validator(event: str) -> Draft202012Validator:
     text = resources.files("consumer.schemas").joinpath(SCHEMA_VERSION, f"{event}.schema.json").read_text()
@@ -48,10 +81,17 @@ def parse_request(data: bytes, attributes: Mapping[str, str], message_id: str) -
     ce_type = attributes.get("ce-type")
     if ce_type is not None and ce_type != REQUESTED_TYPE:
         raise InvalidMessage(f"ce-type is {ce_type!r}, expected {REQUESTED_TYPE!r}")
+    if len(data) > MAX_BODY_BYTES:
+        raise InvalidMessage(f"body is {len(data)} bytes, more than a request's {MAX_BODY_BYTES}")
     try:
         body = json.loads(data.decode("utf-8")) if data.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
-        raise InvalidMessage(f"body is not JSON: {problem}") from None
+    except (UnicodeDecodeError, ValueError) as problem:  # JSONDecodeError, and integers past Python's digit limit
+        raise InvalidMessage(bounded(f"body is not JSON: {problem}")) from None
+    except RecursionError:
+        raise InvalidMessage("body is not a request: its JSON nests too deeply") from None
+    unstorable = _unstorable(body)
+    if unstorable:
+        raise InvalidMessage(unstorable)
     problems = _problems("calibration-requested", body)
     if problems:
         raise InvalidMessage(f"body does not match calibration-requested {SCHEMA_VERSION}: {problems}")

@@ -29,7 +29,7 @@ from ..errors import ConfigError, ServiceError
 from ..run import ABANDONED, FINISHED, CalibrationRequest, RunSummary, calibrate
 from ..settings import Settings
 from ..telemetry import FitProgress, RunMetrics
-from .events import InvalidMessage, parse_request
+from .events import InvalidMessage, bounded, parse_request
 from .publisher import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,10 @@ class RequestHandler:
             self._migrated = True
 
     def _reject(self, delivery: Delivery, reason: str) -> Outcome:
+        reason = bounded(reason)
         log.warning("message %s rejected and acked, never to be retried: %s", delivery.message_id, reason)
         try:
+            self._ensure_migrated()  # a fresh database's first message may be a malformed one
             with self.engine.begin() as conn:
                 queries.record_rejected_message(conn, delivery.message_id, reason, delivery.data,
                                                 dict(delivery.attributes))

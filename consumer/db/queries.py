@@ -211,13 +211,20 @@ def finished_run_summary(conn: sa.Connection, request_id: str, finished: tuple[s
     ), {"request_id": request_id, "finished": list(finished)}).scalar()
 
 
+def _storable(text: str) -> str:
+    """``text`` as PostgreSQL text can hold it: no NUL, no unpaired surrogate (each shown escaped)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+
+
 def record_rejected_message(conn: sa.Connection, message_id: str, reason: str, data: bytes,
                             attributes: dict) -> None:
+    """Record a rejected message; whatever bytes it holds are stored, escaped where PostgreSQL cannot take them."""
     conn.execute(sa.text(
         "INSERT INTO mirt_rejected_message (message_id, reason, data, attributes) "
         "VALUES (:message_id, :reason, :data, CAST(:attributes AS jsonb))"
-    ), {"message_id": message_id, "reason": reason, "data": data.decode("utf-8", "replace")[:100_000],
-        "attributes": json.dumps(attributes)})
+    ), {"message_id": _storable(message_id), "reason": _storable(reason),
+        "data": _storable(data.decode("utf-8", "replace")[:100_000]),
+        "attributes": json.dumps({_storable(str(k)): _storable(str(v)) for k, v in attributes.items()})})
 
 
 # --- bulk writes -----------------------------------------------------------------------------
