@@ -17,6 +17,16 @@ def test_urls_are_turned_to_pg8000_and_sslmode_to_an_ssl_context():
     assert pg8000_url("postgresql://svc@h/db")[1] == {}
 
 
+def test_a_url_parameter_the_driver_does_not_take_is_a_setting_error_not_an_outage():
+    from consumer.errors import ConfigError
+    with pytest.raises(ConfigError, match="does not take: connect_timeout, options") as caught:
+        pg8000_url("postgresql://svc@db/platform?connect_timeout=5&options=-c%20x")
+    assert caught.value.exit_code == 2
+    with pytest.raises(ConfigError, match="sslmode='sometimes'"):
+        pg8000_url("postgresql://svc@db/platform?sslmode=sometimes")
+    assert pg8000_url("postgresql://svc@/platform?unix_sock=/run/pg/.s.PGSQL.5432")[0].query["unix_sock"]
+
+
 def test_describe_hides_the_password():
     eng = create_engine(Settings.load({"DATABASE_URL": "postgresql://svc:topsecret@db:5432/platform"}))
     assert describe(eng) == "postgresql+pg8000://svc@db:5432/platform"

@@ -111,8 +111,9 @@ class CalibrationConsumer:
 
     def _give_up(self) -> None:
         if self._busy.locked():
-            log.warning("grace period nearly over: giving up the run in flight (nothing written; the request "
-                        "will be redelivered)")
+            # The run stops at its next checkpoint, unless it is already writing, which it then finishes:
+            # its own outcome line says which (abandoned and redelivered, or succeeded).
+            log.warning("grace period nearly over: asking the run in flight to stop before it writes")
         self.abandon.set()
 
     def serve(self) -> None:

@@ -51,6 +51,11 @@ def embedded_engine(data_dir: Path, database: str = "postgres", **options) -> sa
     return engine
 
 
+#: What a DATABASE_URL's query may hold: libpq's sslmode (turned into an SSL context) and pg8000's own
+#: connection arguments that make sense in a URL.
+_URL_PARAMETERS = {"sslmode", "unix_sock", "application_name", "timeout", "tcp_keepalive"}
+
+
 def pg8000_url(text: str) -> tuple[URL, dict]:
     """``text`` as a pg8000 URL, with libpq's ``sslmode`` turned into pg8000's ``ssl_context``."""
     try:
@@ -62,8 +67,15 @@ def pg8000_url(text: str) -> tuple[URL, dict]:
         raise ConfigError(f"DATABASE_URL must name a PostgreSQL database, not {url.get_backend_name()!r}",
                           "use postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
     query = dict(url.query)
+    unknown = sorted(set(query) - _URL_PARAMETERS)
+    if unknown:
+        raise ConfigError(f"DATABASE_URL has query parameters the driver does not take: {', '.join(unknown)}",
+                          f"use only {', '.join(sorted(_URL_PARAMETERS))}")
     connect_args: dict = {}
     sslmode = query.pop("sslmode", None)
+    if sslmode not in (None, "disable", "allow", "prefer", "require", "verify-ca", "verify-full"):
+        raise ConfigError(f"DATABASE_URL has sslmode={sslmode!r}",
+                          "use disable, allow, prefer, require, verify-ca or verify-full")
     if sslmode in ("require", "prefer", "allow"):
         context = ssl.create_default_context()
         context.check_hostname = False
