@@ -331,10 +331,7 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
     with run.step("diagnostics"):
         fit = _diagnose(run, observations.responses, fit)
     qid = observations.question_ids
-    excluded = {str(qid[j]): reason for j, reason in fit.excluded.items()}
-    held_back = {str(qid[j]): reason for j, reason in fit.held_back.items()}
-    s.counts.update(items_estimated=int(fit.estimated.sum()), items_excluded=len(excluded),
-                    excluded_items=excluded, items_held_back=len(held_back), held_back_items=held_back)
+    excluded, held_back = _count_items(run, qid, fit)
     n_params = _free_parameters(fit)
     s.fit.update({"loglik": fit.loglik, "iterations": fit.iterations, "converged": fit.converged,
                   "max_change": fit.max_change, "n_parameters": n_params, "standard_errors": run.errors.method,
@@ -376,6 +373,15 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
                                  "widen MIRT_LOOKBACK_DAYS or raise MIRT_MAX_OBS so that items gather "
                                  f"MIRT_MIN_RESPONSES={settings.min_responses} informative answers")
     return fit
+
+
+def _count_items(run: _Run, qid: np.ndarray, fit: ItemCalibration) -> tuple[dict, dict]:
+    """Record which items ``fit`` estimated, left out and held back (by question id, with why)."""
+    excluded = {str(qid[j]): reason for j, reason in fit.excluded.items()}
+    held_back = {str(qid[j]): reason for j, reason in fit.held_back.items()}
+    run.summary.counts.update(items_estimated=int(fit.estimated.sum()), items_excluded=len(excluded),
+                              excluded_items=excluded, items_held_back=len(held_back), held_back_items=held_back)
+    return excluded, held_back
 
 
 def _reasons(by_item: dict[str, str], limit: int = 10) -> str:
@@ -486,8 +492,13 @@ def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalib
                 for j, why in unidentified(on_unit_scale, quadrature, fit.model).items() if free[j]}
     problems.update({j: f"not converged: still moving by {v:.2g} a cycle after {result.iterations} fixed-parameter "
                         f"calibration cycles" for j, v in result.still_moving.items()})
-    fit = fit.hold_back(problems)
-    fit = _diagnose(run, observations.responses, fit, fixed=result, anchors=positions)
+    fit = _diagnose(run, observations.responses, fit.hold_back(problems), fixed=result, anchors=positions)
+    before = set(run.summary.counts.get("held_back_items", {}))
+    _, held_back = _count_items(run, observations.question_ids, fit)
+    added = {k: v for k, v in held_back.items() if k not in before}
+    if added:
+        run.warn("%d items held back after the fixed-parameter calibration, not written: %s", len(added),
+                 _reasons(added))
     population_se = run.errors.population or (None, None)
     run.summary.fit["fipc"].update(population_mean_se=population_se[0], population_sd_se=population_se[1])
     run.summary.fit["standard_errors"] = run.errors.method + " of the fixed-parameter calibration"
