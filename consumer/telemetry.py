@@ -117,6 +117,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, secrets: list[s
              else logging.Formatter(_TEXT_FORMAT, datefmt="%H:%M:%S"))
     handler = _ConsoleHandler(stream)
     handler.setFormatter(_Redacting(inner, secrets or []))
+    handler.addFilter(_DeadConnectionClosed())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -124,6 +125,21 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, secrets: list[s
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # It warns about the metadata server on every machine outside GCP before the real error.
     logging.getLogger("google.auth").setLevel(logging.ERROR)
+
+
+class _DeadConnectionClosed(logging.Filter):
+    """Drops the pool's traceback for closing a connection the server already dropped.
+
+    When a connection dies (the server ended it, the network went), closing
+    it fails too, and SQLAlchemy's pool logs that at ERROR with a traceback.
+    The failure that matters has its own line (the run lock lost, the
+    database unreachable); this one would only be a raw traceback in the log.
+    """
+
+    _MESSAGES = ("Exception terminating connection", "Exception closing connection", "Exception during reset")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("sqlalchemy.pool") and str(record.msg).startswith(self._MESSAGES))
 
 
 def configure_opentelemetry(environ=os.environ) -> None:

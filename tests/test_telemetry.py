@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -42,6 +43,24 @@ def test_secrets_never_reach_a_log_line():
     text = stream.getvalue()
     assert "hunter2-secret" not in text and "p4ss-word" not in text and "postgresql://svc" not in text
     assert text.count("***") == 2
+    configure_logging("info", "text")
+
+
+def test_closing_a_connection_the_server_dropped_puts_no_traceback_in_the_log(engine):
+    import sqlalchemy as sa
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    victim = engine.connect()
+    pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with engine.connect() as admin:
+        admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.commit()
+    with contextlib.suppress(Exception):  # as the run lock's connection is let go
+        victim.close()
+    engine.dispose()
+    assert "Traceback" not in stream.getvalue() and "Exception terminating" not in stream.getvalue()
+    logging.getLogger("consumer.test").error("a real error still shows")
+    assert "a real error still shows" in stream.getvalue()
     configure_logging("info", "text")
 
 
