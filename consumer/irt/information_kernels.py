@@ -428,6 +428,18 @@ def _person_product(G, answers, m, item, local_index, slot, x, out, total, own):
 
 
 @njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+def _keep_messages(answers, m, item, delta, sums):
+    """A person whose update failed keeps the messages of the last sweep: add them to ``sums`` as they were."""
+    kl = delta.shape[1]
+    for a in range(m):
+        r = answers[a]
+        j = item[r]
+        for s in range(kl):
+            for t in range(kl):
+                sums[j, s, t] += delta[r, s, t]
+
+
+@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _invert_small(m, out, low):
     """out = inverse of the small symmetric m; False unless m is positive definite.
 
@@ -634,12 +646,7 @@ def propagation_sweep(ptr, item, local_index, comp, cache, precision, delta, n_c
             if kl == 2 and basis == 3:
                 if not _sweep_person_2x3(answers, m, item, cache, precision, delta, sums[c], work):
                     skipped[c] += 1
-                    for a in range(m):
-                        r = answers[a]
-                        j = item[r]
-                        for s in range(kl):
-                            for t in range(kl):
-                                sums[c, j, s, t] += delta[r, s, t]
+                    _keep_messages(answers, m, item, delta, sums[c])
                 continue
             for l1 in range(basis):
                 for l2 in range(basis):
@@ -682,12 +689,7 @@ def propagation_sweep(ptr, item, local_index, comp, cache, precision, delta, n_c
                 ok = _invert_small(gamma, omega, low_b)
             if not ok:
                 skipped[c] += 1
-                for a in range(m):
-                    r = answers[a]
-                    j = item[r]
-                    for s in range(kl):
-                        for t in range(kl):
-                            sums[c, j, s, t] += delta[r, s, t]
+                _keep_messages(answers, m, item, delta, sums[c])
                 continue
             for a in range(m):
                 r = answers[a]
