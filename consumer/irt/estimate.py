@@ -156,8 +156,6 @@ class ItemCalibration:
     #: Items held back, with why: their answers do not identify their parameters, or (``hold_back``)
     #: they failed a later check. All of them are in ``excluded`` too.
     held_back: dict[int, str] = field(default_factory=dict)
-    #: Whether Bayes-modal priors on a and b were used.
-    priors_on_a_b: bool = False
     #: When the EM did not converge: the items still moving by more than the tolerance, and by how much.
     still_moving: dict[int, float] = field(default_factory=dict)
 
@@ -625,11 +623,17 @@ def estimate_items(
     # float32 tables are exact enough for tolerances down to 1e-6 (their
     # rounding moves the EM map by about 3e-8); below that, float64.
     dtype = np.float32 if tolerance >= _FLOAT32_TOLERANCE else np.float64
+
+    def cycle_over(items: np.ndarray) -> Callable[[np.ndarray], _Point]:
+        """The EM map over the responses to ``items`` (a fresh E-step each time items are held back)."""
+        mask = np.zeros(responses.n_items, bool)
+        mask[items] = True
+        data, _ = responses.restrict_items(mask)
+        return em_cycle(kernels.EStep(data, quadrature.log_weights, dtype=dtype), model, nodes, priors)
+
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         while kept.size and passes < max_iterations:
-            data, _ = responses.restrict_items(np.isin(np.arange(responses.n_items), kept))
-            estep = kernels.EStep(data, quadrature.log_weights, dtype=dtype)
-            cycle = em_cycle(estep, model, nodes, priors)
+            cycle = cycle_over(kept)
             watch = _Watch(passes, tolerance, grid_edge, common_slope=model == "1PL")
 
             def on_accept(done: int, point: _Point, offset: int = passes, watch: _Watch = watch) -> None:
@@ -654,9 +658,7 @@ def estimate_items(
         if final is None and kept.size:
             # The passes ran out right after items were held back: one more
             # pass gives the log-likelihood of what is left.
-            data, _ = responses.restrict_items(np.isin(np.arange(responses.n_items), kept))
-            estep = kernels.EStep(data, quadrature.log_weights, dtype=dtype)
-            final = em_cycle(estep, model, nodes, priors)(x)
+            final = cycle_over(kept)(x)
             passes += 1
     still_moving: dict[int, float] = {}
     if final is not None:
@@ -697,6 +699,5 @@ def estimate_items(
         at_bounds=at_bounds,
         log_posterior=float(log_posterior),
         held_back=dict(sorted(held_back.items())),
-        priors_on_a_b=bool(priors.on_a_b and model != "1PL"),
         still_moving=still_moving,
     )
