@@ -200,6 +200,15 @@ def test_a_second_run_waits_for_the_lock(engine, simulated):
     assert rows(engine, "SELECT count(*) FROM mirt_fit_meta")[0][0] == 0
 
 
+def wait_until_gone(engine, pid: int, timeout: float = 10.0) -> None:
+    """Wait until the server has ended backend ``pid`` (pg_terminate_backend only signals it)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while rows(engine, "SELECT 1 FROM pg_stat_activity WHERE pid = :pid", pid=pid):
+        assert time.monotonic() < deadline, f"backend {pid} still there {timeout} s after it was terminated"
+        time.sleep(0.02)
+
+
 def test_a_run_that_loses_the_lock_mid_run_never_writes_over_the_run_that_took_it(engine, simulated):
     with engine.begin() as conn:
         load_simulation(conn, simulated)
@@ -212,6 +221,7 @@ def test_a_run_that_loses_the_lock_mid_run_never_writes_over_the_run_that_took_i
         with engine.begin() as conn:
             (pid,) = conn.execute(sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted")).one()
             conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        wait_until_gone(engine, pid)  # the server ends the backend, and frees its lock, a moment later
         # ... and another replica, waiting for it, takes it and runs a whole calibration meanwhile.
         second.append(calibrate(engine, SETTINGS, CalibrationRequest(request_id="req-2", as_of=AS_OF)))
 

@@ -21,7 +21,7 @@ from consumer.telemetry import FitProgress, configure_logging
 
 from .platform_data import AS_OF, load_simulation
 from .test_cli import cli, log_entries
-from .test_run import REQUEST
+from .test_run import REQUEST, wait_until_gone
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,7 @@ def test_closing_a_connection_the_server_dropped_puts_no_traceback_in_the_log(en
     with engine.connect() as admin:
         admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         admin.commit()
+    wait_until_gone(engine, pid)  # so that closing it really meets a dropped connection
     with contextlib.suppress(Exception):  # as the run lock's connection is let go
         victim.close()
     engine.dispose()
