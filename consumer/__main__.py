@@ -67,6 +67,11 @@ def _calibration_flags(parser: argparse.ArgumentParser) -> None:
                             help=f"{spec.help}: {spec.allowed} ({spec.env}, default {spec.default})")
 
 
+def _scope_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--scope", metavar="NAME",
+                        help=f"{what}: a value of the question.meta key MIRT_SCOPE_KEY names (needed when it is set)")
+
+
 def _demo_database_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo", action="store_true",
                         help="use the demo's database (mirt_demo in the embedded PostgreSQL, in MIRT_DATA_DIR) "
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--as-of", type=_timestamp, metavar="TIME",
                            help="end of the look-back window, ISO 8601 (default: now)")
     calibrate.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    _scope_flag(calibrate, "the item bank to calibrate")
     _demo_database_flag(calibrate)
     calibrate.set_defaults(handler=_calibrate)
 
@@ -119,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish = commands.add_parser(
         "publish", help="publish a calibration request (and optionally wait for its completed event)",
         description="Publish one calibration-requested event to MIRT_REQUESTS_TOPIC, as Cloud Scheduler does "
-                    "weekly. With --wait, print the matching calibration-completed event as JSON and exit 0 when "
-                    "the run succeeded or was skipped.")
+                    "weekly. With --wait, print the matching calibration-completed event as JSON (one line per "
+                    "scope for a fan-out) and exit 0 when every run succeeded or was skipped.")
     for name in ("model", "lookback_days", "max_obs", "linking_method"):
         spec = SPECS[name]
         publish.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=_METAVARS[name],
@@ -128,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--dry-run", action="store_true", help="ask for a run that writes no parameters")
     publish.add_argument("--request-id", help="idempotency key (default: a new id)")
     publish.add_argument("--requested-by", default="cli", help="who asks (default: cli)")
-    publish.add_argument("--wait", action="store_true", help="wait for the calibration-completed event and print it")
+    publish.add_argument("--scope", metavar="NAME",
+                         help="the item bank to calibrate, or '*' for every scope (the consumer fans it out; "
+                              "what no scope means when the consumer has MIRT_SCOPE_KEY set)")
+    publish.add_argument("--wait", action="store_true",
+                         help="wait for the calibration-completed event (every scope's, for a fan-out) and print it")
     publish.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
                          help="seconds to wait with --wait, > 0 (default 900)")
     publish.set_defaults(handler=_publish)
@@ -146,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--max-se", type=float, default=0.25, help="largest standard error of b (default 0.25)")
     tag.add_argument("--dry-run", action="store_true", help="show the choice, change nothing")
     tag.add_argument("--json", action="store_true", help="print the choice as one JSON object")
+    _scope_flag(tag, "the item bank whose latest run the anchors come from, and which they anchor")
     _demo_database_flag(tag)
     tag.set_defaults(handler=_tag_anchors)
 
@@ -232,7 +243,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     report_compilation()
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
-                                 dry_run=args.dry_run, as_of=args.as_of)
+                                 dry_run=args.dry_run, as_of=args.as_of, scope=args.scope)
     try:
         summary = calibrate(engine, settings, request, progress=progress)
     finally:
@@ -299,7 +310,7 @@ def _publish(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
     request_id = args.request_id or f"cli-{uuid.uuid4()}"
     try:
-        body = request_body(request_id, args.requested_by, dry_run=args.dry_run, **overrides)
+        body = request_body(request_id, args.requested_by, scope=args.scope, dry_run=args.dry_run, **overrides)
     except InvalidMessage as problem:
         raise ConfigError(str(problem)) from None
     waiter = None
@@ -318,11 +329,12 @@ def _publish(args: argparse.Namespace) -> int:
     if waiter is None:
         return 0
     try:
-        event = waiter.wait_for(request_id, args.timeout)
+        answers = waiter.wait_for(request_id, args.timeout)
     finally:
         waiter.close()
-    print(json.dumps(event))
-    return 0 if event["status"] in ("succeeded", "skipped") else 1
+    for event in answers:
+        print(json.dumps(event))
+    return 0 if all(event["status"] in ("succeeded", "skipped") for event in answers) else 1
 
 
 class _google_credentials_explained:
@@ -358,7 +370,8 @@ def _tag_anchors(args: argparse.Namespace) -> int:
     _migrate_the_platforms_database(engine, only_questions=True)
     criteria = AnchorCriteria(max_candidates=args.max_candidates, min_responses=args.min_responses,
                               min_a=args.min_a, max_a=args.max_a, max_b_se=args.max_se)
-    result = tag_anchors(engine, criteria, dry_run=args.dry_run)
+    from .scope import resolve
+    result = tag_anchors(engine, criteria, resolve(settings.scope_key, args.scope), dry_run=args.dry_run)
     print(json.dumps(asdict(result)) if args.json else format_table(result))
     return 0
 

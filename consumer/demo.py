@@ -80,7 +80,8 @@ def check_options(students: int, items: int, answers: int, seed: int, settings: 
 def run_demo(students: int = 4000, items: int = 400, answers: int = 40, seed: int = 2026,
              kernels: warmup.Warmup | None = None) -> int:
     """The demo; ``kernels``: the fit's kernels already compiling in the background, if the caller started that."""
-    settings = Settings.load()
+    # The demo's bank is one scale: a MIRT_SCOPE_KEY meant for the platform's bank does not apply to it.
+    settings = Settings.load().with_overrides("demo", scope_key="")
     check_options(students, items, answers, seed, settings)
     report_compilation()
     # The first run after an install compiles the numerical kernels: in the background, while the
@@ -186,7 +187,7 @@ def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> R
             publisher.request(request_body(request_id, "demo"))
             log.info("demo: published calibration request %s to %s; waiting for calibration-completed",
                      request_id, settings.requests_topic)
-            event = waiter.wait_for(request_id, timeout=600)
+            [event] = waiter.wait_for(request_id, timeout=600)
         finally:
             waiter.close()
             consumer.stop("demo finished")

@@ -1,10 +1,12 @@
 """One calibration run: SPEC's steps in order, each a short call.
 
 ``calibrate`` is what both the command line and the Pub/Sub consumer call:
-a request (who asked, overrides) in, a ``RunSummary`` out. It holds the run
-lock for its whole length, records the run in ``mirt_fit_meta`` before it
-starts and when it ends, and writes the results in one transaction, so a run
-lands whole or not at all.
+a request (who asked, which scope, overrides) in, a ``RunSummary`` out. A run
+calibrates one scope (``consumer.scope``: an item bank, or the whole bank):
+it holds that scope's run lock for its whole length, records the run in
+``mirt_fit_meta`` before it starts and when it ends, reads and writes that
+scope's rows only, and writes the results in one transaction, so a run lands
+whole or not at all.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sqlalchemy as sa
 from opentelemetry import trace
 
 from . import anchors as anchor_io
+from . import scope as scopes
 from .db import queries
 from .db.engine import unavailable
 from .errors import CalibrationRefused, RunLockBusy, RunLockLost, ServiceError
@@ -50,18 +53,23 @@ class RunAbandoned(Exception):
 
 @dataclass(frozen=True)
 class CalibrationRequest:
-    """Why a run starts: who asked, under which id, with which overrides."""
+    """Why a run starts: who asked, under which id, for which scope, with which overrides."""
 
     request_id: str | None = None
     requested_by: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     as_of: datetime | None = None
+    #: The scope's name; ``*`` (or none, with scopes configured) asks for every scope: a fan-out.
+    scope: str | None = None
+    #: Set on the requests a fan-out publishes: the parent's request id and how many scopes it has.
+    fan_out: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict:
         out = asdict(self)
         out["overrides"] = dict(self.overrides)
         out["as_of"] = self.as_of.isoformat() if self.as_of else None
+        out["fan_out"] = dict(self.fan_out) if self.fan_out else None
         return out
 
 
@@ -84,6 +92,9 @@ class RunSummary:
     dry_run: bool = False
     #: True when this is the summary of an earlier run of the same request, which was not run again.
     duplicate: bool = False
+    #: The scope's name (None for the whole bank) and, for a fan-out's run, its parent (``CalibrationRequest``).
+    scope: str | None = None
+    fan_out: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,12 +120,14 @@ class _Run:
         self.should_stop = should_stop or (lambda: False)
         self.progress = self._checked_progress(progress)
         self.run_id = uuid.uuid4()
+        self.scope = scopes.resolve(settings.scope_key, request.scope)
         self.until = request.as_of or datetime.now(timezone.utc)
         self.since = self.until - timedelta(days=settings.lookback_days)
         self.summary = RunSummary(run_id=str(self.run_id), request_id=request.request_id,
-                                  model=settings.model, dry_run=request.dry_run)
+                                  model=settings.model, dry_run=request.dry_run, scope=self.scope.name or None,
+                                  fan_out=dict(request.fan_out) if request.fan_out else None)
         self.summary.window = {"since": self.since.isoformat(), "until": self.until.isoformat()}
-        self.log = logging.LoggerAdapter(log, {"run_id": str(self.run_id)})
+        self.log = _RunLog(log, {"run_id": str(self.run_id), "scope": self.scope.name})
         self.errors: information.ItemStandardErrors | None = None
         self.rmsd: np.ndarray | None = None
         #: The priors on a and b the fit used (``MIRT_ITEM_PRIORS``; decided on the data when ``auto``).
@@ -171,7 +184,16 @@ class _Run:
             "held_back_items": s.counts.get("held_back_items", {}),
             "anchor_table": self.anchor_table,
             "dry_run": self.request.dry_run,
+            "scope": self.scope.as_dict(),
         }
+
+
+class _RunLog(logging.LoggerAdapter):
+    """A run's log lines: each carries the run id and, when the run calibrates a scope, names it."""
+
+    def process(self, msg, kwargs):
+        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}
+        return (f"[{self.extra['scope']}] {msg}" if self.extra["scope"] else msg), kwargs
 
 
 def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest | None = None,
@@ -179,9 +201,11 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
               once_per_request: bool = False) -> RunSummary:
     """Run one calibration and return its summary.
 
-    A run that cannot start raises: ``ConfigError`` for bad overrides,
+    A run that cannot start raises: ``ConfigError`` for bad overrides or
+    a scope the settings do not make (``consumer.scope.resolve``),
     ``DatabaseUnavailable`` when the database cannot be reached, and
-    ``RunLockBusy`` when another run holds the lock (both worth retrying).
+    ``RunLockBusy`` when another run of the scope holds its lock (both worth
+    retrying).
     Once started, a run always ends recorded as succeeded, skipped, failed
     or abandoned, and its summary is returned, unless the database itself
     goes away, which raises ``DatabaseUnavailable`` again (the run is then
@@ -198,12 +222,11 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
     run = _Run(engine, settings, request, progress, should_stop)
     started = time.perf_counter()
     with _run_lock(engine, run):
-        if once_per_request and request.request_id:
-            earlier = _earlier_run(run)
-            if earlier is not None:
-                return earlier
-        run.log.info("calibration run %s starting (request %s, requested by %s); settings: %s; database: %s",
-                     run.run_id, request.request_id or "-", request.requested_by or "-",
+        earlier = earlier_answer(engine, settings, request) if once_per_request else None
+        if earlier is not None:
+            return earlier
+        run.log.info("calibration run %s of %s starting (request %s, requested by %s); settings: %s; "
+                     "database: %s", run.run_id, run.scope.label, request.request_id or "-", request.requested_by or "-",
                      " ".join(f"{k}={v}" for k, v in settings.public().items()), settings.database_source())
         _record_start(run)
         try:
@@ -223,16 +246,30 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
     return run.summary
 
 
-def _earlier_run(run: _Run) -> RunSummary | None:
-    with _database(run) as conn:
-        stored = queries.finished_run_summary(conn, run.request.request_id, FINISHED)
+def earlier_answer(engine: sa.Engine, settings: Settings, request: CalibrationRequest) -> RunSummary | None:
+    """The summary of the finished run of the request's scope that already answered its request id, if any.
+
+    The consumer asks before queueing for the run lock, so that a duplicate
+    is answered even while another run holds it; ``calibrate`` asks again
+    under the lock for deliveries that race. The log line carries the
+    earlier run's id, the one ``mirt_fit_meta`` knows (this call's run
+    never starts, so it has none).
+    """
+    if not request.request_id:
+        return None
+    scope = scopes.resolve(settings.scope_key, request.scope)
+    try:
+        with engine.connect() as conn:
+            stored = queries.finished_run_summary(conn, request.request_id, scope, FINISHED)
+    except sa.exc.DBAPIError as exc:
+        raise unavailable(engine, exc) from exc
     if stored is None:
         return None
     earlier = RunSummary.from_dict(stored)
     earlier.duplicate = True
-    # Stamped with the earlier run's id: this run never starts, so its own id is never recorded.
-    log.info("request %s was already answered by run %s (%s): not running it again",
-             run.request.request_id, earlier.run_id, earlier.status, extra={"run_id": earlier.run_id})
+    _RunLog(log, {"run_id": earlier.run_id, "scope": scope.name}).info(
+        "request %s was already answered by run %s (%s): not running it again", request.request_id,
+        earlier.run_id, earlier.status)
     return earlier
 
 
@@ -263,7 +300,7 @@ def _load_observations(run: _Run) -> queries.Observations:
     s = run.summary
     with run.step("load") as span, _database(run, transaction=True) as conn:
         queries.check_platform_schema(conn)
-        observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs)
+        observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs, run.scope)
         span.set_attributes({"observations": observations.n_obs, "users": observations.responses.n_persons,
                              "items": int(observations.question_ids.size)})
     s.counts.update(observations=observations.n_obs, users=observations.responses.n_persons,
@@ -282,7 +319,7 @@ def _load_observations(run: _Run) -> queries.Observations:
 
 def _load_anchors(run: _Run) -> list[anchor_io.Anchor]:
     with run.step("anchors") as span, _database(run) as conn:
-        anchors, skipped = anchor_io.parse_anchors(queries.load_anchor_rows(conn))
+        anchors, skipped = anchor_io.parse_anchors(queries.load_anchor_rows(conn, run.scope))
         span.set_attributes({"anchors": len(anchors), "anchors_skipped": len(skipped)})
     for question_id, reason in skipped.items():
         run.warn("anchor question %d skipped: %s; fix its meta.irt or remove its anchor tag", question_id, reason)
@@ -557,7 +594,7 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
     scored = np.flatnonzero(abilities.scored)
     with run.step("write") as span:
         with _database(run, transaction=True) as conn:
-            if not queries.fence_holds(conn, run.fence_token):
+            if not queries.fence_holds(conn, run.fence_token, run.scope):
                 raise RunLockLost("the run lock was lost while the run went on (its database connection dropped) "
                                   "and another run has taken it since; nothing was written",
                                   "nothing to do: the request is retried")
@@ -565,9 +602,9 @@ def _write(run: _Run, observations, fit: ItemCalibration, constants, abilities) 
                 s.rows_upserted = {"items": 0, "abilities": 0}
             else:
                 s.rows_upserted = {
-                    "items": queries.write_item_params(conn, run.run_id, fitted_at, fit.model,
+                    "items": queries.write_item_params(conn, run.run_id, fitted_at, fit.model, run.scope,
                                                        observations.question_ids[estimated], params),
-                    "abilities": queries.write_abilities(conn, run.run_id, fitted_at,
+                    "abilities": queries.write_abilities(conn, run.run_id, fitted_at, run.scope,
                                                          [observations.student_ids[i] for i in scored],
                                                          abilities.theta[scored], abilities.se[scored]),
                 }
@@ -614,23 +651,23 @@ def _database(run: _Run, transaction: bool = False) -> Iterator[sa.Connection]:
 
 @contextlib.contextmanager
 def _run_lock(engine: sa.Engine, run: _Run) -> Iterator[None]:
-    """Hold the run lock on a connection of its own for the whole run, and its fencing token (``_write``)."""
+    """Hold the scope's run lock on a connection of its own for the whole run, and its fencing token (``_write``)."""
     try:
         conn = engine.connect()
     except Exception as exc:
         raise unavailable(engine, exc) from exc
     try:
-        if not queries.try_run_lock(conn):
-            raise RunLockBusy("another calibration run holds the run lock",
+        if not queries.try_run_lock(conn, run.scope):
+            raise RunLockBusy(f"another calibration run of {run.scope.label} holds its run lock",
                               "wait for it to finish; the request is retried later")
         conn.commit()
-        run.fence_token = queries.take_fence(conn, run.run_id)
+        run.fence_token = queries.take_fence(conn, run.run_id, run.scope)
         conn.commit()
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
-                queries.release_run_lock(conn)
+                queries.release_run_lock(conn, run.scope)
                 conn.commit()
     finally:
         with contextlib.suppress(Exception):
@@ -639,10 +676,10 @@ def _run_lock(engine: sa.Engine, run: _Run) -> Iterator[None]:
 
 def _record_start(run: _Run) -> None:
     with _database(run, transaction=True) as conn:
-        for stale in queries.abandon_stale_runs(conn):
-            run.warn("run %s was left 'running' by a process that ended or lost the run lock mid-run; "
-                     "recorded as abandoned", stale)
-        queries.insert_run(conn, run.run_id, run.request.request_id, run.model_spec())
+        for stale in queries.abandon_stale_runs(conn, run.scope):
+            run.warn("run %s was left 'running' by a process that ended, or lost its database connection or the "
+                     "run lock, mid-run; recorded as abandoned", stale)
+        queries.insert_run(conn, run.run_id, run.request.request_id, run.scope, run.model_spec())
 
 
 def _record_end(run: _Run, status: str, error: str | None = None) -> None:

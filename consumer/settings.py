@@ -91,6 +91,13 @@ def _project_id(text: str) -> str:
     return project
 
 
+def _scope_key(text: str) -> str:
+    key = str(text).strip()
+    if key and not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", key):
+        raise ValueError
+    return key
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -167,6 +174,11 @@ SPECS: dict[str, Spec] = {
     "health_port": Spec("PORT", 8080, _port, "a TCP port (1-65535)", "port of the /healthz and /readyz endpoints"),
     "shutdown_grace_seconds": Spec("MIRT_SHUTDOWN_GRACE_SECONDS", 25, _positive_int, "a whole number of seconds > 0",
                                    "on SIGTERM, how long a run in flight may finish before it is abandoned"),
+    "scope_key": Spec("MIRT_SCOPE_KEY", "", _scope_key, "a key of question.meta (letters, digits, _ or -)",
+                      "question.meta key whose values are the scopes, one scale each (empty: the whole bank is one)"),
+    "busy_scope_delay_seconds": Spec("MIRT_BUSY_SCOPE_DELAY_SECONDS", 30, _positive_int,
+                                     "a whole number of seconds > 0",
+                                     "a request whose scope another replica is calibrating comes back after this"),
     "max_lease_seconds": Spec("MIRT_MAX_LEASE_SECONDS", 7200, _positive_int, "a whole number of seconds > 0",
                               "how long the consumer keeps extending a request's lease while its run goes on"),
 }
@@ -203,6 +215,8 @@ class Settings:
     dead_letter_topic: str
     health_port: int
     shutdown_grace_seconds: int
+    scope_key: str
+    busy_scope_delay_seconds: int
     max_lease_seconds: int
 
     @classmethod
@@ -241,6 +255,9 @@ class Settings:
     def _check(self) -> None:
         if self.min_anchors < linking.MIN_ANCHORS:
             raise ConfigError(f"MIRT_MIN_ANCHORS must be at least {linking.MIN_ANCHORS}, got {self.min_anchors}")
+        if self.busy_scope_delay_seconds > 600:
+            raise ConfigError(f"MIRT_BUSY_SCOPE_DELAY_SECONDS must be at most 600 (Pub/Sub's longest ack deadline), "
+                              f"got {self.busy_scope_delay_seconds}")
         if self.quadrature_points < 5:
             raise ConfigError(f"MIRT_QUADRATURE_POINTS must be at least 5, got {self.quadrature_points}")
         if self.instance_connection_name and self.instance_connection_name.count(":") != 2:

@@ -1,7 +1,8 @@
 """``python -m consumer tag-anchors``: pick well-measured items of the latest calibration as anchors.
 
 The candidates come from the latest succeeded run's item parameters (on the
-linked scale, with their standard errors). Existing anchors keep their tag
+linked scale, with their standard errors), of one scope: the anchors of an
+item bank come from that bank's own calibration and anchor only it. Existing anchors keep their tag
 and their reference parameters: this command only adds. The chosen items
 get the tag "anchor" in ``question.meta->'tags'`` and their parameters in
 ``question.meta->'irt'`` (with the run id), all in one transaction.
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from .anchors import AnchorCriteria, choose_anchor_candidates
 from .db import queries
 from .errors import ServiceError
+from .scope import Scope
 
 log = logging.getLogger("consumer.tagging")
 
@@ -38,15 +40,17 @@ class TaggingResult:
     dry_run: bool = False
 
 
-def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, *, dry_run: bool = False) -> TaggingResult:
+def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, scope: Scope, *,
+                dry_run: bool = False) -> TaggingResult:
     with engine.begin() as conn:
-        latest = queries.latest_succeeded_run(conn)
+        latest = queries.latest_succeeded_run(conn, scope)
         if latest is None:
-            raise NothingToTag("no succeeded calibration run to take anchors from",
+            raise NothingToTag(f"no succeeded calibration run{'' if scope.whole_bank else ' of ' + scope.label} "
+                               "to take anchors from",
                                "run a calibration first (python -m consumer calibrate)")
         run_id, model = latest
         params = queries.run_item_params(conn, run_id)
-        anchors, odd = queries.questions_not_taggable(conn)
+        anchors, odd = queries.questions_not_taggable(conn, scope)
         present = queries.existing_question_ids(conn, [item_id for item_id, _ in params])
         ids = np.array([item_id for item_id, _ in params], dtype=np.int64)
         column = lambda key: np.array([np.nan if p.get(key) is None else p[key] for _, p in params], float)
@@ -67,8 +71,8 @@ def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, *, dry_run: bool = 
                         len(odd), ", ".join(str(i) for i in sorted(odd)[:20]))
         if not dry_run and irt:
             result.tagged = queries.tag_anchors(conn, irt)
-    log.info("%s %d new anchors from run %s (%s); %d existing anchors kept as they are",
-             "dry run: would tag" if dry_run else "tagged", len(irt), run_id, model, len(anchors))
+    log.info("%s %d new anchors of %s from run %s (%s); %d existing anchors kept as they are",
+             "dry run: would tag" if dry_run else "tagged", len(irt), scope.label, run_id, model, len(anchors))
     return result
 
 

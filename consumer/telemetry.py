@@ -96,6 +96,9 @@ class JsonFormatter(logging.Formatter):
         run_id = getattr(record, "run_id", None)
         if run_id:
             entry["run_id"] = run_id
+        scope = getattr(record, "scope", None)
+        if scope:
+            entry["scope"] = scope
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             trace_id = format(context.trace_id, "032x")

@@ -41,3 +41,38 @@ def load_simulation(conn, data: SimulatedData, *, anchors=(), old_scale=(1.0, 0.
     stamps = when + np.arange(r.n_obs).astype("timedelta64[s]") % np.timedelta64(86400, "s")
     platform.insert_attempts(conn, students[r.person_index()], question_ids(r.n_items)[r.item],
                              r.correct.astype(bool), stamps)
+
+
+#: Scopes of a multi-bank platform for tests: each its own bank, anchored on its own old scale.
+SCOPE_SCALES = {"math": (1.2, 0.3), "english": (0.8, -0.5), "physics": (1.0, 0.6),
+                "history": (1.4, -0.2), "biology": (0.9, 0.1), "art": (1.1, -0.4)}
+
+
+def load_scoped_simulation(conn, banks: dict[str, SimulatedData], *, key: str = "subject", anchor_every: int = 5,
+                           days_before: int = 1) -> dict[str, np.ndarray]:
+    """Create the platform tables and put in one bank per scope; returns each scope's question ids.
+
+    The same students (``u00000`` ...) answer every bank, so each has an
+    ability per scope. Scope ``s``'s questions carry ``meta[key] = s``; every
+    ``anchor_every``-th is an anchor whose reference parameters are the true
+    ones on ``SCOPE_SCALES[s]``.
+    """
+    platform.create_platform_tables(conn)
+    ids = {}
+    start = FIRST_QUESTION_ID
+    for n, (scope, data) in enumerate(banks.items()):
+        on_old = data.params.on_scale(*SCOPE_SCALES[scope])
+        ids[scope] = start + np.arange(len(data.params))
+        start += len(data.params) + 1000
+        metas = [{"tags": [], key: scope} for _ in range(len(data.params))]
+        for j in range(0, len(data.params), anchor_every):
+            metas[j] = {"tags": ["anchor"], key: scope,
+                        "irt": {"a": float(on_old.a[j]), "b": float(on_old.b[j]), "c": 0.0, "model": "2PL",
+                                "run_id": f"reference-{scope}"}}
+        platform.insert_questions(conn, ids[scope], metas)
+        r = data.responses
+        when = platform.as_datetime64(AS_OF - timedelta(days=days_before))
+        stamps = when + (np.arange(r.n_obs) + n).astype("timedelta64[s]") % np.timedelta64(86400, "s")
+        platform.insert_attempts(conn, student_ids(r.n_persons)[r.person_index()], ids[scope][r.item],
+                                 r.correct.astype(bool), stamps)
+    return ids

@@ -32,6 +32,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from consumer import scope
 from consumer.bus import events
 from consumer.settings import SPECS, Settings, parse_setting
 
@@ -186,6 +187,10 @@ def test_scheduler_publishes_a_request_the_consumer_accepts_each_week():
     assert request.request_id == "scheduler-message-1"
     assert request.requested_by == "cloud-scheduler"
     assert request.overrides == {} and not request.dry_run
+    # Every scope: fanned out when the consumer has scopes, the whole bank (one run) when it has none.
+    assert request.scope == scope.EVERY_SCOPE
+    assert scope.fans_out("subject", request.scope) and not scope.fans_out("", request.scope)
+    assert scope.resolve("", request.scope) == scope.WHOLE_BANK
 
 
 def _iam_members() -> list[tuple[str, str, dict]]:
@@ -218,11 +223,17 @@ def test_service_account_has_only_the_roles_it_needs():
         ("google_service_account_iam_member", "${google_service_account.consumer.name}",
          "roles/iam.workloadIdentityUser",
          "serviceAccount:${var.project_id}.svc.id.goog[${var.k8s_namespace}/${var.k8s_service_account}]"),
+        # KEDA's operator reads the backlog metric, and nothing else, as an account of its own.
+        ("google_project_iam_member", "${var.project_id}", "roles/monitoring.viewer",
+         "serviceAccount:${google_service_account.keda.email}"),
+        ("google_service_account_iam_member", "${google_service_account.keda.name}",
+         "roles/iam.workloadIdentityUser", "serviceAccount:${var.project_id}.svc.id.goog[${var.keda_service_account}]"),
     }
     assert granted == expected
     for rtype, name, body in _iam_members():
         assert not rtype.endswith("_iam_binding"), f"{name}: an authoritative binding would remove others' members"
-        if rtype == "google_project_iam_member":  # project-wide roles are narrowed to the one instance
+        if rtype == "google_project_iam_member" and body["role"].startswith("roles/cloudsql."):
+            # project-wide Cloud SQL roles are narrowed to the one instance
             assert block(body, "condition")["expression"] == "${local.cloudsql_instance_condition}", name
     condition = terraform()["locals"]["cloudsql_instance_condition"]
     assert "instances/${var.cloudsql_instance}" in condition and "sqladmin.googleapis.com/Instance" in condition
@@ -248,6 +259,8 @@ def test_terraform_env_outputs_are_the_k8s_env_files():
     assert calibration["MIRT_DEAD_LETTER_TOPIC"] == "${var.dead_letter_topic}"
     assert calibration["DB_IP_TYPE"] == "${var.db_ip_type}"
     assert calibration["DB_USER"] == "${local.db_iam_user}"
+    assert calibration["MIRT_SCOPE_KEY"] == "${var.scope_key}"
+    assert read_env_file(K8S / "calibration.env")["MIRT_SCOPE_KEY"] == variable_default("scope_key")
     for key in calibration:
         assert key in ENV_OF, f"k8s_calibration_env sets {key}, which is no setting of the service"
     assert heredoc_env("k8s_deploy_env").keys() == read_env_file(K8S / "deploy.env").keys()
@@ -321,12 +334,45 @@ def test_every_yaml_manifest_parses_into_kubernetes_objects():
     assert listed == on_disk, "kustomization.yaml must list every manifest of infra/k8s"
 
 
+#: Custom resources (KEDA's), which Kubernetes' own schema does not know: checked by their own test.
+KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+
+
 def test_manifests_match_the_kubernetes_schema():
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    docs = objects() + [doc for doc in (rendered() or []) if doc["kind"] == "ConfigMap"]
+    docs = [doc for doc in objects() if doc["kind"] not in KEDA_KINDS]
+    docs += [doc for doc in (rendered() or []) if doc["kind"] == "ConfigMap"]
     for version in ("1.30.0", kubernetes_validate.latest_version()):
         for doc in docs:
             kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_keda_scales_the_consumer_on_its_subscriptions_backlog_one_request_per_replica():
+    scaled = one("ScaledObject")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == one("Deployment")["metadata"]["name"]
+    assert scaled["spec"]["minReplicaCount"] == 1
+    max_replicas = int(read_env_file(K8S / "deploy.env")["MAX_REPLICAS"])
+    assert scaled["spec"]["maxReplicaCount"] == max_replicas == variable_default("max_replicas")
+    assert heredoc_env("k8s_deploy_env")["MAX_REPLICAS"] == "${var.max_replicas}"
+    if rendered() is not None:  # the Terraform variable reaches the rendered ScaledObject, as a number
+        assert one("ScaledObject", rendered())["spec"]["maxReplicaCount"] == max_replicas
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "gcp-pubsub"
+    metadata = trigger["metadata"]
+    assert metadata["subscriptionName"] == full_env()["MIRT_REQUESTS_SUBSCRIPTION"] == \
+        variable_default("requests_subscription")
+    # One replica per request waiting or running: the consumer's flow control admits one message at a time.
+    assert metadata["mode"] == "SubscriptionSize" and metadata["value"] == "1"
+    assert "max_messages=1" in (ROOT / "consumer" / "bus" / "subscriber.py").read_text()
+    auth = one("TriggerAuthentication")
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert auth["spec"]["podIdentity"]["provider"] == "gcp", "Workload Identity, no key in a Secret"
+    # Scaling in stops a replica that may be mid-run: not before a run has had time to finish.
+    pod, _ = deployment()
+    assert scaled["spec"]["cooldownPeriod"] >= pod["terminationGracePeriodSeconds"]
+    assert scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
+        "stabilizationWindowSeconds"] >= 600
 
 
 def deployment(docs: list[dict] | None = None) -> tuple[dict, dict]:

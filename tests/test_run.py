@@ -13,6 +13,7 @@ from consumer.db import platform, queries
 from consumer.errors import RunLockBusy, RunLockLost
 from consumer.irt.simulate import simulate
 from consumer.run import CalibrationRequest, calibrate
+from consumer.scope import WHOLE_BANK
 from consumer.settings import Settings
 
 from . import lsat6, lsat7
@@ -80,7 +81,7 @@ def test_first_attempt_inside_the_window_counts_and_stale_answers_are_ignored(en
         platform.insert_attempts(
             conn, np.array(["s1", "s1", "s1", "s2"]), np.array([1, 1, 1, 2]),
             np.array([True, False, True, True]), np.array([t(90), t(5), t(2), t(1)]))
-        observations = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 100)
+        observations = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 100, WHOLE_BANK)
 
     assert observations.n_obs == 2
     assert observations.student_ids == ["s1", "s2"]
@@ -96,7 +97,7 @@ def test_the_cap_keeps_the_most_recent_observations(engine):
         platform.insert_questions(conn, range(1, 11), [{}] * 10)
         when = np.array([platform.as_datetime64(AS_OF - timedelta(hours=h)) for h in range(10)])
         platform.insert_attempts(conn, np.array(["s"] * 10), np.arange(1, 11), np.ones(10, bool), when)
-        observations = queries.load_observations(conn, AS_OF - timedelta(days=1), AS_OF, 4)
+        observations = queries.load_observations(conn, AS_OF - timedelta(days=1), AS_OF, 4, WHOLE_BANK)
     # Hours 0..3 before AS_OF are the four most recent: questions 1..4.
     assert sorted(observations.question_ids.tolist()) == [1, 2, 3, 4]
 
@@ -193,10 +194,10 @@ def test_a_second_run_waits_for_the_lock(engine, simulated):
     with engine.begin() as conn:
         load_simulation(conn, simulated)
     with engine.connect() as holder:
-        assert queries.try_run_lock(holder)
+        assert queries.try_run_lock(holder, WHOLE_BANK)
         with pytest.raises(RunLockBusy):
             calibrate(engine, SETTINGS, REQUEST)
-        queries.release_run_lock(holder)
+        queries.release_run_lock(holder, WHOLE_BANK)
     assert rows(engine, "SELECT count(*) FROM mirt_fit_meta")[0][0] == 0
 
 
@@ -219,7 +220,9 @@ def test_a_run_that_loses_the_lock_mid_run_never_writes_over_the_run_that_took_i
             return
         # The server ends the lock's connection (a network blip, an administrator), releasing the lock...
         with engine.begin() as conn:
-            (pid,) = conn.execute(sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted")).one()
+            (pid,) = conn.execute(sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "  # this test's database only
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).one()
             conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         wait_until_gone(engine, pid)  # the server ends the backend, and frees its lock, a moment later
         # ... and another replica, waiting for it, takes it and runs a whole calibration meanwhile.
@@ -249,7 +252,7 @@ def test_a_run_left_running_by_a_dead_process_is_marked_failed(engine, simulated
     summary = calibrate(engine, SETTINGS, REQUEST)
     assert summary.status == "succeeded"
     (stale,) = rows(engine, "SELECT status, error FROM mirt_fit_meta WHERE request_id IS NULL")
-    assert stale[0] == "abandoned" and "lost the run lock, before it finished" in stale[1]
+    assert stale[0] == "abandoned" and stale[1] == queries.STALE_RUN
 
 
 def test_dry_run_records_the_run_but_writes_no_parameters(engine, simulated):
@@ -352,9 +355,9 @@ def test_the_cap_is_reported_only_when_it_dropped_answers(engine):
         platform.insert_attempts(conn, np.array(["s"] * 6), np.array([1, 2, 3, 4, 5, 1]), np.ones(6, bool), when)
     window = (AS_OF - timedelta(days=1), AS_OF)
     with engine.begin() as conn:
-        exact = queries.load_observations(conn, *window, 5)
-        above = queries.load_observations(conn, *window, 6)
-        below = queries.load_observations(conn, *window, 4)
+        exact = queries.load_observations(conn, *window, 5, WHOLE_BANK)
+        above = queries.load_observations(conn, *window, 6, WHOLE_BANK)
+        below = queries.load_observations(conn, *window, 4, WHOLE_BANK)
     assert (exact.n_obs, exact.capped, exact.attempts_in_window) == (5, False, 6)
     assert (above.n_obs, above.capped) == (5, False)
     assert (below.n_obs, below.capped) == (4, True)

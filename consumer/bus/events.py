@@ -101,16 +101,23 @@ def parse_request(data: bytes, attributes: Mapping[str, str], message_id: str) -
         requested_by=body.get("requested_by") or attributes.get("ce-source"),
         overrides={k: overrides[k] for k in SETTING_OVERRIDES if k in overrides},
         dry_run=bool(overrides.get("dry_run", False)),
+        scope=body.get("scope"),
+        fan_out=body.get("fan_out"),
     )
 
 
-def request_body(request_id: str | None = None, requested_by: str | None = None, **overrides) -> dict:
+def request_body(request_id: str | None = None, requested_by: str | None = None, *, scope: str | None = None,
+                 fan_out: Mapping | None = None, **overrides) -> dict:
     """The data of a calibration-requested event (checked against its schema)."""
     body: dict = {}
     if request_id:
         body["request_id"] = request_id
     if requested_by:
         body["requested_by"] = requested_by
+    if scope:
+        body["scope"] = scope
+    if fan_out:
+        body["fan_out"] = dict(fan_out)
     chosen = {k: v for k, v in overrides.items() if v not in (None, False)}
     if chosen:
         body["overrides"] = chosen
@@ -140,6 +147,11 @@ def completed_body(summary: RunSummary) -> dict:
         "error": summary.error if summary.status == "failed" else None,
         "dry_run": bool(summary.dry_run),
     }
+    # Only a scoped run's event has these: a whole-bank run's event stays as it was before scopes.
+    if summary.scope:
+        body["scope"] = summary.scope
+    if summary.fan_out:
+        body["fan_out"] = dict(summary.fan_out)
     problems = _problems("calibration-completed", body)
     if problems:
         raise ValueError(f"refusing to publish an invalid calibration-completed event: {problems}")

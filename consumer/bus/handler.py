@@ -3,10 +3,16 @@
 - malformed or schema-invalid: acked, recorded in ``mirt_rejected_message``
   with the reason, forwarded to the dead-letter topic when one is set;
   never retried;
+- a request for every scope (a fan-out): one request per scope present in
+  the bank is published back to calibration-requested, with request ids
+  derived from the parent's (so a redelivered fan-out adds no runs), and
+  the message acked;
 - a request id already answered: not run again; its completed event is
   published again and the message acked;
-- the database unreachable, or another replica holding the run lock: nacked,
-  so Pub/Sub redelivers it later with backoff;
+- the database unreachable: nacked, so Pub/Sub redelivers it later with backoff;
+- another replica calibrating the request's scope: deferred, so the replica
+  takes other requests (other scopes) meanwhile and this one comes back
+  after ``MIRT_BUSY_SCOPE_DELAY_SECONDS``;
 - a run given up at shutdown: nacked, to be run after the restart;
 - otherwise the run's completed event (succeeded, skipped or failed) is
   published and the message acked.
@@ -25,11 +31,12 @@ from opentelemetry import context, propagate, trace
 from ..db import queries
 from ..db.engine import unavailable
 from ..db.migrations import migrate
-from ..errors import ConfigError, ServiceError
-from ..run import ABANDONED, FINISHED, CalibrationRequest, RunSummary, calibrate
+from ..errors import ConfigError, RunLockBusy, ServiceError
+from .. import scope as scopes
+from ..run import ABANDONED, CalibrationRequest, calibrate, earlier_answer
 from ..settings import Settings
 from ..telemetry import FitProgress, RunMetrics
-from .events import InvalidMessage, bounded, parse_request
+from .events import InvalidMessage, bounded, parse_request, request_body
 from .publisher import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,8 @@ tracer = trace.get_tracer("consumer.bus")
 class Outcome(enum.Enum):
     ACK = "ack"
     NACK = "nack"
+    #: Not now, and not at once either: redelivered after a delay, the replica free meanwhile.
+    DEFER = "defer"
 
 
 @dataclass(frozen=True)
@@ -82,17 +91,23 @@ class RequestHandler:
             request = parse_request(delivery.data, delivery.attributes, delivery.message_id)
         except InvalidMessage as problem:
             return self._reject(delivery, str(problem))
-        log.info("calibration request %s received (message %s, delivery attempt %s, requested by %s)",
+        log.info("calibration request %s received (message %s, delivery attempt %s, requested by %s%s)",
                  request.request_id, delivery.message_id, delivery.delivery_attempt or 1,
-                 request.requested_by or "-")
+                 request.requested_by or "-", f", scope {request.scope}" if request.scope else "")
+        if scopes.fans_out(self.settings.scope_key, request.scope):
+            return self._fan_out(delivery, request)
         try:
             self._ensure_migrated()
             # A consumer's log gets a progress line every few seconds of a long fit, never a redrawn one.
-            summary = self._earlier_answer(request) or calibrate(
+            summary = earlier_answer(self.engine, self.settings, request) or calibrate(
                 self.engine, self.settings, request, should_stop=self.should_stop, once_per_request=True,
                 progress=FitProgress(interactive=False))
         except ConfigError as problem:
             return self._reject(delivery, str(problem))
+        except RunLockBusy as problem:
+            log.info("request %s not run now: %s; it comes back in %d s, and this replica takes other "
+                     "requests meanwhile", request.request_id, problem, self.settings.busy_scope_delay_seconds)
+            return Outcome.DEFER
         except ServiceError as problem:
             if problem.transient:
                 log.warning("request %s not run now: %s; nacked, Pub/Sub will redeliver it",
@@ -113,28 +128,45 @@ class RequestHandler:
             return Outcome.NACK
         return Outcome.ACK
 
-    def _earlier_answer(self, request: CalibrationRequest) -> RunSummary | None:
-        """The summary of the finished run that already answered this request id, if there is one.
-
-        Asked before the run lock is queued for, so a duplicate is answered
-        even while another run holds the lock; ``calibrate`` asks again under
-        the lock for deliveries that race. The log line carries the earlier
-        run's id, the one ``mirt_fit_meta`` knows.
-        """
-        if not request.request_id:
-            return None
+    def _fan_out(self, delivery: Delivery, request: CalibrationRequest) -> Outcome:
+        """Publish one request per scope present in the bank, each with an id derived from this one's."""
+        key = self.settings.scope_key
         try:
+            self._ensure_migrated()
             with self.engine.connect() as conn:
-                stored = queries.finished_run_summary(conn, request.request_id, FINISHED)
+                found = queries.scopes_in_bank(conn, key)
+        except ServiceError as problem:
+            log.warning("request %s not fanned out now: %s; nacked, Pub/Sub will redeliver it",
+                        request.request_id, problem)
+            return Outcome.NACK
         except sa.exc.DBAPIError as exc:
-            raise unavailable(self.engine, exc) from exc
-        if stored is None:
-            return None
-        earlier = RunSummary.from_dict(stored)
-        earlier.duplicate = True
-        log.info("request %s was already answered by run %s (%s): not running it again",
-                 request.request_id, earlier.run_id, earlier.status, extra={"run_id": earlier.run_id})
-        return earlier
+            log.warning("request %s not fanned out now: %s; nacked, Pub/Sub will redeliver it",
+                        request.request_id, unavailable(self.engine, exc))
+            return Outcome.NACK
+        names = [name for name in found if scopes.valid_name(name)]
+        if len(names) < len(found):
+            log.warning("%d values of question.meta.%s are not scope names (1 to 100 printable characters, not "
+                        "\"*\") and are left out: %s", len(found) - len(names), key,
+                        bounded(", ".join(repr(v) for v in found if v not in names), 300))
+        if not names:
+            return self._reject(delivery, f"request {request.request_id} asks for every scope, and no question has "
+                                          f"a value under meta.{key} (MIRT_SCOPE_KEY): there is no scope to "
+                                          "calibrate; check MIRT_SCOPE_KEY against question.meta")
+        fan_out = {"parent_request_id": request.request_id, "scopes": len(names)}
+        settings_overrides = {**request.overrides, "dry_run": request.dry_run}
+        try:
+            for name in names:
+                self.publisher.request(request_body(scopes.child_request_id(request.request_id, name),
+                                                    request.requested_by, scope=name, fan_out=fan_out,
+                                                    **settings_overrides))
+        except Exception as problem:
+            log.error("could not publish the requests of fan-out %s: %s; nacked, so the redelivery publishes them "
+                      "again (the ones already run are not run twice)", request.request_id,
+                      bounded(str(problem), 300))
+            return Outcome.NACK
+        log.info("request %s fanned out to %d scopes of meta.%s, one request each: %s", request.request_id,
+                 len(names), key, bounded(", ".join(names), 300))
+        return Outcome.ACK
 
     def _ensure_migrated(self) -> None:
         if not self._migrated:

@@ -109,8 +109,9 @@ class EventPublisher:
                                           attributes={"run_id": summary.run_id, "status": summary.status}):
             message_id = self._publish(self.topic(self.settings.completed_topic), body, events.COMPLETED_TYPE,
                                        {"request-id": body["request_id"]})
-        log.info("published calibration-completed for run %s (request %s, %s) as message %s",
-                 summary.run_id, body["request_id"], summary.status, message_id, extra={"run_id": summary.run_id})
+        log.info("%spublished calibration-completed for run %s (request %s, %s) as message %s",
+                 f"[{summary.scope}] " if summary.scope else "", summary.run_id, body["request_id"], summary.status,
+                 message_id, extra={"run_id": summary.run_id, "scope": summary.scope or ""})
         return message_id
 
     def request(self, body: dict, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> str:

@@ -166,3 +166,12 @@ class CalibrationConsumer:
                 self.stopping.wait(min(2.0 ** ((message.delivery_attempt or 1) - 1), _MAX_RETRY_PAUSE))
             (message.ack if outcome is Outcome.ACK else message.nack)()
             log.debug("message %s %sed after %.2f s", message.message_id, outcome.value, time.monotonic() - started)
+            if outcome is Outcome.DEFER:
+                # Not a nack: Pub/Sub would hand it straight back (the local server at once) while other
+                # scopes' requests wait. Its lease runs out after the delay and it is redelivered then,
+                # to whichever replica is free; this one is free for the next request now.
+                message.modify_ack_deadline(self.settings.busy_scope_delay_seconds)
+                message.drop()
+                log.debug("message %s deferred for %d s", message.message_id,
+                          self.settings.busy_scope_delay_seconds)
+                return

@@ -1,4 +1,9 @@
-"""Waiting for the calibration-completed event of one request (``publish --wait``)."""
+"""Waiting for the calibration-completed events that answer one request (``publish --wait``).
+
+A request is answered by its run's event, or, when the consumer fanned it
+out to every scope, by one event per scope, each carrying the parent's
+request id and the number of scopes in ``fan_out``.
+"""
 
 from __future__ import annotations
 
@@ -35,8 +40,9 @@ class CompletionWaiter:
                                         ack_deadline_seconds=60, timeout=_SETUP_SECONDS,
                                         retry=Retry(initial=0.25, maximum=2.0, timeout=_SETUP_SECONDS))
 
-    def wait_for(self, request_id: str, timeout: float) -> dict:
-        """The data of the first calibration-completed event for ``request_id``."""
+    def wait_for(self, request_id: str, timeout: float) -> list[dict]:
+        """The data of the calibration-completed events that answer ``request_id``: its run's, or every scope's."""
+        scopes: dict[str, dict] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             response = self.client.pull(subscription=self.subscription, max_messages=10,
@@ -47,11 +53,19 @@ class CompletionWaiter:
             for received in response.received_messages:
                 body = json.loads(received.message.data or b"{}")
                 if body.get("request_id") == request_id:
-                    return body
+                    return [body]
+                fan_out = body.get("fan_out") or {}
+                if fan_out.get("parent_request_id") == request_id and body.get("scope") not in scopes:
+                    scopes[body.get("scope")] = body
+                    log.info("scope %s of request %s: run %s %s (%d of %d scopes done)", body.get("scope"),
+                             request_id, body.get("run_id"), body.get("status"), len(scopes), fan_out["scopes"])
+                    if len(scopes) >= fan_out["scopes"]:
+                        return sorted(scopes.values(), key=lambda event: event["scope"])
             if not response.received_messages:
                 time.sleep(0.2)
-        raise CompletionTimeout(f"no calibration-completed event for request {request_id} within {timeout:.0f} s",
-                                "check that a consumer is running (python -m consumer serve) and its log")
+        done = f" ({len(scopes)} of its scopes answered: {', '.join(sorted(scopes))})" if scopes else ""
+        raise CompletionTimeout(f"no calibration-completed event for request {request_id} within {timeout:.0f} s"
+                                f"{done}", "check that a consumer is running (python -m consumer serve) and its log")
 
     def close(self) -> None:
         try:

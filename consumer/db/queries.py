@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from ..errors import PlatformSchemaError
 from ..irt.responses import Responses
+from ..scope import Scope
 
 #: The platform's tables and the columns the service reads (SPEC).
 PLATFORM_COLUMNS = {
@@ -75,12 +76,15 @@ class Observations:
 
 _WINDOW = ("completed_at > :since AND completed_at <= :until "
            "AND student_id IS NOT NULL AND question_id IS NOT NULL AND correct IS NOT NULL")
+#: A scope's questions: those whose meta holds the scope's name under the scope's key.
+_IN_SCOPE = "meta->>CAST(:scope_key AS text) = :scope"
+_SCOPED_WINDOW = f"{_WINDOW} AND question_id IN (SELECT id FROM question WHERE {_IN_SCOPE})"
 # Each student's first answer to each question: one sort by (student, question, time).
-_FIRSTS = f"""
+_FIRSTS = """
 SELECT DISTINCT ON (student_id, question_id)
        student_id, question_id, (correct::int <> 0)::int AS correct, completed_at
   FROM attempt
- WHERE {_WINDOW}
+ WHERE {window}
  ORDER BY student_id, question_id, completed_at"""
 # One row per student: the answers packed 8 bytes each (question_id * 2 + correct).
 _PACK = """
@@ -88,41 +92,63 @@ SELECT student_id::text, string_agg(int8send(question_id::bigint * 2 + correct),
        min(completed_at), max(completed_at)
   FROM {source} firsts
  GROUP BY student_id"""
-_COUNT_ATTEMPTS = sa.text(f"SELECT count(*) FROM attempt WHERE {_WINDOW}")
-# The firsts come sorted by student, so the packing streams (GroupAggregate) with no second sort.
-_LOAD_ALL = sa.text(_PACK.format(source=f"({_FIRSTS})"))
 # Only when the window holds more attempts than the cap: keep the most recent first answers. One
 # more than the cap is ranked, so that the last column tells whether the cap dropped any.
-_LOAD_CAPPED = sa.text(f"""
+_CAPPED = """
 SELECT student_id::text,
        string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea) FILTER (WHERE rank <= :cap),
        min(completed_at) FILTER (WHERE rank <= :cap), max(completed_at) FILTER (WHERE rank <= :cap),
        max(rank) > :cap
   FROM (SELECT *, row_number() OVER (ORDER BY completed_at DESC, student_id, question_id) AS rank
-          FROM (SELECT * FROM ({_FIRSTS}) f ORDER BY completed_at DESC, student_id, question_id
+          FROM (SELECT * FROM ({firsts}) f ORDER BY completed_at DESC, student_id, question_id
                 LIMIT :cap + 1) recent) ranked
- GROUP BY student_id""")
+ GROUP BY student_id"""
+
+
+@dataclass(frozen=True)
+class _Load:
+    """The load's three statements over one window: the whole bank's, or a scope's questions only."""
+
+    count: sa.TextClause
+    everything: sa.TextClause
+    capped: sa.TextClause
+
+    @classmethod
+    def over(cls, window: str) -> "_Load":
+        firsts = _FIRSTS.format(window=window)
+        # The firsts come sorted by student, so the packing streams (GroupAggregate) with no second sort.
+        return cls(sa.text(f"SELECT count(*) FROM attempt WHERE {window}"),
+                   sa.text(_PACK.format(source=f"({firsts})")), sa.text(_CAPPED.format(firsts=firsts)))
+
+
+_LOADS = {False: _Load.over(_WINDOW), True: _Load.over(_SCOPED_WINDOW)}
 #: Session settings of the load: its sort gets room to stay in memory, and the plan is not
 #: JIT-compiled (a second or more of LLVM for a query bound by one sort).
 _LOAD_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 
-def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap: int) -> Observations:
-    """Each student's first answer to each question in (since, until], the ``cap`` most recent.
+def _scope_parameters(scope: Scope) -> dict:
+    return {} if scope.whole_bank else {"scope_key": scope.key, "scope": scope.name}
+
+
+def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap: int,
+                      scope: Scope) -> Observations:
+    """Each student's first answer to each question of ``scope`` in (since, until], the ``cap`` most recent.
 
     Call inside a transaction (the load's settings are local to it).
     """
     for statement in _LOAD_SETTINGS:
         conn.exec_driver_sql(statement)
-    window = {"since": since, "until": until}
-    attempts = int(conn.execute(_COUNT_ATTEMPTS, window).scalar())
+    load = _LOADS[not scope.whole_bank]
+    window = {"since": since, "until": until, **_scope_parameters(scope)}
+    attempts = int(conn.execute(load.count, window).scalar())
     capped = False
     if attempts > cap:
-        rows = conn.execute(_LOAD_CAPPED, {**window, "cap": cap}).all()
+        rows = conn.execute(load.capped, {**window, "cap": cap}).all()
         capped = any(row[4] for row in rows)
         rows = [row for row in rows if row[1] is not None]  # a student whose only answer fell past the cap
     else:
-        rows = conn.execute(_LOAD_ALL, window).all()
+        rows = conn.execute(load.everything, window).all()
     student_ids = [row[0] for row in rows]
     lengths = np.fromiter((len(row[1]) // 8 for row in rows), dtype=np.int64, count=len(rows))
     first_at = min((row[2] for row in rows), default=None)
@@ -170,21 +196,37 @@ def _index_items(question_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct + low, lookup[question_ids]
 
 
-def load_anchor_rows(conn: sa.Connection) -> list[tuple[int, object]]:
-    """(question id, meta->'irt') of every question tagged "anchor"."""
+_ANCHOR = "jsonb_typeof(meta->'tags') = 'array' AND meta->'tags' @> '[\"anchor\"]'::jsonb"
+
+
+def _questions_of(scope: Scope) -> str:
+    """A WHERE condition on question for ``scope`` (its parameters from ``_scope_parameters``)."""
+    return "true" if scope.whole_bank else _IN_SCOPE
+
+
+def load_anchor_rows(conn: sa.Connection, scope: Scope) -> list[tuple[int, object]]:
+    """(question id, meta->'irt') of every question of ``scope`` tagged "anchor"."""
     return [tuple(row) for row in conn.execute(sa.text(
-        "SELECT id, meta->'irt' FROM question "
-        "WHERE jsonb_typeof(meta->'tags') = 'array' AND meta->'tags' @> '[\"anchor\"]'::jsonb ORDER BY id"
-    ))]
+        f"SELECT id, meta->'irt' FROM question WHERE {_ANCHOR} AND {_questions_of(scope)} ORDER BY id"
+    ), _scope_parameters(scope))]
+
+
+def scopes_in_bank(conn: sa.Connection, scope_key: str) -> list[str]:
+    """The distinct values of ``meta->>scope_key`` among the questions (strings and numbers), sorted."""
+    return [row[0] for row in conn.execute(sa.text(
+        "SELECT DISTINCT meta->>CAST(:k AS text) FROM question "
+        "WHERE jsonb_typeof(meta->CAST(:k AS text)) IN ('string', 'number') ORDER BY 1"
+    ), {"k": scope_key})]
 
 
 # --- run records -----------------------------------------------------------------------------
 
-def insert_run(conn: sa.Connection, run_id: uuid.UUID, request_id: str | None, model_spec: dict) -> None:
+def insert_run(conn: sa.Connection, run_id: uuid.UUID, request_id: str | None, scope: Scope,
+               model_spec: dict) -> None:
     conn.execute(sa.text(
-        "INSERT INTO mirt_fit_meta (run_id, request_id, status, model_spec) "
-        "VALUES (:run_id, :request_id, 'running', CAST(:model_spec AS jsonb))"
-    ), {"run_id": run_id, "request_id": request_id, "model_spec": json.dumps(model_spec)})
+        "INSERT INTO mirt_fit_meta (run_id, request_id, scope, status, model_spec) "
+        "VALUES (:run_id, :request_id, :scope, 'running', CAST(:model_spec AS jsonb))"
+    ), {"run_id": run_id, "request_id": request_id, "scope": scope.name, "model_spec": json.dumps(model_spec)})
 
 
 def finish_run(conn: sa.Connection, run_id: uuid.UUID, status: str, model_spec: dict, fit_stats: dict,
@@ -203,12 +245,13 @@ def store_summary(conn: sa.Connection, run_id: uuid.UUID, summary: dict) -> None
                  {"run_id": run_id, "summary": json.dumps(summary, default=str)})
 
 
-def finished_run_summary(conn: sa.Connection, request_id: str, finished: tuple[str, ...]) -> dict | None:
-    """The summary of the latest run that answered ``request_id``, if one finished."""
+def finished_run_summary(conn: sa.Connection, request_id: str, scope: Scope,
+                         finished: tuple[str, ...]) -> dict | None:
+    """The summary of the latest run of ``scope`` that answered ``request_id``, if one finished."""
     return conn.execute(sa.text(
-        "SELECT summary FROM mirt_fit_meta WHERE request_id = :request_id AND status = ANY(:finished) "
-        "AND summary IS NOT NULL ORDER BY finished_at DESC LIMIT 1"
-    ), {"request_id": request_id, "finished": list(finished)}).scalar()
+        "SELECT summary FROM mirt_fit_meta WHERE request_id = :request_id AND scope = :scope "
+        "AND status = ANY(:finished) AND summary IS NOT NULL ORDER BY finished_at DESC LIMIT 1"
+    ), {"request_id": request_id, "scope": scope.name, "finished": list(finished)}).scalar()
 
 
 def _storable(text: str) -> str:
@@ -237,97 +280,97 @@ def _copy_csv(conn: sa.Connection, table: str, columns: tuple[str, ...], rows) -
                    stream=io.BytesIO(buffer.getvalue().encode()))
 
 
-def write_item_params(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime, model: str,
+def write_item_params(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime, model: str, scope: Scope,
                       item_ids: np.ndarray, params: list[dict]) -> int:
     """Record the run's item parameters in the history and upsert the current ones."""
     conn.exec_driver_sql("CREATE TEMP TABLE run_items (item_id bigint, params jsonb) ON COMMIT DROP")
     _copy_csv(conn, "run_items", ("item_id", "params"),
               ((int(i), json.dumps(p)) for i, p in zip(item_ids, params)))
-    values = {"run_id": run_id, "fitted_at": fitted_at, "model": model}
+    values = {"run_id": run_id, "fitted_at": fitted_at, "model": model, "scope": scope.name}
     conn.execute(sa.text(
-        "INSERT INTO mirt_item_params_history (run_id, item_id, model, params, fitted_at) "
-        "SELECT :run_id, item_id, :model, params, :fitted_at FROM run_items"
+        "INSERT INTO mirt_item_params_history (run_id, item_id, model, params, fitted_at, scope) "
+        "SELECT :run_id, item_id, :model, params, :fitted_at, :scope FROM run_items"
     ), values)
     return conn.execute(sa.text(
-        "INSERT INTO mirt_item_params (item_id, model, params, run_id, fitted_at) "
-        "SELECT item_id, :model, params, :run_id, :fitted_at FROM run_items "
+        "INSERT INTO mirt_item_params (item_id, model, params, run_id, fitted_at, scope) "
+        "SELECT item_id, :model, params, :run_id, :fitted_at, :scope FROM run_items "
         "ON CONFLICT (item_id) DO UPDATE SET model = excluded.model, params = excluded.params, "
-        "run_id = excluded.run_id, fitted_at = excluded.fitted_at"
+        "run_id = excluded.run_id, fitted_at = excluded.fitted_at, scope = excluded.scope"
     ), values).rowcount
 
 
-def write_abilities(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime,
+def write_abilities(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime, scope: Scope,
                     user_ids: list[str], theta: np.ndarray, se: np.ndarray) -> int:
-    """Record the run's abilities in the history and upsert the current ones."""
+    """Record the run's abilities in the history and upsert the current ones (one per student and scope)."""
     conn.exec_driver_sql(
         "CREATE TEMP TABLE run_abilities (user_id text, theta float8, theta_se float8) ON COMMIT DROP")
     _copy_csv(conn, "run_abilities", ("user_id", "theta", "theta_se"),
               zip(user_ids, theta.tolist(), se.tolist()))
-    values = {"run_id": run_id, "fitted_at": fitted_at}
+    values = {"run_id": run_id, "fitted_at": fitted_at, "scope": scope.name}
     conn.execute(sa.text(
-        "INSERT INTO mirt_ability_history (run_id, user_id, theta, theta_se, fitted_at) "
-        "SELECT :run_id, user_id, theta, theta_se, :fitted_at FROM run_abilities"
+        "INSERT INTO mirt_ability_history (run_id, user_id, theta, theta_se, fitted_at, scope) "
+        "SELECT :run_id, user_id, theta, theta_se, :fitted_at, :scope FROM run_abilities"
     ), values)
     return conn.execute(sa.text(
-        "INSERT INTO mirt_ability (user_id, theta, theta_se, run_id, fitted_at) "
-        "SELECT user_id, theta, theta_se, :run_id, :fitted_at FROM run_abilities "
-        "ON CONFLICT (user_id) DO UPDATE SET theta = excluded.theta, theta_se = excluded.theta_se, "
+        "INSERT INTO mirt_ability (user_id, scope, theta, theta_se, run_id, fitted_at) "
+        "SELECT user_id, :scope, theta, theta_se, :run_id, :fitted_at FROM run_abilities "
+        "ON CONFLICT (user_id, scope) DO UPDATE SET theta = excluded.theta, theta_se = excluded.theta_se, "
         "run_id = excluded.run_id, fitted_at = excluded.fitted_at"
     ), values).rowcount
 
 
-# --- the run lock ----------------------------------------------------------------------------
+# --- the run lock: one per scope --------------------------------------------------------------
 
-#: Advisory lock key held for the whole of a calibration run.
-RUN_LOCK_KEY = 7_246_113_002
-
-
-def try_run_lock(conn: sa.Connection) -> bool:
-    """Take the session-level run lock on ``conn`` if free (released by ``release_run_lock``)."""
-    return bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RUN_LOCK_KEY}).scalar())
+def try_run_lock(conn: sa.Connection, scope: Scope) -> bool:
+    """Take ``scope``'s session-level run lock on ``conn`` if free (released by ``release_run_lock``)."""
+    return bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": scope.lock_key}).scalar())
 
 
-def release_run_lock(conn: sa.Connection) -> None:
-    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK_KEY})
+def release_run_lock(conn: sa.Connection, scope: Scope) -> None:
+    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": scope.lock_key})
 
 
-def take_fence(conn: sa.Connection, run_id) -> int:
-    """Record ``run_id`` as the run lock's holder; returns its fencing token (the last holder's plus one).
+def take_fence(conn: sa.Connection, run_id, scope: Scope) -> int:
+    """Record ``run_id`` as the holder of ``scope``'s run lock; returns its fencing token (the last plus one).
 
     Call right after taking the run lock. Waits while a write transaction
     of an earlier holder has the fence row locked (``fence_holds``).
     """
     return int(conn.execute(sa.text(
-        "INSERT INTO mirt_run_fence (lock_key, token, run_id) VALUES (:k, 1, :run_id) "
+        "INSERT INTO mirt_run_fence (lock_key, token, run_id, scope) VALUES (:k, 1, :run_id, :scope) "
         "ON CONFLICT (lock_key) DO UPDATE SET token = mirt_run_fence.token + 1, run_id = excluded.run_id, "
         "taken_at = now() RETURNING token"
-    ), {"k": RUN_LOCK_KEY, "run_id": run_id}).scalar_one())
+    ), {"k": scope.lock_key, "run_id": run_id, "scope": scope.name}).scalar_one())
 
 
-def fence_holds(conn: sa.Connection, token: int) -> bool:
-    """Inside a write transaction: whether ``token`` is still the run lock's latest, keeping it so until commit."""
+def fence_holds(conn: sa.Connection, token: int, scope: Scope) -> bool:
+    """Inside a write transaction: whether ``token`` is still the latest of ``scope``'s run lock, until commit."""
     latest = conn.execute(sa.text("SELECT token FROM mirt_run_fence WHERE lock_key = :k FOR UPDATE"),
-                          {"k": RUN_LOCK_KEY}).scalar()
+                          {"k": scope.lock_key}).scalar()
     return latest == token
 
 
-def abandon_stale_runs(conn: sa.Connection) -> list[str]:
-    """Mark runs left 'running' by a process that died as abandoned; only call while holding the run lock."""
+#: Why a run left 'running' is recorded as abandoned by the next run of its scope.
+STALE_RUN = ("abandoned: left running, and its scope's run lock free: the process running it ended, or lost its "
+             "database connection or the run lock, before it finished")
+
+
+def abandon_stale_runs(conn: sa.Connection, scope: Scope) -> list[str]:
+    """Mark ``scope``'s runs left 'running' as abandoned; only call while holding its run lock."""
     return [str(row[0]) for row in conn.execute(sa.text(
-        "UPDATE mirt_fit_meta SET status = 'abandoned', finished_at = now(), "
-        "error = 'abandoned: the process running it ended, or lost the run lock, before it finished' "
-        "WHERE status = 'running' RETURNING run_id"
-    ))]
+        "UPDATE mirt_fit_meta SET status = 'abandoned', finished_at = now(), error = :why "
+        "WHERE status = 'running' AND scope = :scope RETURNING run_id"
+    ), {"scope": scope.name, "why": STALE_RUN})]
 
 
 # --- anchor tagging --------------------------------------------------------------------------
 
-def latest_succeeded_run(conn: sa.Connection) -> tuple[str, str] | None:
-    """(run id, model) of the latest succeeded run that wrote parameters."""
+def latest_succeeded_run(conn: sa.Connection, scope: Scope) -> tuple[str, str] | None:
+    """(run id, model) of ``scope``'s latest succeeded run that wrote parameters."""
     row = conn.execute(sa.text(
-        "SELECT run_id::text, model_spec->>'model' FROM mirt_fit_meta WHERE status = 'succeeded' "
+        "SELECT run_id::text, model_spec->>'model' FROM mirt_fit_meta WHERE status = 'succeeded' AND scope = :scope "
         "AND coalesce((model_spec->>'dry_run')::boolean, false) = false ORDER BY fitted_at DESC LIMIT 1"
-    )).first()
+    ), {"scope": scope.name}).first()
     return (row[0], row[1]) if row else None
 
 
@@ -344,12 +387,12 @@ def run_misfits(conn: sa.Connection, run_id: str) -> set[int]:
     return {int(k) for k in spec.get("misfitting_items", {})}
 
 
-def questions_not_taggable(conn: sa.Connection) -> tuple[set[int], set[int]]:
-    """Ids of questions already tagged anchor, and of those whose meta.tags is not an array to add to."""
+def questions_not_taggable(conn: sa.Connection, scope: Scope) -> tuple[set[int], set[int]]:
+    """Ids of ``scope``'s questions already tagged anchor, and of those whose meta.tags is not an array."""
     anchors, odd = set(), set()
     for question_id, kind, is_anchor in conn.execute(sa.text(
             "SELECT id, jsonb_typeof(meta->'tags'), coalesce(meta->'tags' @> '[\"anchor\"]'::jsonb, false) "
-            "FROM question")):
+            f"FROM question WHERE {_questions_of(scope)}"), _scope_parameters(scope)):
         if is_anchor and kind == "array":
             anchors.add(int(question_id))
         elif kind not in (None, "array"):

@@ -92,3 +92,26 @@ resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_requests" {
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
 }
+
+# KEDA scales the consumer on the subscription's backlog (infra/k8s/scaledobject.yaml). Its
+# operator reads pubsub.googleapis.com/subscription/num_undelivered_messages from Cloud
+# Monitoring as a Google service account of its own, through Workload Identity; that account
+# may read metrics and nothing else.
+resource "google_service_account" "keda" {
+  project      = var.project_id
+  account_id   = "${var.service_account_id}-keda"
+  display_name = "KEDA scaler of the IRT calibration consumer"
+  description  = "Reads the calibration-requested subscription's backlog from Cloud Monitoring"
+}
+
+resource "google_project_iam_member" "keda_reads_metrics" {
+  project = var.project_id
+  role    = "roles/monitoring.viewer"
+  member  = "serviceAccount:${google_service_account.keda.email}"
+}
+
+resource "google_service_account_iam_member" "keda_workload_identity" {
+  service_account_id = google_service_account.keda.name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "serviceAccount:${var.project_id}.svc.id.goog[${var.keda_service_account}]"
+}

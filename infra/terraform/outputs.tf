@@ -42,6 +42,7 @@ output "k8s_calibration_env" {
     MIRT_REQUESTS_SUBSCRIPTION=${var.requests_subscription}
     MIRT_COMPLETED_TOPIC=${var.completed_topic}
     MIRT_DEAD_LETTER_TOPIC=${var.dead_letter_topic}
+    MIRT_SCOPE_KEY=${var.scope_key}
   EOT
 }
 
@@ -51,5 +52,13 @@ output "k8s_deploy_env" {
   value       = <<-EOT
     IMAGE=${local.image}
     GCP_SERVICE_ACCOUNT=${google_service_account.consumer.email}
+    MAX_REPLICAS=${var.max_replicas}
   EOT
+}
+
+# For installing KEDA: helm install keda kedacore/keda --namespace keda \
+#   --set podIdentity.gcp.enabled=true --set podIdentity.gcp.gcpIAMServiceAccount=<this>
+output "keda_service_account" {
+  description = "Google service account KEDA's operator reads the subscription's backlog as (Workload Identity)."
+  value       = google_service_account.keda.email
 }

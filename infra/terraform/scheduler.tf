@@ -14,9 +14,12 @@ locals {
     "content-type"   = "application/json"
   }
 
-  # The weekly defaults: no overrides, so the consumer's MIRT_* settings apply.
+  # The weekly defaults: no overrides, so the consumer's MIRT_* settings apply, and every
+  # scope: the consumer fans the request out to one request per scope present in the bank
+  # (with MIRT_SCOPE_KEY unset, "*" is the whole bank, one run).
   weekly_request_body = {
     requested_by = "cloud-scheduler"
+    scope        = "*"
   }
 }
 

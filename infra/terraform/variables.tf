@@ -205,3 +205,34 @@ variable "labels" {
     app = "irt-calibration"
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# Calibration scopes and scaling out
+
+variable "scope_key" {
+  description = "MIRT_SCOPE_KEY of the consumer: the question.meta key whose values are the scopes (item banks), each calibrated as its own scale; empty for one scale over the whole bank."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{0,100}$", var.scope_key))
+    error_message = "scope_key is a question.meta key: letters, digits, _ or -, at most 100."
+  }
+}
+
+variable "max_replicas" {
+  description = "Most consumer replicas KEDA scales the Deployment to on the subscription's backlog (maxReplicaCount of infra/k8s/scaledobject.yaml): scopes are calibrated in parallel up to this many. Keep it no more than the scopes the bank has."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.max_replicas >= 1
+    error_message = "max_replicas must be at least 1."
+  }
+}
+
+variable "keda_service_account" {
+  description = "namespace/name of KEDA's operator's Kubernetes service account, which reads the subscription's backlog from Cloud Monitoring through Workload Identity."
+  type        = string
+  default     = "keda/keda-operator"
+}

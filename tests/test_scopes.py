@@ -1,0 +1,219 @@
+"""Calibration scopes: one scale per item bank, calibrated in parallel across replicas.
+
+Against a real PostgreSQL, and for the replicas the local Pub/Sub server
+with ``python -m consumer serve`` processes as they run in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from consumer import scope as scopes
+from consumer.db import migrations, queries
+from consumer.errors import ConfigError, RunLockBusy
+from consumer.irt.simulate import simulate
+from consumer.run import CalibrationRequest, calibrate
+from consumer.settings import Settings
+
+from .platform_data import AS_OF, SCOPE_SCALES, load_scoped_simulation, load_simulation
+from .test_consumer import consumers, rows  # noqa: F401 (consumers is a fixture)
+
+SCOPED = Settings.load({"MIRT_SCOPE_KEY": "subject"})
+
+
+def banks(names, n_persons=1200, n_items=60, per_person=20):
+    return {name: simulate(n_persons, n_items, per_person, seed=11 + n) for n, name in enumerate(names)}
+
+
+def request(scope=None, request_id=None):
+    return CalibrationRequest(request_id=request_id, requested_by="tests", as_of=AS_OF, scope=scope)
+
+
+# --- one run, one scope ------------------------------------------------------------------------
+
+def test_a_run_calibrates_its_scope_only_links_on_its_own_anchors_and_keeps_abilities_per_scope(engine):
+    with engine.begin() as conn:
+        ids = load_scoped_simulation(conn, banks(["math", "english"]))
+
+    math = calibrate(engine, SCOPED, request("math", "weekly/math"))
+    english = calibrate(engine, SCOPED, request("english", "weekly/english"))
+
+    for summary, name in ((math, "math"), (english, "english")):
+        assert summary.status == "succeeded" and summary.scope == name
+        # Each scope is linked onto its own old scale, through its own 12 anchors only.
+        slope, intercept = SCOPE_SCALES[name]
+        assert summary.linking_constants["n_anchors"] == 12
+        assert summary.linking_constants["slope"] == pytest.approx(slope, abs=0.15)
+        assert summary.linking_constants["intercept"] == pytest.approx(intercept, abs=0.15)
+        assert summary.counts["observations"] == 24000 and summary.counts["items"] == 60
+        written = {r[0] for r in rows(engine, "SELECT item_id FROM mirt_item_params WHERE scope = :s", s=name)}
+        assert written == set(ids[name].tolist())
+        ((stored_scope, spec),) = rows(engine, "SELECT scope, model_spec->'scope' FROM mirt_fit_meta "
+                                               "WHERE run_id = CAST(:r AS uuid)", r=summary.run_id)
+        assert stored_scope == name and spec == {"key": "subject", "value": name}
+    # A student has one ability per scope: the English run did not overwrite the math abilities.
+    per_student = rows(engine, "SELECT user_id, count(*), count(DISTINCT scope) FROM mirt_ability GROUP BY user_id")
+    assert len(per_student) == 1200 and all(n == 2 and distinct == 2 for _, n, distinct in per_student)
+    history = dict(rows(engine, "SELECT scope, count(*) FROM mirt_ability_history GROUP BY scope"))
+    assert history == {"math": 1200, "english": 1200}
+
+
+def test_the_same_request_id_is_answered_once_per_scope(engine):
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+    first = calibrate(engine, SCOPED, request("math", "ad-hoc"), once_per_request=True)
+    again = calibrate(engine, SCOPED, request("math", "ad-hoc"), once_per_request=True)
+    other = calibrate(engine, SCOPED, request("english", "ad-hoc"), once_per_request=True)
+    assert again.duplicate and again.run_id == first.run_id
+    assert not other.duplicate and other.run_id != first.run_id and other.scope == "english"
+
+
+def test_one_scopes_lock_does_not_hold_back_another_scope(engine):
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+    with engine.connect() as holder:
+        assert queries.try_run_lock(holder, scopes.Scope("subject", "math"))
+        with pytest.raises(RunLockBusy, match="scope math"):
+            calibrate(engine, SCOPED, request("math"))
+        assert calibrate(engine, SCOPED, request("english")).status == "succeeded"
+        queries.release_run_lock(holder, scopes.Scope("subject", "math"))
+    assert calibrate(engine, SCOPED, request("math")).status == "succeeded"
+
+
+def test_a_run_left_running_in_another_scope_is_not_taken_for_stale(engine):
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        conn.execute(sa.text("INSERT INTO mirt_fit_meta (run_id, status, scope) VALUES "
+                             "('00000000-0000-0000-0000-000000000001', 'running', 'english'), "
+                             "('00000000-0000-0000-0000-000000000002', 'running', 'math')"))
+    assert calibrate(engine, SCOPED, request("math")).status == "succeeded"
+    # The math run holds math's lock only: english's run may be going on elsewhere, and is left alone.
+    assert dict(rows(engine, "SELECT scope, status FROM mirt_fit_meta WHERE run_id::text LIKE '00000000%'")) == \
+        {"english": "running", "math": "abandoned"}
+
+
+def test_a_scope_the_settings_do_not_make_is_a_clear_error():
+    with pytest.raises(ConfigError, match="MIRT_SCOPE_KEY is not set"):
+        scopes.resolve("", "math")
+    with pytest.raises(ConfigError, match="a run calibrates one scope, and none was named"):
+        scopes.resolve("subject", None)
+    with pytest.raises(ConfigError, match="not a scope name"):
+        scopes.resolve("subject", " math")
+    # Every scope of a bank without scopes is the whole bank; with scopes, it is a fan-out.
+    assert scopes.resolve("", "*") == scopes.WHOLE_BANK and scopes.resolve("", None) == scopes.WHOLE_BANK
+    assert scopes.fans_out("subject", "*") and scopes.fans_out("subject", None)
+    assert not scopes.fans_out("subject", "math") and not scopes.fans_out("", "*")
+    # Derived request ids are stable, and fit the schema's 200 characters whatever the parent's length.
+    assert scopes.child_request_id("weekly-48", "math") == "weekly-48/math"
+    long = scopes.child_request_id("x" * 200, "math")
+    assert long == scopes.child_request_id("x" * 200, "math") != scopes.child_request_id("x" * 200, "art")
+    assert len(long) <= 200
+
+
+def test_without_scopes_the_bank_is_one_scale_as_before(engine):
+    with engine.begin() as conn:
+        load_simulation(conn, simulate(1200, 60, 20, seed=5), anchors=range(0, 60, 5), old_scale=(1.2, 0.3),
+                        days_before=1)
+    summary = calibrate(engine, Settings.load({}), request("*"))
+    assert summary.status == "succeeded" and summary.scope is None
+    assert rows(engine, "SELECT scope, model_spec->'scope' FROM mirt_fit_meta") == [("", None)]
+    assert rows(engine, "SELECT DISTINCT scope FROM mirt_ability") == [("",)]
+    from consumer.bus.events import completed_body
+    assert "scope" not in completed_body(summary) and "fan_out" not in completed_body(summary)
+
+
+def test_the_migration_keeps_every_row_written_before_scopes(database_url, monkeypatch):
+    """Rows written by the version before scopes (migrations up to 0003) stay, as the whole bank's."""
+    engine = sa.create_engine(database_url)
+    before = [m for m in migrations.available() if m.version < 4]
+    monkeypatch.setattr(migrations, "available", lambda: before)
+    migrations.migrate(engine)
+    run_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO mirt_fit_meta (run_id, request_id, status, model_spec, fitted_at) "
+                             "VALUES (:r, 'old', 'succeeded', '{\"model\": \"2PL\"}', now())"), {"r": run_id})
+        conn.execute(sa.text("INSERT INTO mirt_item_params VALUES (42, '2PL', '{\"a\": 1.1, \"b\": 0.2}', :r, now())"),
+                     {"r": run_id})
+        conn.execute(sa.text("INSERT INTO mirt_item_params_history VALUES (:r, 42, '2PL', '{\"a\": 1.1}', now())"),
+                     {"r": run_id})
+        conn.execute(sa.text("INSERT INTO mirt_ability VALUES ('u00001', 0.5, 0.3, :r, now())"), {"r": run_id})
+        conn.execute(sa.text("INSERT INTO mirt_ability_history VALUES (:r, 'u00001', 0.5, 0.3, now())"),
+                     {"r": run_id})
+        conn.execute(sa.text("INSERT INTO mirt_run_fence VALUES (7246113002, 3, :r, now())"), {"r": run_id})
+    monkeypatch.undo()
+
+    assert [m.version for m in migrations.migrate(engine)] == [4]
+
+    assert rows(engine, "SELECT request_id, status, scope FROM mirt_fit_meta") == [("old", "succeeded", "")]
+    assert rows(engine, "SELECT item_id, params->>'a', scope FROM mirt_item_params") == [(42, "1.1", "")]
+    assert rows(engine, "SELECT count(*), min(scope) FROM mirt_item_params_history") == [(1, "")]
+    assert rows(engine, "SELECT user_id, theta, scope FROM mirt_ability") == [("u00001", 0.5, "")]
+    assert rows(engine, "SELECT count(*), min(scope) FROM mirt_ability_history") == [(1, "")]
+    assert rows(engine, "SELECT token, scope FROM mirt_run_fence") == [(3, "")]
+    # The whole bank's lock keeps its key: a replica of the old version and one of this agree on it.
+    assert scopes.WHOLE_BANK.lock_key == 7246113002
+    engine.dispose()
+
+
+# --- many replicas, many scopes ----------------------------------------------------------------
+
+SIX = list(SCOPE_SCALES)
+
+
+def publish_and_wait(broker, *args) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DB_", "OTEL_"))}
+    env.update({"GOOGLE_CLOUD_PROJECT": broker.project, "PUBSUB_EMULATOR_HOST": broker.host, "LOG_FORMAT": "json"})
+    return subprocess.run([sys.executable, "-m", "consumer", "publish", *args], env=env, capture_output=True,
+                          text=True, timeout=400, stdin=subprocess.DEVNULL)
+
+
+def test_three_replicas_calibrate_six_scopes_of_a_fan_out_each_once_in_parallel(engine, broker, consumers):
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(SIX, n_persons=1500, n_items=60, per_person=20), days_before=1)
+    as_of = {"MIRT_LOOKBACK_DAYS": "3650"}  # the answers are a day before AS_OF, in the past of now
+    replicas = [consumers(MIRT_SCOPE_KEY="subject", MIRT_BUSY_SCOPE_DELAY_SECONDS="2", **as_of) for _ in range(3)]
+
+    # The weekly fan-out, delivered twice (a duplicate publish), then a second fan-out waited on by the CLI.
+    broker.request({"request_id": "weekly-48", "requested_by": "cloud-scheduler", "scope": "*"})
+    broker.request({"request_id": "weekly-48", "requested_by": "cloud-scheduler", "scope": "*"})
+    waited = publish_and_wait(broker, "--scope", "*", "--request-id", "weekly-49", "--wait", "--timeout", "300")
+
+    assert waited.returncode == 0, waited.stderr[-3000:]
+    answers = [json.loads(line) for line in waited.stdout.splitlines()]
+    assert sorted(a["scope"] for a in answers) == sorted(SIX)
+    assert {a["request_id"] for a in answers} == {f"weekly-49/{s}" for s in SIX}
+    assert all(a["status"] == "succeeded" and a["fan_out"] == {"parent_request_id": "weekly-49", "scopes": 6}
+               for a in answers)
+    # Every scope of the first fan-out answered too (twice: its duplicate's children are answered again).
+    first = [e for e, _ in broker.completed(18, timeout=300) if e["request_id"].startswith("weekly-48/")]
+    assert sorted({e["request_id"] for e in first}) == sorted(f"weekly-48/{s}" for s in SIX)
+
+    runs = rows(engine, "SELECT request_id, scope, status, started_at, finished_at FROM mirt_fit_meta "
+                        "ORDER BY started_at")
+    # Each scope calibrated exactly once per fan-out: the duplicated fan-out added no run.
+    assert sorted((r[0], r[1]) for r in runs) == sorted((f"{p}/{s}", s) for p in ("weekly-48", "weekly-49")
+                                                        for s in SIX)
+    assert all(r[2] == "succeeded" for r in runs)
+    overlap = lambda x, y: x[3] < y[4] and y[3] < x[4]
+    # Runs of one scope never overlap; runs of different scopes do (three replicas at work at once).
+    for s in SIX:
+        mine = [r for r in runs if r[1] == s]
+        assert not overlap(*mine), f"two runs of scope {s} overlapped"
+    assert any(overlap(x, y) for x in runs for y in runs if x[1] != y[1])
+    working = [sum(m.startswith(f"[{s}] calibration run ") and " starting " in m for s in SIX
+                   for m in replica.messages()) for replica in replicas]
+    assert sum(working) == 12 and sum(n > 0 for n in working) >= 2, working
+    # Abilities per (student, scope): every student has one in each of the six scopes.
+    assert rows(engine, "SELECT count(DISTINCT user_id), count(*) FROM mirt_ability") == [(1500, 1500 * 6)]
+    # A busy scope's request waited its turn without spinning: a handful of deferrals, no nack loop.
+    deferred = sum("it comes back in 2 s" in m for replica in replicas for m in replica.messages())
+    assert deferred < 60
+    assert not any("nacked" in m for replica in replicas for m in replica.messages())
