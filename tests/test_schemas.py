@@ -36,7 +36,21 @@ def test_a_failed_completion_must_say_why_and_a_success_must_not_carry_an_error(
     {"overrides": {"max_obs": "lots"}},
     {"overrides": {"unknown": 1}},
     {"request_id": ""},
+    {"scope": ""},
+    {"scope": "math\u0000"},
+    {"scope": "x" * 101},
+    {"scope": "math", "fan_out": {"parent_request_id": "weekly"}},
     [],
 ])
 def test_bad_requests_are_rejected(data):
     assert list(validator("calibration-requested").iter_errors(data))
+
+
+def test_every_message_valid_before_scopes_still_is_and_means_the_same():
+    """Schema v1 stays backward compatible: the old examples parse to the same request, with no scope."""
+    from consumer.bus.events import parse_request
+    for name in ("calibration-requested.weekly.json", "calibration-requested.ad-hoc.json"):
+        body = json.loads((SCHEMAS / "examples" / name).read_text())
+        request = parse_request(json.dumps(body).encode(), {}, "message-1")
+        assert request.scope is None and request.fan_out is None
+        assert request.request_id == body.get("request_id", "message-1")
