@@ -66,6 +66,25 @@ def test_a_run_calibrates_its_scope_only_links_on_its_own_anchors_and_keeps_abil
     assert history == {"math": 1200, "english": 1200}
 
 
+def test_tag_anchors_of_a_scope_come_from_its_own_latest_run_and_stay_in_it(engine, database_url):
+    from consumer.anchors import AnchorCriteria
+    from consumer.tagging import tag_anchors
+    from .test_cli import cli
+    with engine.begin() as conn:
+        ids = load_scoped_simulation(conn, banks(["math", "english"]), anchor_every=12)  # five anchors each
+    math = calibrate(engine, SCOPED, request("math"))
+    calibrate(engine, SCOPED, request("english"))  # the latest run of all, but another scope's
+
+    result = tag_anchors(engine, AnchorCriteria(max_candidates=10, min_responses=100), scopes.Scope("subject", "math"))
+
+    assert result.run_id == math.run_id and result.existing_anchors == 5
+    tagged = {row["question_id"] for row in result.chosen}
+    assert len(tagged) == 10 and tagged <= set(ids["math"].tolist())
+    # Scopes configured: tag-anchors must be told which one, in one line.
+    refused = cli("tag-anchors", env={"DATABASE_URL": database_url, "MIRT_SCOPE_KEY": "subject"})
+    assert refused.returncode == 2 and "a run calibrates one scope, and none was named" in refused.stderr
+
+
 def test_the_same_request_id_is_answered_once_per_scope(engine):
     with engine.begin() as conn:
         load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
