@@ -161,10 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     tag.set_defaults(handler=_tag_anchors)
 
     report = commands.add_parser(
-        "report", help="write a self-contained HTML report of one calibration run",
-        description="Settings and counts, fit statistics, linking constants with standard errors, anchors' "
-                    "reference against new parameters, the anchors' test characteristic curves before and after "
-                    "linking, parameter and ability distributions, flagged items. Needs the report extra.")
+        "report", help="write the review page of one calibration run (one self-contained HTML file)",
+        description="What a psychometrician checks before accepting a calibration: the run's metadata, the fit "
+                    "(convergence, items held back or on bounds, misfit with its observed proportions), the link "
+                    "(constants with standard errors, the anchors' drift statistics and curves), test information, "
+                    "reliability and the Wright map, the changes since the previous run of the same scope, and a "
+                    "sortable, filterable table of every item with a CSV download. Opens offline.")
     report.add_argument("run_id", metavar="RUN_ID", help="the run's id (mirt_fit_meta.run_id)")
     report.add_argument("--output", "-o", metavar="FILE",
                         help="file to write (default: calibration-report-RUN_ID.html)")
@@ -377,13 +379,13 @@ def _tag_anchors(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import load_run, render, writable_output
+    from .review import load_review, render, writable_output
     settings = _settings(args)
     path = writable_output(args.output or f"calibration-report-{args.run_id}.html")
     engine = _engine(settings, args)
-    record = load_run(engine, args.run_id)  # reads only: a database without runs is not given the service's tables
-    path.write_text(render(record))
-    log.info("wrote the report of run %s to %s", record.run_id, path)
+    review = load_review(engine, args.run_id)  # reads only: a database without runs is not given the service's tables
+    path.write_text(render(review), encoding="utf-8")
+    log.info("wrote the review of run %s to %s", review.run.run_id, path)
     print(path)
     return 0
 

@@ -23,7 +23,6 @@ saying so every few seconds, and then takes about a second.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import json
 import logging
 import os
@@ -152,10 +151,8 @@ def report_command(run_id: str) -> str:
 
 
 def _print_next_steps(summary: RunSummary) -> None:
-    lines = ["", "The run's report (one HTML file with its plots):", f"  {report_command(summary.run_id)}"]
-    if importlib.util.find_spec("matplotlib") is None:
-        lines.append('  (it draws with matplotlib: pip install -e ".[report]" first)')
-    print("\n".join(lines))
+    print("\n".join(["", "The run's review page (one HTML file that opens offline):",
+                     f"  {report_command(summary.run_id)}"]))
 
 
 def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> RunSummary:

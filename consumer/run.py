@@ -366,7 +366,7 @@ def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:
         span.set_attributes({"model": fit.model, "iterations": fit.iterations, "converged": fit.converged,
                              "items_estimated": int(fit.estimated.sum())})
     with run.step("diagnostics"):
-        fit = _diagnose(run, observations.responses, fit)
+        fit = _diagnose(run, observations, fit)
     qid = observations.question_ids
     excluded, held_back = _count_items(run, qid, fit)
     n_params = _free_parameters(fit)
@@ -426,7 +426,7 @@ def _reasons(by_item: dict[str, str], limit: int = 10) -> str:
     return shown + (f"; ... ({len(by_item) - limit} more)" if len(by_item) > limit else "")
 
 
-def _diagnose(run: _Run, responses, fit: ItemCalibration,
+def _diagnose(run: _Run, observations: queries.Observations, fit: ItemCalibration,
               fixed: fipc.FixedCalibration | None = None, anchors: np.ndarray | None = None) -> ItemCalibration:
     """Standard errors and item fit of ``fit``, from one E-step at its estimates.
 
@@ -437,6 +437,7 @@ def _diagnose(run: _Run, responses, fit: ItemCalibration,
     cannot be computed are held back: a parameter without a standard error
     is not one to write.
     """
+    responses = observations.responses
     quadrature = Quadrature.normal(run.settings.quadrature_points)
     final = FinalEStep.at(responses, fit.params, quadrature)
     if fixed is None:
@@ -453,6 +454,11 @@ def _diagnose(run: _Run, responses, fit: ItemCalibration,
         run.errors = dataclasses.replace(on_old_scale, a=on_old_scale.a * fixed.sd, b=on_old_scale.b / fixed.sd,
                                          d=np.full(len(fit.params), np.nan))
     run.rmsd = itemfit.rmsd(responses, fit.params, final=final)
+    # The evidence behind the worst RMSDs, for the review page.
+    curves = itemfit.misfit_curves(final, run.rmsd, run.settings.item_fit_threshold)
+    for curve in curves:
+        curve["question_id"] = int(observations.question_ids[curve["item"]])
+    run.summary.fit["misfit_curves"] = curves
     free = fit.estimated.copy()
     if anchors is not None:
         free[anchors] = False
@@ -529,7 +535,7 @@ def _fixed_parameter_calibration(run: _Run, observations, usable, fit: ItemCalib
                 for j, why in unidentified(on_unit_scale, quadrature, fit.model).items() if free[j]}
     problems.update({j: f"not converged: still moving by {v:.2g} a cycle after {result.iterations} fixed-parameter "
                         f"calibration cycles" for j, v in result.still_moving.items()})
-    fit = _diagnose(run, observations.responses, fit.hold_back(problems), fixed=result, anchors=positions)
+    fit = _diagnose(run, observations, fit.hold_back(problems), fixed=result, anchors=positions)
     before = set(run.summary.counts.get("held_back_items", {}))
     _, held_back = _count_items(run, observations.question_ids, fit)
     added = {k: v for k, v in held_back.items() if k not in before}
@@ -564,7 +570,8 @@ def _screen_and_link(run: _Run, usable, fit: ItemCalibration) -> linking.Linking
     run.summary.counts["anchors_dropped"] = dropped
     placed = new.on_scale(screen.constants.slope, screen.constants.intercept)
     run.anchor_table = [
-        {"question_id": x.question_id, "reference": {"a": x.a, "b": x.b, "c": x.c},
+        {"question_id": x.question_id,
+         "reference": {"a": x.a, "b": x.b, "c": x.c, "model": x.model, "a_se": x.a_se, "b_se": x.b_se},
          "new": {"a": float(new.a[i]), "b": float(new.b[i]), "c": float(new.c[i])},
          "linked": {"a": float(placed.a[i]), "b": float(placed.b[i])}, "dropped": str(x.question_id) in dropped}
         for i, x in enumerate(chosen)]

@@ -1,0 +1,191 @@
+"""Everything the review page shows, read from the database in a few statements, and only read.
+
+A database without runs is not given the service's tables; a database
+migrated before calibration scopes (no ``scope`` column) reads as the whole
+bank. Item parameters and abilities come back as numpy arrays, so that a
+bank of 20,000 items and 400,000 students costs a few arrays, not millions
+of Python objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import sqlalchemy as sa
+
+from ..errors import ServiceError
+from ..irt.model import ItemParameters
+
+#: Runs shown in the history of linking constants and ability distributions (this one included).
+HISTORY_RUNS = 8
+_ELSEWHERE = "a run of the demo is read with --demo"
+_ITEM_FIELDS = ("a", "b", "c", "a_se", "b_se", "c_se", "n_responses", "rmsd")
+_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+class RunNotFound(ServiceError):
+    """No run with that id."""
+
+
+@dataclass(frozen=True)
+class ItemResults:
+    """One run's written item parameters (linked scale), one entry per item, sorted by question id."""
+
+    question_ids: np.ndarray
+    values: dict[str, np.ndarray]  # _ITEM_FIELDS -> float array (NaN where not stored)
+
+    @property
+    def params(self) -> ItemParameters:
+        return ItemParameters(self.values["a"], self.values["b"], np.nan_to_num(self.values["c"]))
+
+    def __len__(self) -> int:
+        return int(self.question_ids.size)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of mirt_fit_meta."""
+
+    run_id: str
+    status: str
+    request_id: str | None
+    scope: str
+    model_spec: dict
+    fit_stats: dict
+    summary: dict
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    fitted_at: datetime | None
+
+    @property
+    def constants(self) -> dict:
+        return self.model_spec.get("linking_constants") or self.summary.get("linking_constants") or {}
+
+
+@dataclass(frozen=True)
+class AbilitySummary:
+    """A run's ability distribution in a few numbers (linked scale)."""
+
+    run_id: str
+    fitted_at: datetime | None
+    constants: dict
+    model: str
+    students: int
+    mean: float
+    sd: float
+    quantiles: tuple[float, ...]  # at _QUANTILES
+
+
+@dataclass
+class Review:
+    """What the review page of one run is made from."""
+
+    run: RunRecord
+    items: ItemResults
+    theta: np.ndarray
+    theta_se: np.ndarray
+    previous: RunRecord | None = None
+    previous_items: ItemResults | None = None
+    history: list[AbilitySummary] = field(default_factory=list)  # oldest first, this run last
+    #: question.meta->'irt' of this run's anchors as the platform holds it now (empty without a question table).
+    anchor_meta: dict[int, dict] = field(default_factory=dict)
+
+
+def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS) -> Review:
+    """The run, its results, the previous run of its scope and the last runs' history."""
+    from ..db.engine import describe
+    with engine.connect() as conn:
+        if conn.execute(sa.text("SELECT to_regclass('mirt_fit_meta') IS NULL")).scalar():
+            raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}: it has no mirt_fit_meta table, "
+                              "so no runs at all", f"check DATABASE_URL; {_ELSEWHERE}")
+        scoped = bool(conn.execute(sa.text(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'mirt_fit_meta' "
+            "AND column_name = 'scope' AND table_schema = current_schema()")).scalar())
+        run = _run(conn, run_id, scoped)
+        if run is None:
+            raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
+                              "list runs with: SELECT run_id, status, fitted_at FROM mirt_fit_meta ORDER BY "
+                              f"started_at; {_ELSEWHERE}")
+        review = Review(run, _items(conn, run.run_id), *_abilities(conn, run.run_id))
+        earlier = _earlier_runs(conn, run, scoped, history_runs)
+        if earlier:
+            review.previous = _run(conn, earlier[0], scoped)
+            review.previous_items = _items(conn, earlier[0])
+        shown = list(reversed(earlier[:history_runs - 1])) + ([run.run_id] if _written(run) else [])
+        review.history = _ability_history(conn, shown)
+        review.anchor_meta = _anchor_meta(conn, [int(x["question_id"]) for x in
+                                                 run.model_spec.get("anchor_table") or []])
+    return review
+
+
+def _written(run: RunRecord) -> bool:
+    return run.status == "succeeded" and not run.model_spec.get("dry_run")
+
+
+def _run(conn: sa.Connection, run_id: str, scoped: bool) -> RunRecord | None:
+    scope = "scope" if scoped else "''"
+    row = conn.execute(sa.text(
+        f"SELECT run_id::text, status, request_id, {scope}, model_spec, fit_stats, summary, "
+        "error, started_at, finished_at, fitted_at FROM mirt_fit_meta WHERE run_id::text = :r"), {"r": run_id}).first()
+    if row is None:
+        return None
+    return RunRecord(row[0], row[1], row[2], row[3], row[4] or {}, row[5] or {}, row[6] or {}, row[7], *row[8:])
+
+
+def _items(conn: sa.Connection, run_id: str) -> ItemResults:
+    columns = ", ".join(f"(params->>'{name}')::float8" for name in _ITEM_FIELDS)
+    rows = conn.execute(sa.text(
+        f"SELECT item_id, {columns} FROM mirt_item_params_history WHERE run_id = CAST(:r AS uuid) ORDER BY item_id"),
+        {"r": run_id}).all()
+    table = np.array([[np.nan if v is None else v for v in row[1:]] for row in rows], float).reshape(
+        len(rows), len(_ITEM_FIELDS))
+    return ItemResults(np.array([row[0] for row in rows], np.int64),
+                       {name: table[:, k] for k, name in enumerate(_ITEM_FIELDS)})
+
+
+def _abilities(conn: sa.Connection, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+    # Two float8 arrays in binary, one row: 400,000 students cross the wire as 6.4 MB, not 400,000 rows.
+    row = conn.execute(sa.text(
+        "SELECT coalesce(string_agg(float8send(theta), '' ORDER BY user_id), ''), "
+        "coalesce(string_agg(float8send(theta_se), '' ORDER BY user_id), '') "
+        "FROM mirt_ability_history WHERE run_id = CAST(:r AS uuid)"), {"r": run_id}).one()
+    return tuple(np.frombuffer(bytes(blob), dtype=">f8").astype(float) for blob in row)
+
+
+def _earlier_runs(conn: sa.Connection, run: RunRecord, scoped: bool, limit: int) -> list[str]:
+    """Succeeded runs that wrote results, of the run's scope, before it; the latest first."""
+    scope = "AND scope = :scope" if scoped else ""
+    return list(conn.execute(sa.text(
+        "SELECT run_id::text FROM mirt_fit_meta WHERE status = 'succeeded' "
+        f"AND coalesce(model_spec->>'dry_run', 'false') <> 'true' {scope} AND run_id::text <> :r "
+        "AND fitted_at < (SELECT coalesce(fitted_at, started_at) FROM mirt_fit_meta WHERE run_id::text = :r) "
+        "ORDER BY fitted_at DESC LIMIT :n"), {"r": run.run_id, "scope": run.scope, "n": limit}).scalars())
+
+
+def _ability_history(conn: sa.Connection, run_ids: list[str]) -> list[AbilitySummary]:
+    if not run_ids:
+        return []
+    rows = conn.execute(sa.text(
+        "SELECT m.run_id::text, m.fitted_at, m.model_spec->'linking_constants', m.model_spec->>'model', "
+        "count(h.theta), avg(h.theta), stddev_samp(h.theta), "
+        "percentile_cont(CAST(:q AS float8[])) WITHIN GROUP (ORDER BY h.theta) "
+        "FROM mirt_fit_meta m LEFT JOIN mirt_ability_history h ON h.run_id = m.run_id "
+        "WHERE m.run_id::text = ANY(:ids) GROUP BY m.run_id, m.fitted_at ORDER BY m.fitted_at"),
+        {"ids": run_ids, "q": list(_QUANTILES)}).all()
+    return [AbilitySummary(r[0], r[1], r[2] or {}, r[3] or "", int(r[4]), _number(r[5]), _number(r[6]),
+                           tuple(_number(v) for v in (r[7] or [None] * len(_QUANTILES)))) for r in rows]
+
+
+def _anchor_meta(conn: sa.Connection, question_ids: list[int]) -> dict[int, dict]:
+    if not question_ids or conn.execute(sa.text("SELECT to_regclass('question') IS NULL")).scalar():
+        return {}
+    rows = conn.execute(sa.text("SELECT id, meta->'irt' FROM question WHERE id = ANY(:ids)"),
+                        {"ids": question_ids}).all()
+    return {int(r[0]): r[1] for r in rows if isinstance(r[1], dict)}
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)

@@ -1,0 +1,41 @@
+"""The README's pictures of the review page, taken by headless chromium: ``python docs/review_pictures.py PAGE.html``.
+
+PAGE.html is a page written by ``python -m consumer report RUN_ID``; the
+pictures land next to this script. The ones in the README are of a run of
+4,000 students on 100 items with a planted drifting anchor and three
+planted misfitting items, calibrated a week after a first run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.browser import Page  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+#: (what to show: from the top of one element to the bottom of another, or at most so many pixels; the file)
+PICTURES = (("body", "#summary", 1400, "review-page.png"),
+            ("#misfit", "#misfit", 900, "review-item-fit.png"),
+            ("#link h3", "#link", 1500, "review-link.png"),
+            ("#measurement", "#measurement", 1250, "review-measurement.png"))
+
+
+async def take(page_file: Path) -> None:
+    async with Page.open(page_file, width=1200, height=900) as page:
+        for top, bottom, most, name in PICTURES:
+            box = await page.evaluate(f"""(() => {{
+                const a = document.querySelector({top!r}).getBoundingClientRect();
+                const b = document.querySelector({bottom!r}).getBoundingClientRect();
+                return {{x: 0, y: a.top + window.scrollY, width: document.documentElement.clientWidth,
+                         height: b.bottom - a.top}}; }})()""")
+            box["height"] = min(box["height"], most)
+            await page.screenshot(HERE / name, clip=box)
+            print(HERE / name)
+
+
+if __name__ == "__main__":
+    asyncio.run(take(Path(sys.argv[1])))
