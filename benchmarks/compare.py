@@ -25,6 +25,7 @@ RSS and recovery (RMSE of a, b and theta against the truth) per engine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -238,6 +239,27 @@ def server_url():
         return sa.make_url(embedded_url(Path(tempfile.mkdtemp(prefix="mirt-bench-"))))
 
 
+@contextlib.contextmanager
+def fresh_database(prefix: str):
+    """(URL, engine) of a new database on ``server_url()``, dropped on the way out."""
+    import sqlalchemy as sa
+    admin_url = server_url()
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = admin_url.set(database=name)
+    engine = sa.create_engine(url)
+    try:
+        yield url, engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+        say(f"dropped database {name}")
+
+
 def student_ids(first: int, stop: int, student_type: str) -> np.ndarray:
     if student_type == "bigint":
         return np.arange(first, stop, dtype=np.int64) + 1
@@ -288,18 +310,10 @@ def fill_database(engine, sim, seed: int, student_type: str) -> None:
 
 def calibrate_row(size: str, sim, seed: int, args, row: dict, capped: bool = False) -> None:
     """A whole calibrate run on ``sim`` in a fresh database; ``capped``: with the default MIRT_MAX_OBS."""
-    import sqlalchemy as sa
     from consumer.db.migrations import migrate
     from consumer.settings import Settings
-    admin_url = server_url()
-    name = f"mirt_bench_{size.lower()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = admin_url.set(database=name)
-    engine = sa.create_engine(url)
-    try:
-        say(f"{size}: filling database {name} on {admin_url.host or 'embedded server'} "
+    with fresh_database(f"mirt_bench_{size.lower()}") as (url, engine):
+        say(f"{size}: filling database {url.database} on {url.host or 'embedded server'} "
             f"({sim.responses.n_obs:,} attempts, student_id {args.student_type}; not timed)")
         started = time.perf_counter()
         fill_database(engine, sim, seed, args.student_type)
@@ -341,12 +355,6 @@ def calibrate_row(size: str, sim, seed: int, args, row: dict, capped: bool = Fal
                          f"{s['fit'].get('iterations')} EM cycles; {lc['method']} on {lc.get('n_anchors')} anchors: "
                          f"slope {lc['slope']:.3f}, intercept {lc['intercept']:+.3f}; "
                          f"{len(items):,} items, {len(users):,} users written; fill {fill_s:.0f} s (untimed)"))
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-        say(f"{size}: dropped database {name}")
 
 
 # --- the comparison ---------------------------------------------------------------------------

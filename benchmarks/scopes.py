@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from compare import server_url  # noqa: E402  (the same database the other benchmarks use)
+from compare import fresh_database  # noqa: E402  (a database on the server the other benchmarks use)
 
 SCOPES = ("math", "english", "physics", "history", "biology", "art")
 
@@ -67,19 +67,19 @@ def fill(engine, students: int, items: int, answers: int) -> int:
 def run_fan_out(replicas: int, database_url: str, pubsub_host: str, threads: int, workdir: Path) -> dict:
     from google.cloud import pubsub_v1
     from consumer.bus import events
-    from tests.broker import COMPLETED, REQUESTS, SUBSCRIPTION
+    from tests.broker import COMPLETED, REQUESTS, RETRY_POLICY, SUBSCRIPTION
     project = f"bench-{uuid.uuid4().hex[:8]}"
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     for topic in (REQUESTS, COMPLETED):
         publisher.create_topic(name=publisher.topic_path(project, topic))
     subscriber.create_subscription(request={"name": subscriber.subscription_path(project, SUBSCRIPTION),
                                             "topic": publisher.topic_path(project, REQUESTS),
-                                            "ack_deadline_seconds": 10})
+                                            "ack_deadline_seconds": 10, "retry_policy": RETRY_POLICY})
     watch = subscriber.subscription_path(project, "watch")
     subscriber.create_subscription(name=watch, topic=publisher.topic_path(project, COMPLETED))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DB_", "OTEL_"))}
     env.update({"DATABASE_URL": database_url, "GOOGLE_CLOUD_PROJECT": project, "PUBSUB_EMULATOR_HOST": pubsub_host,
-                "MIRT_SCOPE_KEY": "subject", "MIRT_LOOKBACK_DAYS": "3650", "MIRT_BUSY_SCOPE_DELAY_SECONDS": "2",
+                "MIRT_SCOPE_KEY": "subject", "MIRT_LOOKBACK_DAYS": "3650",
                 "LOG_FORMAT": "json", "NUMBA_NUM_THREADS": str(threads)})
     processes, logs = [], []
     try:
@@ -116,7 +116,8 @@ def run_fan_out(replicas: int, database_url: str, pubsub_host: str, threads: int
         spans.append(event["durations"]["total"])
     return {"replicas": replicas, "threads": threads, "wall": wall, "runs": len(done),
             "ok": all(e["status"] == "succeeded" for e in done), "run_seconds": spans,
-            "spread": per_replica, "fit": [e["durations"].get("fit", 0.0) for e in done]}
+            "spread": per_replica, "steps": {step: sum(e["durations"].get(step, 0.0) for e in done)
+                                             for step in ("load", "fit", "diagnostics", "score", "write")}}
 
 
 def main() -> None:
@@ -128,23 +129,17 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=40, help="answers per student and scope")
     args = parser.parse_args()
 
-    import sqlalchemy as sa
     import platformdirs
     from consumer.bus import local_server
     from consumer.db.migrations import migrate
-    admin_url = server_url()
-    name = f"mirt_bench_scopes_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = admin_url.set(database=name)
-    engine = sa.create_engine(url)
     server = local_server.start(Path(platformdirs.user_cache_dir("irt-calibration")))
+    os.environ["PUBSUB_EMULATOR_HOST"] = server.host  # this process's clients, and the replicas
+    rows = []
     try:
-        attempts = fill(engine, args.students, args.items, args.answers)
-        migrate(engine)
-        rows = []
-        with tempfile.TemporaryDirectory(prefix="mirt-bench-scopes-") as workdir:
+        with fresh_database("mirt_bench_scopes") as (url, engine), \
+                tempfile.TemporaryDirectory(prefix="mirt-bench-scopes-") as workdir:
+            attempts = fill(engine, args.students, args.items, args.answers)
+            migrate(engine)
             for replicas in args.replicas:
                 with engine.begin() as conn:  # each fan-out starts from the same state
                     conn.exec_driver_sql("TRUNCATE mirt_fit_meta, mirt_item_params, mirt_item_params_history, "
@@ -153,19 +148,17 @@ def main() -> None:
                                         args.threads, Path(workdir)))
     finally:
         server.stop()
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     print(f"six scopes, {args.students} students x {args.items} items x {args.answers} answers each "
           f"({attempts:,} attempts in all), one fan-out request\n")
     print("| replicas | numba threads each | wall, publish to 6th completed | runs' own durations (sum; each) "
-          "| fit (sum) | runs per replica | speed-up |")
+          "| steps, summed over the runs | runs per replica | speed-up |")
     print("|---|---|---|---|---|---|---|")
     base = rows[0]["wall"]
     for row in rows:
         each = ", ".join(f"{s:.1f}" for s in sorted(row["run_seconds"]))
         print(f"| {row['replicas']} | {row['threads']} | {row['wall']:.1f} s{'' if row['ok'] else ' (NOT all ok)'} "
-              f"| {sum(row['run_seconds']):.1f} s ({each}) | {sum(row['fit']):.1f} s | "
+              f"| {sum(row['run_seconds']):.1f} s ({each}) | "
+              f"{', '.join(f'{step} {seconds:.1f}' for step, seconds in row['steps'].items())} s | "
               f"{'/'.join(map(str, row['spread']))} | {base / row['wall']:.2f}x |")
     print(f"\nmachine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, "
           f"Python {platform.python_version()}")

@@ -267,13 +267,18 @@ def _migrate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .bus.publisher import require_reachable
     from .bus.subscriber import CalibrationConsumer
-    from .db.engine import check_connection, create_engine
+    from .db.engine import READINESS_TIMEOUT_SECONDS, check_connection, create_engine
+    from .errors import DatabaseUnavailable
     from .health import HealthServer
     from .warmup import report_compilation
     settings = _settings(args)
     settings.require_project()
     configure_opentelemetry()
     engine = create_engine(settings)
+    try:  # a refused login is a setting to fix (exit 2); an outage is waited out, /readyz answering 503
+        check_connection(engine)
+    except DatabaseUnavailable as problem:
+        log.warning("%s; serving anyway: requests wait in the subscription until it answers", problem)
     with _google_credentials_explained():
         require_reachable()
         consumer = CalibrationConsumer(settings, engine)
@@ -282,7 +287,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     def database_ok() -> bool:
         try:
-            check_connection(engine)
+            check_connection(engine, timeout=READINESS_TIMEOUT_SECONDS)
             return True
         except ServiceError:
             return False

@@ -26,6 +26,13 @@ class ConfigError(ServiceError):
     exit_code = 2
 
 
+class DatabaseLoginRefused(ConfigError):
+    """The database refused the service's credentials (a wrong password, a missing user or IAM grant).
+
+    A setting to fix, not an outage to wait out: retrying cannot succeed.
+    """
+
+
 class DatabaseUnavailable(ServiceError):
     """The database cannot be reached or refused the connection."""
 

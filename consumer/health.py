@@ -3,7 +3,10 @@
 - ``GET /healthz``: 200 while the process and its subscriber are alive
   (Kubernetes liveness; Cloud Run's startup/liveness probes);
 - ``GET /readyz``: 200 when the database answers and the subscription can
-  be read, 503 with what is wrong otherwise (readiness).
+  be read, 503 with what is wrong otherwise (readiness). Each check has
+  ``CHECK_SECONDS``: one that has not answered by then counts as failing
+  ("timed out"), so a partitioned network gives a 503 at once instead of a
+  request that hangs; the check itself finishes on its own thread.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 Check = Callable[[], bool]
+
+#: How long /readyz waits for each check: its answer comes within this (and well within Kubernetes' 3 s).
+CHECK_SECONDS = 2.0
 
 
 class HealthServer:
@@ -45,13 +51,37 @@ class HealthServer:
         return web.json_response({"status": "ok" if ok else "down"}, status=200 if ok else 503)
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        loop = asyncio.get_running_loop()
         names = list(self.ready_checks)
-        results = await asyncio.gather(*(loop.run_in_executor(None, self.ready_checks[n]) for n in names))
-        checks = {name: "ok" if result else "failing" for name, result in zip(names, results)}
-        ok = all(results)
+        results = await asyncio.gather(*(self._check(name) for name in names))
+        checks = dict(zip(names, results))
+        ok = all(result == "ok" for result in results)
         return web.json_response({"status": "ready" if ok else "not ready", "checks": checks},
                                  status=200 if ok else 503)
+
+    async def _check(self, name: str) -> str:
+        """"ok", "failing", or "timed out" when the check has not answered within ``CHECK_SECONDS``."""
+        loop = asyncio.get_running_loop()
+        answered = loop.create_future()
+
+        def check() -> None:
+            try:
+                result = bool(self.ready_checks[name]())
+            except Exception:
+                result = False
+            try:
+                loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(result))
+            except RuntimeError:  # the server stopped meanwhile
+                pass
+
+        # A thread of its own, a daemon: a check stuck on a dead network holds only itself (until its own
+        # timeout), never the next probe nor the process's exit.
+        threading.Thread(target=check, name=f"readiness-{name}", daemon=True).start()
+        try:
+            answer = await asyncio.wait_for(answered, CHECK_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("readiness check %r gave no answer within %.0f s: reported as failing", name, CHECK_SECONDS)
+            return "timed out"
+        return "ok" if answer else "failing"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="health-server", daemon=True)

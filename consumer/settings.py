@@ -176,9 +176,6 @@ SPECS: dict[str, Spec] = {
                                    "on SIGTERM, how long a run in flight may finish before it is abandoned"),
     "scope_key": Spec("MIRT_SCOPE_KEY", "", _scope_key, "a key of question.meta (letters, digits, _ or -)",
                       "question.meta key whose values are the scopes, one scale each (empty: the whole bank is one)"),
-    "busy_scope_delay_seconds": Spec("MIRT_BUSY_SCOPE_DELAY_SECONDS", 30, _positive_int,
-                                     "a whole number of seconds > 0",
-                                     "a request whose scope another replica is calibrating comes back after this"),
     "max_lease_seconds": Spec("MIRT_MAX_LEASE_SECONDS", 7200, _positive_int, "a whole number of seconds > 0",
                               "how long the consumer keeps extending a request's lease while its run goes on"),
 }
@@ -216,7 +213,6 @@ class Settings:
     health_port: int
     shutdown_grace_seconds: int
     scope_key: str
-    busy_scope_delay_seconds: int
     max_lease_seconds: int
 
     @classmethod
@@ -255,9 +251,6 @@ class Settings:
     def _check(self) -> None:
         if self.min_anchors < linking.MIN_ANCHORS:
             raise ConfigError(f"MIRT_MIN_ANCHORS must be at least {linking.MIN_ANCHORS}, got {self.min_anchors}")
-        if self.busy_scope_delay_seconds > 600:
-            raise ConfigError(f"MIRT_BUSY_SCOPE_DELAY_SECONDS must be at most 600 (Pub/Sub's longest ack deadline), "
-                              f"got {self.busy_scope_delay_seconds}")
         if self.quadrature_points < 5:
             raise ConfigError(f"MIRT_QUADRATURE_POINTS must be at least 5, got {self.quadrature_points}")
         if self.instance_connection_name and self.instance_connection_name.count(":") != 2:

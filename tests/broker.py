@@ -22,6 +22,8 @@ REQUESTS = SPECS["requests_topic"].default
 SUBSCRIPTION = SPECS["requests_subscription"].default
 COMPLETED = SPECS["completed_topic"].default
 DEAD_LETTER = "calibration-requested-dead-letter"
+#: The requests subscription's retry policy: infra/'s (10 s doubling to 600 s), scaled down for tests.
+RETRY_POLICY = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}}
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Broker:
             publisher.create_topic(name=broker.topic(topic))
         subscriber.create_subscription(request={
             "name": broker.subscription(SUBSCRIPTION), "topic": broker.topic(REQUESTS),
-            "ack_deadline_seconds": 10})
+            "ack_deadline_seconds": 10, "retry_policy": RETRY_POLICY})
         for watcher, topic in (("completed-watch", COMPLETED), ("dead-letter-watch", DEAD_LETTER)):
             subscriber.create_subscription(name=broker.subscription(watcher), topic=broker.topic(topic))
         return broker

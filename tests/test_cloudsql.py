@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import google.cloud.sql.connector as connector_package
 from consumer.db import engine as engine_module
 from consumer.db.engine import check_connection, create_engine
-from consumer.errors import DatabaseUnavailable
+from consumer.errors import DatabaseLoginRefused
 from consumer.settings import Settings
 
 from .cloudsql_standin import (LOGIN_SCOPE, Backend, CloudSQLStandIn, StandInUnavailable, iam_database_user,
@@ -180,6 +180,16 @@ def test_password_login_round_trip(cloudsql, standin):
     assert not [call for call in standin.api_calls if call[2] != 200]
 
 
+def test_connections_through_the_connector_get_the_services_timeouts(cloudsql, standin):
+    user, password = cloudsql.password_user()
+    engine = cloudsql.engine(DB_USER=user, DB_PASS=password)
+    with engine.connect() as conn:
+        sock = conn.connection.dbapi_connection._usock  # the connector's TLS socket, which it leaves blocking
+        assert sock.gettimeout() == engine_module.READ_TIMEOUT_SECONDS
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 60_000
+
+
 @pytest.mark.parametrize("db_user", ["service account email", "IAM database user name"])
 def test_iam_login_round_trip(cloudsql, standin, db_user):
     name = cloudsql.iam_user(cloudsql.principal)
@@ -199,10 +209,11 @@ def test_iam_login_round_trip(cloudsql, standin, db_user):
 def test_iam_token_of_another_principal_is_refused(cloudsql, standin):
     other = cloudsql.iam_user(f"reporting-{uuid.uuid4().hex[:8]}@{standin.project}.iam.gserviceaccount.com")
     engine = cloudsql.engine(DB_USER=other, DB_IAM_AUTH="true")  # the service's credentials are not other's
-    with pytest.raises(DatabaseUnavailable) as caught:
+    with pytest.raises(DatabaseLoginRefused) as caught:  # a setting to fix: exit status 2, never retried
         check_connection(engine)
-    assert (f'cannot reach the database at Cloud SQL (connector): Cloud SQL IAM user authentication failed for '
-            f'user "{other}" (SQLSTATE 28P01)') in str(caught.value)
+    assert caught.value.exit_code == 2 and not caught.value.transient
+    assert (f"the database at Cloud SQL (connector) refused the service's login: Cloud SQL IAM user "
+            f'authentication failed for user "{other}" (SQLSTATE 28P01)') in str(caught.value)
     assert standin.logins and all(login.method == "iam" and not login.accepted for login in standin.logins)
     assert standin.backend_logins == 0
 
@@ -211,13 +222,13 @@ def test_wrong_password_is_refused_with_the_services_error(cloudsql, standin):
     user, password = cloudsql.password_user()
     wrong = f"not-{password}"
     engine = cloudsql.engine(DB_USER=user, DB_PASS=wrong)
-    with pytest.raises(DatabaseUnavailable) as caught:
+    with pytest.raises(DatabaseLoginRefused) as caught:
         check_connection(engine)
     error = caught.value
-    assert error.exit_code == 3
-    assert error.message == (f'cannot reach the database at Cloud SQL (connector): password authentication failed '
-                             f'for user "{user}" (SQLSTATE 28P01)')
-    assert "INSTANCE_CONNECTION_NAME" in error.hint
+    assert error.exit_code == 2
+    assert error.message == (f"the database at Cloud SQL (connector) refused the service's login: password "
+                             f'authentication failed for user "{user}" (SQLSTATE 28P01)')
+    assert "DB_PASS" in error.hint
     assert wrong not in str(error) and password not in str(error)
     assert standin.logins[0].reason == "wrong password" and standin.backend_logins == 0
 

@@ -117,13 +117,9 @@ def test_poison_bytes_interleaved_with_valid_requests_are_rejected_once_and_ever
 
 def test_while_the_database_is_down_requests_are_nacked_and_completed_later(engine, broker, consumers, server_url):
     small_platform(engine)
-    target = ((server_url.host, server_url.port or 5432) if server_url.host
-              else server_url.query["unix_sock"])
-    proxy = CuttableProxy(target)
-    through_proxy = sa.make_url(engine.url.render_as_string(hide_password=False)).set(
-        host="127.0.0.1", port=proxy.port, query={}).render_as_string(hide_password=False)
+    proxy = CuttableProxy.in_front_of(server_url)
     try:
-        consumer = consumers(database=through_proxy)
+        consumer = consumers(database=proxy.url(engine.url))
         proxy.cut()
         broker.request({"request_id": "while-down"})
         consumer.wait_for_log("nacked, Pub/Sub will redeliver it", count=2, timeout=60)
@@ -135,6 +131,32 @@ def test_while_the_database_is_down_requests_are_nacked_and_completed_later(engi
         proxy.close()
     assert event["request_id"] == "while-down" and event["status"] == "succeeded"
     assert rows(engine, "SELECT status FROM mirt_fit_meta WHERE request_id = 'while-down'") == [("succeeded",)]
+
+
+def test_during_a_partition_readiness_answers_503_within_3_s_and_requests_wait_for_the_network(
+        engine, broker, consumers, server_url):
+    small_platform(engine)
+    proxy = CuttableProxy.in_front_of(server_url)
+    try:
+        consumer = consumers(database=proxy.url(engine.url))
+        assert consumer.health("/readyz")[0] == 200
+        proxy.partition()  # connections stay open, nothing flows
+        answers = []
+        for _ in range(3):  # a check still stuck from the probe before holds up none after it
+            started = time.monotonic()
+            status, body = consumer.health("/readyz")
+            answers.append((status, body["checks"]["database"], time.monotonic() - started))
+        assert all(status == 503 and database in ("timed out", "failing") for status, database, _ in answers)
+        assert max(took for *_, took in answers) < 3.0, answers  # Kubernetes' probe timeout: the promise
+        broker.request({"request_id": "during-the-partition"})
+        # The run's first connection gives up at its connect timeout instead of hanging: nacked, retried.
+        consumer.wait_for_log("nacked, Pub/Sub will redeliver it", timeout=60)
+        proxy.heal()
+        ((event, _),) = broker.completed(1, timeout=120)
+        assert consumer.health("/readyz")[0] == 200
+    finally:
+        proxy.close()
+    assert event["request_id"] == "during-the-partition" and event["status"] == "succeeded"
 
 
 def test_sigterm_during_a_run_writes_nothing_and_the_request_completes_after_restart(engine, broker, consumers):

@@ -88,3 +88,68 @@ def test_cloud_sql_settings_are_checked():
         Settings.load({"INSTANCE_CONNECTION_NAME": "just-a-name", "DB_USER": "u", "DB_NAME": "d", "DB_PASS": "p"})
     with pytest.raises(ConfigError, match="password or IAM"):
         Settings.load({"INSTANCE_CONNECTION_NAME": "p:r:i", "DB_USER": "u", "DB_NAME": "d"})
+
+
+# --- client-side timeouts ----------------------------------------------------------------------
+
+@pytest.fixture
+def proxy(server_url):
+    from .tcp_proxy import CuttableProxy
+    proxy = CuttableProxy.in_front_of(server_url)
+    yield proxy
+    proxy.close()
+
+
+def test_the_services_connections_notice_a_dead_peer_but_not_a_long_statement(database_url, proxy):
+    import socket
+    from consumer.db import engine as engine_module
+    eng = create_engine(Settings.load({"DATABASE_URL": proxy.url(database_url)}))
+    with eng.connect() as conn:
+        sock = conn.connection.dbapi_connection._usock
+        assert sock.gettimeout() == engine_module.READ_TIMEOUT_SECONDS >= 600  # minutes: a load query may think
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 60_000
+        assert conn.exec_driver_sql("SELECT 1 FROM pg_sleep(1.5)").scalar() == 1
+    eng.dispose()
+    # A timeout in the URL is the operator's choice for every read, typed for pg8000 (a string would break it).
+    chosen = create_engine(Settings.load({"DATABASE_URL": proxy.url(database_url) + "?timeout=7.5"}))
+    with chosen.connect() as conn:
+        assert conn.connection.dbapi_connection._usock.gettimeout() == 7.5
+    chosen.dispose()
+
+
+def test_a_database_url_timeout_that_is_not_seconds_is_a_setting_error():
+    from consumer.errors import ConfigError
+    with pytest.raises(ConfigError, match="timeout that is not a number of seconds"):
+        pg8000_url("postgresql://svc@db/platform?timeout=soon")
+    with pytest.raises(ConfigError, match="tcp_keepalive='perhaps'"):
+        pg8000_url("postgresql://svc@db/platform?tcp_keepalive=perhaps")
+
+
+def test_the_connection_check_fails_instead_of_hanging_during_a_partition(database_url, proxy):
+    import threading
+    from consumer.db.engine import check_connection
+    from consumer.errors import DatabaseUnavailable
+    eng = create_engine(Settings.load({"DATABASE_URL": proxy.url(database_url)}))
+    check_connection(eng, timeout=1.0)
+    with eng.connect() as conn:  # a pooled connection open across the partition does not answer for the check
+        conn.exec_driver_sql("SELECT 1")
+    proxy.partition()
+    outcome = []
+
+    def check():
+        try:
+            check_connection(eng, timeout=1.0)
+            outcome.append("answered")
+        except DatabaseUnavailable as problem:
+            outcome.append(problem)
+
+    worker = threading.Thread(target=check, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert outcome, "check_connection hung during the partition"
+    assert isinstance(outcome[0], DatabaseUnavailable) and "no answer in time" in outcome[0].message
+    proxy.heal()
+    check_connection(eng, timeout=1.0)
+    eng.dispose()

@@ -9,6 +9,8 @@ from consumer.bus import events
 from consumer.bus.events import InvalidMessage, parse_request
 from consumer.db import queries
 
+from .test_consumer import consumers, rows, small_platform  # noqa: F401  (consumers is a fixture)
+
 ATTRIBUTES = events.cloudevent_attributes(events.REQUESTED_TYPE)
 POISON = {
     "a NUL in the request id": b'{"request_id": "abc\\u0000def"}',
@@ -43,3 +45,64 @@ def test_any_bytes_of_a_rejected_message_can_be_recorded(engine):
     assert len(stored) == len(POISON)
     assert all("\x00" not in r.reason and "\x00" not in r.data for r in stored)
     assert stored[0].attributes["ce-source"] == "nul\\u0000"
+
+
+#: Every kind of malformed request the fault injection of issue 9 sent, as a function of a number, so that
+#: each copy differs from the others.
+POISON_KINDS = {
+    "NUL in request_id": lambda n: b'{"request_id": "r-%d\\u0000"}' % n,
+    "NUL in requested_by": lambda n: b'{"requested_by": "svc\\u0000%d"}' % n,
+    "lone surrogate in request_id": lambda n: b'{"request_id": "r-%d\\ud800"}' % n,
+    "lone surrogate in requested_by": lambda n: b'{"requested_by": "\\udfff%d"}' % n,
+    "JSON nested thousands deep": lambda n: b"[" * (3000 + n) + b"]" * (3000 + n),
+    "an integer past 4,300 digits": lambda n: b'{"overrides": {"max_obs": 1%s}}' % (b"0" * (4400 + n)),
+    # 3.9 MB once, as in the issue; the other copies just past the 64 KiB limit, to spare the Pub/Sub server.
+    "a body over 64 KiB": lambda n: json.dumps({"request_id": f"{n}" + "x" * (3_900_000 if n == 0
+                                                                          else 66_000 + n)}).encode(),
+    "NUL bytes in a body that is not JSON": lambda n: b"\x00garbage\x00%d" % n,
+    "bytes that are not UTF-8": lambda n: b'{"request_id": "\xff\xfe%d"}' % n,
+    "not JSON": lambda n: b"{not json %d" % n,
+    "schema-invalid": lambda n: json.dumps({"overrides": {"lookback_days": -n - 1}}).encode(),
+    "a string too long for the schema": lambda n: json.dumps({"request_id": "y" * (50_000 + n)}).encode(),
+}
+
+
+def poison_flood(per_kind: int, valid: int) -> list[tuple[str, bytes | dict]]:
+    """(kind, body) of ``per_kind`` messages of each kind, with ``valid`` requests spread evenly among them."""
+    malformed = [(kind, make(n)) for n in range(per_kind) for kind, make in POISON_KINDS.items()]
+    step = max(len(malformed) // max(valid, 1), 1)
+    flood: list[tuple[str, bytes | dict]] = []
+    for n, item in enumerate(malformed):
+        if n % step == 0 and n // step < valid:
+            flood.append(("valid", {"request_id": f"valid-{n // step}"}))
+        flood.append(item)
+    return flood
+
+
+def test_every_kind_of_poison_copy_is_rejected():
+    for kind, make in POISON_KINDS.items():
+        for n in (0, 7):
+            with pytest.raises(InvalidMessage):
+                parse_request(make(n), ATTRIBUTES, f"{kind}-{n}")
+
+
+def test_hundreds_of_poison_messages_among_valid_requests_are_each_rejected_once_and_every_request_answered(
+        engine, broker, consumers):
+    small_platform(engine, n_persons=300, n_items=25, per_person=10)
+    flood = poison_flood(per_kind=25, valid=10)  # 300 malformed messages of 12 kinds, 10 requests among them
+    ids = {}
+    for kind, body in flood:
+        ids[broker.request(body)] = kind
+    consumer = consumers()  # published first: the local server hands everything over at once, leased at once
+
+    answered = broker.completed(10, timeout=600)
+
+    assert sorted(e["request_id"] for e, _ in answered) == [f"valid-{n}" for n in range(10)]
+    assert all(e["status"] == "succeeded" for e, _ in answered)
+    malformed = {message_id for message_id, kind in ids.items() if kind != "valid"}
+    consumer.wait_for_log("rejected and acked", count=len(malformed), timeout=120)
+    recorded = rows(engine, "SELECT message_id, reason FROM mirt_rejected_message")
+    assert sorted(r.message_id for r in recorded) == sorted(malformed)  # every one, each once: none looping
+    assert max(len(r.reason) for r in recorded) <= events.MAX_REASON_CHARS + 40  # the cut says how much it left out
+    assert broker.completed(1, timeout=5) == []  # no request answered twice
+    assert consumer.process.poll() is None and consumer.health("/healthz")[0] == 200

@@ -32,7 +32,6 @@ BAD_VALUES = {
     "MIRT_SHUTDOWN_GRACE_SECONDS": "-5",
     "MIRT_MAX_LEASE_SECONDS": "forever",
     "MIRT_SCOPE_KEY": "subject = 'math'",
-    "MIRT_BUSY_SCOPE_DELAY_SECONDS": "900",
     "INSTANCE_CONNECTION_NAME": "just-a-name",
 }
 # Free text, checked where it is used (DATABASE_URL by the engine factory, with its own tests).

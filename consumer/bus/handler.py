@@ -10,9 +10,9 @@
 - a request id already answered: not run again; its completed event is
   published again and the message acked;
 - the database unreachable: nacked, so Pub/Sub redelivers it later with backoff;
-- another replica calibrating the request's scope: deferred, so the replica
-  takes other requests (other scopes) meanwhile and this one comes back
-  after ``MIRT_BUSY_SCOPE_DELAY_SECONDS``;
+- another replica calibrating the request's scope: deferred, i.e. nacked at
+  once, so the replica takes other requests (other scopes) meanwhile and
+  this one comes back after the subscription's retry backoff;
 - a run given up at shutdown: nacked, to be run after the restart;
 - otherwise the run's completed event (succeeded, skipped or failed) is
   published and the message acked.
@@ -46,7 +46,7 @@ tracer = trace.get_tracer("consumer.bus")
 class Outcome(enum.Enum):
     ACK = "ack"
     NACK = "nack"
-    #: Not now, and not at once either: redelivered after a delay, the replica free meanwhile.
+    #: Not now: nacked at once (no pause), redelivered after the retry backoff, the replica free meanwhile.
     DEFER = "defer"
 
 
@@ -105,8 +105,8 @@ class RequestHandler:
         except ConfigError as problem:
             return self._reject(delivery, str(problem))
         except RunLockBusy as problem:
-            log.info("request %s not run now: %s; it comes back in %d s, and this replica takes other "
-                     "requests meanwhile", request.request_id, problem, self.settings.busy_scope_delay_seconds)
+            log.info("request %s not run now: %s; nacked at once: it comes back after the subscription's retry "
+                     "backoff, and this replica takes other requests meanwhile", request.request_id, problem)
             return Outcome.DEFER
         except ServiceError as problem:
             if problem.transient:

@@ -6,8 +6,10 @@ package registries this project may use; cloudbox's server implements
 Publisher and Subscriber over gRPC (streaming pull, ack, nack and
 redelivery, ack-deadline changes, ordering keys, attributes) and works with
 the real ``google-cloud-pubsub`` client through ``PUBSUB_EMULATOR_HOST``.
-What it does not emulate: exactly-once delivery, dead-letter policies set
-through gRPC, and Google's flow of server-side backoff; see the README.
+``local_server_behaviour`` makes it honour the client's flow control and
+the subscription's retry policy, as Pub/Sub does and cloudbox does not.
+What it does not emulate: exactly-once delivery and dead-letter policies
+set through gRPC; see the README.
 
 cloudbox declares Python >= 3.14, so pip will not install it here. Its
 Pub/Sub server only needs grpcio and google-cloud-pubsub (already
@@ -54,7 +56,10 @@ _MODULES = (
 _FUTURE = "from __future__ import annotations\n"
 _LAUNCHER = """
 import asyncio, sys
+from cloudbox.services.pubsub import grpc_server
 from cloudbox.services.pubsub.grpc_server import create_server
+from consumer.bus import local_server_behaviour
+local_server_behaviour.install(grpc_server)
 async def main():
     server = await create_server(sys.argv[1], int(sys.argv[2]))
     await server.start()
@@ -132,7 +137,9 @@ def start(cache_dir: Path, port: int | None = None, timeout: float = 30.0) -> Lo
     """Start the local Pub/Sub server on 127.0.0.1 and wait until it serves."""
     path = install(cache_dir)
     port = port or free_port()
-    env = {**os.environ, "PYTHONPATH": str(path), "CLOUDBOX_DATA_DIR": ""}
+    # cloudbox's modules, and this package (local_server_behaviour) wherever it is imported from.
+    package_root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(package_root)]), "CLOUDBOX_DATA_DIR": ""}
     process = subprocess.Popen([sys.executable, "-c", _LAUNCHER, "127.0.0.1", str(port)], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True)

@@ -10,6 +10,12 @@
 - A broken stream (the subscription deleted, permissions revoked, the
   service unreachable) is logged and re-opened with backoff; only a broken
   configuration at start stops the process.
+- Acks and nacks go through ``ack_with_response`` / ``nack_with_response``:
+  with exactly-once delivery on the subscription, Pub/Sub confirms each, and
+  one it refuses (an ``AcknowledgeError``) is logged; the message then comes
+  again, and the run recorded in the database answers the redelivery
+  without a second run. Without exactly-once the client answers success at
+  once, so the same code serves both.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sqlalchemy as sa
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.exceptions import AcknowledgeError
 from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from ..errors import ConfigError
@@ -35,7 +42,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds of the grace period kept for acking, nacking and flushing after a run is given up.
 _SHUTDOWN_MARGIN = 5.0
-_LEASE_EXTENSION_SECONDS = 60
+#: The shortest lease the client library asks for (it lengthens it to the 99th percentile of past runs, up to
+#: 10 min). Its lease thread renews a lease before 0.9 of it has passed, so 20 s leaves 2 s to spare at least; a
+#: process killed mid-run has its message back within 20 s. The numerical kernels release the GIL
+#: (``nogil=True``), so a CPU-bound fit does not hold the thread up.
+LEASE_SECONDS = 20
 #: Longest pause before nacking a request that failed for a transient reason.
 _MAX_RETRY_PAUSE = 10.0
 #: How long the check at start may retry an unreachable Pub/Sub before the process stops with exit status 2.
@@ -60,6 +71,8 @@ class CalibrationConsumer:
         self._future = None
         self._streaming = threading.Event()
         self._busy = threading.Lock()
+        #: Whether the subscription has a retry policy (read by ``check_subscription``).
+        self.backs_off = True
 
     # --- health -----------------------------------------------------------------------------
 
@@ -67,7 +80,7 @@ class CalibrationConsumer:
         """The process is serving: pulling, or shutting down as asked."""
         return self.stopping.is_set() or self._streaming.is_set()
 
-    def subscription_reachable(self, timeout: float = 5.0) -> bool:
+    def subscription_reachable(self, timeout: float = 1.5) -> bool:
         try:
             self.subscriber.get_subscription(subscription=self.subscription, timeout=timeout)
             return True
@@ -80,9 +93,11 @@ class CalibrationConsumer:
         """Fail at start, with a clear line, when the subscription does not exist or cannot be read."""
         try:
             with pubsub_failure():  # unreachable: one line within seconds, not a minute of retries
-                self.subscriber.get_subscription(subscription=self.subscription, timeout=_START_CHECK_SECONDS,
-                                                 retry=Retry(initial=0.25, maximum=2.0,
-                                                             timeout=_START_CHECK_SECONDS))
+                found = self.subscriber.get_subscription(
+                    subscription=self.subscription, timeout=_START_CHECK_SECONDS,
+                    retry=Retry(initial=0.25, maximum=2.0, timeout=_START_CHECK_SECONDS))
+            # Deferred requests (a busy scope) are nacked at once when the retry policy spaces redeliveries.
+            self.backs_off = "retry_policy" in found
         except google_exceptions.NotFound:
             raise ConfigError(f"subscription {self.subscription} does not exist",
                               "create it (see infra/) or set MIRT_REQUESTS_SUBSCRIPTION and GOOGLE_CLOUD_PROJECT")
@@ -122,7 +137,7 @@ class CalibrationConsumer:
         while not self.stopping.is_set():
             flow_control = pubsub_v1.types.FlowControl(
                 max_messages=1, max_lease_duration=self.settings.max_lease_seconds,
-                min_duration_per_lease_extension=_LEASE_EXTENSION_SECONDS)
+                min_duration_per_lease_extension=LEASE_SECONDS)
             scheduler = ThreadScheduler(concurrent.futures.ThreadPoolExecutor(max_workers=1))
             self._future = self.subscriber.subscribe(self.subscription, self._on_message, flow_control=flow_control,
                                                      scheduler=scheduler, await_callbacks_on_shutdown=True)
@@ -148,7 +163,7 @@ class CalibrationConsumer:
         delivery = Delivery(message_id=message.message_id, data=message.data,
                             attributes=dict(message.attributes), delivery_attempt=message.delivery_attempt)
         if self.stopping.is_set():
-            message.nack()  # arrived while shutting down: leave it for the next replica
+            self._settle(message, Outcome.NACK)  # arrived while shutting down: leave it for the next replica
             return
         with self._busy:
             started = time.monotonic()
@@ -159,19 +174,39 @@ class CalibrationConsumer:
                           type(problem).__name__, problem)
                 log.debug("traceback", exc_info=problem)
                 outcome = Outcome.NACK
-            if outcome is Outcome.NACK and not self.stopping.is_set():
+            if outcome is Outcome.DEFER and self.backs_off:
+                # Nacked at once, not after a pause: the subscription's retry policy spaces its redeliveries
+                # and the requests behind it (other scopes') go first; this replica takes the next one now.
+                outcome = Outcome.NACK
+            elif outcome in (Outcome.NACK, Outcome.DEFER) and not self.stopping.is_set():
+                outcome = Outcome.NACK
                 # The subscription's retry policy backs off between redeliveries; pausing here too keeps a
                 # broker without one (or an emulator) from redelivering in a tight loop while, say, the
                 # database is down. A shutdown cuts the pause short.
                 self.stopping.wait(min(2.0 ** ((message.delivery_attempt or 1) - 1), _MAX_RETRY_PAUSE))
-            (message.ack if outcome is Outcome.ACK else message.nack)()
+            self._settle(message, outcome)
             log.debug("message %s %sed after %.2f s", message.message_id, outcome.value, time.monotonic() - started)
-            if outcome is Outcome.DEFER:
-                # Not a nack: Pub/Sub would hand it straight back (the local server at once) while other
-                # scopes' requests wait. Its lease runs out after the delay and it is redelivered then,
-                # to whichever replica is free; this one is free for the next request now.
-                message.modify_ack_deadline(self.settings.busy_scope_delay_seconds)
-                message.drop()
-                log.debug("message %s deferred for %d s", message.message_id,
-                          self.settings.busy_scope_delay_seconds)
-                return
+
+    def _settle(self, message, outcome: Outcome) -> None:
+        """Ack or nack ``message``; a refusal from Pub/Sub (exactly-once delivery) is logged when it comes."""
+        confirmation = message.ack_with_response() if outcome is Outcome.ACK else message.nack_with_response()
+        confirmation.add_done_callback(lambda done: _log_refusal(message.message_id, outcome, done))
+
+
+def _log_refusal(message_id: str, outcome: Outcome, confirmation) -> None:
+    """One line for an ack or nack that Pub/Sub refused, saying what follows from it."""
+    try:
+        confirmation.result(timeout=0)
+        return
+    except AcknowledgeError as error:
+        why = error.error_code.name + (f": {str(error.info).splitlines()[0][:200]}" if error.info else "")
+    except Exception as error:  # the client's own failure to send it: the same consequence
+        why = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+    if outcome is Outcome.ACK:
+        log.warning("Pub/Sub refused the ack of message %s (%s): it will deliver the message again, and the "
+                    "redelivery finds this delivery's outcome recorded in the database (a finished run is answered "
+                    "again, never run again)",
+                    message_id, why)
+    else:
+        log.warning("Pub/Sub refused the nack of message %s (%s): the message comes back when its ack deadline "
+                    "passes rather than at once", message_id, why)
