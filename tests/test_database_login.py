@@ -105,7 +105,7 @@ def test_a_wrong_password_stops_the_command_at_start_with_exit_status_2_and_one_
     assert wrong not in result.stderr and password_database.password not in result.stderr
 
 
-def test_a_login_refused_during_a_run_is_recorded_and_not_retried(password_database, broker, tmp_path):
+def test_a_login_refused_during_a_run_is_dead_lettered_and_not_retried(password_database, broker, tmp_path):
     owner = sa.create_engine(password_database.url())
     small_platform(owner)
     consumer = ConsumerProcess(
@@ -130,6 +130,9 @@ def test_a_login_refused_during_a_run_is_recorded_and_not_retried(password_datab
         time.sleep(12)  # past the subscription's 10 s ack deadline: a message still in play would come back
         log = consumer.messages()
         assert sum(m.startswith("calibration request while-the-password-changes received") for m in log) == 1
+        # Said as what it is, with what to do; no attempt to record it in the database that refuses the login.
+        assert any("to be replayed once the login is fixed" in m for m in log)
+        assert not any("could not record rejected message" in m for m in log)
         assert "refused the service's login: password authentication failed" in dead.attributes["rejected-reason"]
         assert broker.completed(1, timeout=1) == []
         assert consumer.health("/healthz")[0] == 200

@@ -31,7 +31,7 @@ from opentelemetry import context, propagate, trace
 from ..db import queries
 from ..db.engine import unavailable
 from ..db.migrations import migrate
-from ..errors import ConfigError, RunLockBusy, ServiceError
+from ..errors import ConfigError, DatabaseLoginRefused, RunLockBusy, ServiceError
 from .. import scope as scopes
 from ..run import ABANDONED, CalibrationRequest, calibrate, earlier_answer
 from ..settings import Settings
@@ -102,6 +102,11 @@ class RequestHandler:
             summary = earlier_answer(self.engine, self.settings, request) or calibrate(
                 self.engine, self.settings, request, should_stop=self.should_stop, once_per_request=True,
                 progress=FitProgress(interactive=False))
+        except DatabaseLoginRefused as problem:
+            log.error("request %s not run: %s; the request is forwarded to the dead-letter topic, to be replayed "
+                      "once the login is fixed (the database refusing it cannot record it)", request.request_id,
+                      problem)
+            return self._reject(delivery, str(problem), record=False)
         except ConfigError as problem:
             return self._reject(delivery, str(problem))
         except RunLockBusy as problem:
@@ -173,14 +178,15 @@ class RequestHandler:
             migrate(self.engine)
             self._migrated = True
 
-    def _reject(self, delivery: Delivery, reason: str) -> Outcome:
+    def _reject(self, delivery: Delivery, reason: str, record: bool = True) -> Outcome:
         reason = bounded(reason)
         log.warning("message %s rejected and acked, never to be retried: %s", delivery.message_id, reason)
         try:
-            self._ensure_migrated()  # a fresh database's first message may be a malformed one
-            with self.engine.begin() as conn:
-                queries.record_rejected_message(conn, delivery.message_id, reason, delivery.data,
-                                                dict(delivery.attributes))
+            if record:
+                self._ensure_migrated()  # a fresh database's first message may be a malformed one
+                with self.engine.begin() as conn:
+                    queries.record_rejected_message(conn, delivery.message_id, reason, delivery.data,
+                                                    dict(delivery.attributes))
         except Exception as problem:
             log.error("could not record rejected message %s in the database: %s", delivery.message_id,
                       str(problem).splitlines()[0][:300])
