@@ -30,7 +30,7 @@ from . import anchors as anchor_io
 from . import scope as scopes
 from .db import queries
 from .db.engine import unavailable
-from .errors import CalibrationRefused, RunLockBusy, RunLockLost, ServiceError
+from .errors import CalibrationRefused, DatabaseLoginRefused, RunLockBusy, RunLockLost, ServiceError
 from .irt import fipc, information, itemfit, linking
 from .irt.estimate import THIN_DATA_ANSWERS, ItemCalibration, Priors, Progress, estimate_items, thin_data, unidentified
 from .irt.expected import FinalEStep
@@ -644,15 +644,17 @@ def _finite(value: float) -> float | None:
 
 @contextlib.contextmanager
 def _database(run: _Run, transaction: bool = False) -> Iterator[sa.Connection]:
-    """A connection (in a transaction when asked); connection failures become ``DatabaseUnavailable``."""
+    """A connection (in a transaction when asked); connection failures become ``DatabaseUnavailable``, a refused
+    login ``DatabaseLoginRefused``."""
     try:
         with (run.engine.begin() if transaction else run.engine.connect()) as conn:
             yield conn
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise unavailable(run.engine, exc) from exc
     except sa.exc.DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise unavailable(run.engine, exc) from exc
+        problem = unavailable(run.engine, exc)  # a refused login arrives as pg8000's ProgrammingError
+        if exc.connection_invalidated or isinstance(problem, DatabaseLoginRefused):
+            raise problem from exc
         raise
 
 
