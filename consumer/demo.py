@@ -11,7 +11,7 @@ calibration-completed event and prints it; reads the results back from the
 database; and compares them with the truth. When the local Pub/Sub server
 cannot be had (it is downloaded once), the run is started directly instead,
 as ``calibrate`` does, and the demo says so. It ends with the command that
-writes the run's report (``report RUN_ID --demo``).
+writes the run's review page (``report RUN_ID --demo``).
 
 The first demo after an install compiles the numerical kernels (see
 ``consumer.warmup``): the fit's in a background process started first

@@ -2,7 +2,7 @@
 
 - the first demo after an install (an empty numba cache, a fresh data
   directory): never silent for long, its run finds the kernels compiled, and
-  the command it ends with shows the run's report;
+  the command it ends with shows the run's review page;
 - a first ``calibrate`` on an empty numba cache says that it is compiling;
 - the progress line in a terminal is cleared before the next log line;
 - Pub/Sub unreachable: ``serve`` and ``publish --wait`` fail within seconds,
@@ -89,7 +89,7 @@ def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_
     assert not [m for m in run if "compiling" in m], "the run compiled kernels the warm-up should have compiled"
 
     # The demo ends with the command that shows its run; pasted as printed, it works.
-    printed = demo["stdout"].split("The run's report")[1].splitlines()[1].strip()
+    printed = demo["stdout"].split("The run's review page")[1].splitlines()[1].strip()
     run_id = re.search(r"report ([0-9a-f-]{36}) --demo", printed)[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DATABASE_URL"))}
     shown = subprocess.run(["bash", "-c", printed], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -105,6 +105,42 @@ def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_
     assert f"embedded PostgreSQL in {data_dir / 'pgdata'}, database postgres" in line
     assert "it has no mirt_fit_meta table" in line
     assert "a run of the demo is read with --demo" in line and not (tmp_path / "r.html").exists()
+
+
+#: Run in a fresh process: compile one part of the warm-up, print which kernels of each module it compiled.
+_COMPILE_PART = """
+import json, sys
+from consumer import warmup
+from consumer.irt import information_kernels, kernels, simulate
+warmup.compile_kernels([sys.argv[1]], "2PL", ((600, 60, 20),))
+def compiled(module):
+    return sorted(name for name, f in vars(module).items()
+                  if hasattr(f, "stats") and sum(f.stats.cache_misses.values()))
+print(json.dumps({m.__name__.rsplit(".", 1)[1]: compiled(m) for m in (information_kernels, kernels, simulate)}))
+"""
+
+
+def test_the_warmup_parts_compile_apart_what_the_run_needs(tmp_path):
+    """Side by side, the warm-up's processes never compile one kernel both (numba's cache index is written
+    without a lock), and together they compile everything the fit step needs, with its signatures."""
+
+    def compiled_by(part: str, cache: str) -> dict[str, list[str]]:
+        done = subprocess.run([sys.executable, "-c", _COMPILE_PART, part], capture_output=True, text=True,
+                              env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / cache)}, timeout=600,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    scoring = compiled_by("scoring", "alone")  # as the demo's own process compiles it, on a cache of its own
+    errors = compiled_by("errors", "shared")
+    fit = compiled_by("fit", "shared")  # it comes to the standard errors once they are compiled
+    assert scoring == {"information_kernels": [], "kernels": ["_posterior_moments", "person_posterior"],
+                       "simulate": []}
+    # The standard errors' part compiles only the information kernels; the fit's loads them from the cache
+    # (so they are compiled for its own calls' signatures) and compiles the E- and M-step's, and nothing else.
+    assert errors["information_kernels"] and not errors["kernels"] and not errors["simulate"]
+    assert fit["kernels"] and not fit["information_kernels"] and not fit["simulate"]
+    assert not set(scoring["kernels"]) & set(fit["kernels"])
 
 
 def test_a_first_calibrate_on_an_empty_numba_cache_says_it_is_compiling(database_url, tmp_path):

@@ -27,6 +27,7 @@ class FinalEStep:
     items: ItemParameters
     log_curves: np.ndarray  # [j, y, q]
     counts: np.ndarray  # [j, y, q]
+    mass: np.ndarray  # [q]: the posteriors of the persons who answered them, summed
 
     @classmethod
     def at(cls, responses: Responses, params: ItemParameters, quadrature: Quadrature | None = None) -> "FinalEStep":
@@ -34,5 +35,5 @@ class FinalEStep:
         data, kept = responses.restrict_items(np.isfinite(params.a) & np.isfinite(params.b))
         items = params.take(kept)
         log_curves = items.log_curves(quadrature.nodes)
-        counts, _ = kernels.expected_counts(data, log_curves, quadrature.log_weights)
-        return cls(quadrature, data, kept, items, log_curves, counts)
+        counts, _, mass = kernels.expected_counts(data, log_curves, quadrature.log_weights, with_mass=True)
+        return cls(quadrature, data, kept, items, log_curves, counts, mass)

@@ -28,8 +28,10 @@ threads writing one element), a person's products being one small BLAS
 matrix product; then Cholesky and the triangular inverse, in place
 (LAPACK's upper-triangle forms on the transposed array: several times
 faster than OpenBLAS's lower ones), and the diagonal blocks of the inverse
-from it. Exact. 256 MiB so that a run at the default ``MIRT_MAX_OBS`` stays
-inside the deployment's 1 GiB (infra/k8s) and the factorisation within a
+from it. Exact. (The items whose own block is singular are found on the
+matrix's diagonal blocks: this path has no other pass over the persons, and
+a first run compiles no other.) 256 MiB so that a run at the default
+``MIRT_MAX_OBS`` stays inside the deployment's 1 GiB (infra/k8s) and the factorisation within a
 few seconds on two cores, while the fit of such data takes about as long;
 past it the approximation is within a percent or two (benchmark below). Never past ``FULL_MAX_PARAMETERS``
 (15,000) whatever the budget: OpenBLAS's threaded Cholesky crashes the
@@ -287,6 +289,7 @@ class _Design:
     scores: np.ndarray  # [j, y, q, k]
     scores_t: np.ndarray  # [j, y, k, q]
     counts: np.ndarray  # [j, y, q]: the final E-step's expected counts
+    mass: np.ndarray  # [q]: the final E-step's posteriors summed over persons
     own_a: np.ndarray  # [j, k, k]: sum over respondents of E_i[-h_j] (from the counts)
     curvature: np.ndarray  # [j, k, k]: minus the log prior's Hessian
     free: np.ndarray  # [j]: the item's parameters are free
@@ -351,13 +354,14 @@ class _Design:
         own = np.einsum("jyq,jyqu,jyqv->juv", self.counts, self.scores, self.scores) - products
         return own, gcov, cross, mass
 
-    def globals_a(self, mass: np.ndarray) -> np.ndarray:
+    def globals_a(self) -> np.ndarray:
         """The E_i[-H] part of the global parameters' block [G, G]."""
         g = self.global_index.size
         out = np.zeros((g, g))
         if self.model == "1PL":
             out[0, 0] = self.own_a[self.free, 0, 0].sum()
         if self.pop_neg_hessian is not None:
+            mass = self.mass
             out[-2:, -2:] += np.einsum("q,quv->uv", mass, self.pop_neg_hessian) + mass.sum() * self.pop_normaliser
         return out
 
@@ -399,7 +403,7 @@ def _design(final: FinalEStep, model: str, priors, fixed: np.ndarray, population
         model=model, data=final.data, rows=np.ascontiguousarray(final.log_curves.reshape(2 * n_items, -1)),
         log_prior=np.ascontiguousarray(final.quadrature.log_weights, dtype=np.float64), nodes=nodes,
         items=final.items, scores=scores, scores_t=np.ascontiguousarray(np.moveaxis(scores, 3, 2)),
-        counts=final.counts, own_a=np.einsum("jyq,jyqkl->jkl", final.counts, neg_hessian),
+        counts=final.counts, mass=final.mass, own_a=np.einsum("jyq,jyqkl->jkl", final.counts, neg_hessian),
         curvature=_prior_curvature(final.items, priors, model), free=free, comp=comp, local_index=local_index,
         global_slot=global_slot, global_index=np.arange(n_local, n_local + n_globals, dtype=np.int64),
         pop_scores_t=pop_scores, pop_neg_hessian=pop_neg_hessian, pop_normaliser=pop_normaliser,
@@ -416,14 +420,28 @@ class _Blocks:
 
 
 def _blocks(design: _Design, first) -> _Blocks:
-    covariances, gblock, cross, mass = first
+    covariances, gblock, cross, _mass = first
     free = np.flatnonzero(design.free)
     comp = design.comp
     pick = np.ix_(free, comp, comp)
     own = (design.own_a + design.curvature)[pick] - covariances[pick]
     g = design.global_index.size
-    return _Blocks(own, design.globals_a(mass) - gblock[:g, :g],
+    return _Blocks(own, design.globals_a() - gblock[:g, :g],
                    (design.cross_a() - cross[:, :, :g])[np.ix_(free, comp, np.arange(g))])
+
+
+def _diagonal_blocks(design: _Design, lower: np.ndarray) -> _Blocks:
+    """The whole matrix's diagonal blocks (each free item's own, the globals'), from its lower triangle.
+
+    The same as ``_blocks`` of the first pass (but for the rounding of the
+    sums), without that pass: a calibration small enough for the whole
+    matrix never runs (nor compiles) it.
+    """
+    own = design.local_index[design.free][:, design.comp]
+    own = lower[np.maximum(own[:, :, None], own[:, None, :]), np.minimum(own[:, :, None], own[:, None, :])]
+    g = design.global_index
+    return _Blocks(own, lower[np.maximum.outer(g, g), np.minimum.outer(g, g)],
+                   np.zeros((own.shape[0], own.shape[1], g.size)))
 
 
 def _singular_blocks(blocks: np.ndarray) -> np.ndarray:
@@ -450,7 +468,7 @@ def _small_inverse(m: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- full: the whole matrix
 
 
-def _full_matrix(design: _Design, mass: np.ndarray | None = None) -> np.ndarray:
+def _full_matrix(design: _Design) -> np.ndarray:
     """The observed information over all free parameters: its lower triangle (the upper holds 0)."""
     n = design.n_params
     out = np.zeros((n, n))
@@ -464,9 +482,8 @@ def _full_matrix(design: _Design, mass: np.ndarray | None = None) -> np.ndarray:
     lower = pu >= pv
     np.add.at(out, (pu[lower], pv[lower]), values[lower])
     if design.pop_neg_hessian is not None:
-        mass = design.first_pass()[3] if mass is None else mass
         g = design.global_index[-2:]
-        pop = design.globals_a(mass)[-2:, -2:]
+        pop = design.globals_a()[-2:, -2:]
         out[g[0], g[0]] += pop[0, 0]
         out[g[1], g[0]] += pop[1, 0]
         out[g[1], g[1]] += pop[1, 1]
@@ -517,12 +534,13 @@ def _covariance_from_factor(design: _Design, lt: np.ndarray) -> _Covariance:
     return _Covariance(items, with_globals[n - g:])
 
 
-def _exact(design: _Design, mass: np.ndarray) -> _Covariance | None:
-    lt = _cholesky_inverse(_full_matrix(design, mass))
+def _exact(design: _Design, lower: np.ndarray) -> _Covariance | None:
+    """From the whole matrix's lower triangle (overwritten)."""
+    lt = _cholesky_inverse(lower)
     return None if lt is None else _covariance_from_factor(design, lt)
 
 
-def _null_items(design: _Design, mass: np.ndarray) -> np.ndarray | None:
+def _null_items(design: _Design) -> np.ndarray | None:
     """For a matrix Cholesky refused: the free items on its directions without information.
 
     The matrix is scaled to unit diagonal (its eigenvalues are then at most
@@ -532,7 +550,7 @@ def _null_items(design: _Design, mass: np.ndarray) -> np.ndarray | None:
     returned. None when the directions lie on the global parameters, or
     the eigenvalues cannot be had.
     """
-    lower = _full_matrix(design, mass)
+    lower = _full_matrix(design)
     scale = np.sqrt(np.abs(np.diag(lower)))
     scale[~(scale > 0)] = 1.0
     lower /= scale[:, None]
@@ -756,9 +774,13 @@ def standard_errors(responses: Responses, params: ItemParameters, model: str,
         full = method == "full" or (method == "auto" and design.n_params**2 * 8 <= budget
                                     and design.n_params <= FULL_MAX_PARAMETERS)
         used = FULL if full else APPROXIMATE
-        cache = None if full else np.zeros((design.data.n_obs, design.comp.size, BASIS), dtype=np.float32)
-        first = design.first_pass(cache, passes.NODE_FLOOR if full else _APPROXIMATE_FLOOR)
-        blocks = _blocks(design, first)
+        if full:
+            lower = _full_matrix(design)
+            blocks = _diagonal_blocks(design, lower)
+        else:
+            cache = np.zeros((design.data.n_obs, design.comp.size, BASIS), dtype=np.float32)
+            first = design.first_pass(cache, _APPROXIMATE_FLOOR)
+            blocks = _blocks(design, first)
         bad = _singular_blocks(blocks.own)
         if bad.any():
             dropped[np.flatnonzero(design.free)[bad]] = True
@@ -768,10 +790,11 @@ def standard_errors(responses: Responses, params: ItemParameters, model: str,
         if not full:
             covariance = _approximate(design, cache, first)
             break
-        covariance = _exact(design, first[3])
+        covariance = _exact(design, lower)
         if covariance is not None:
             break
-        found = _null_items(design, first[3])
+        del lower
+        found = _null_items(design)
         if found is None or not found.any():
             break
         dropped |= found

@@ -25,12 +25,18 @@ mean and SD), summed over the answers and the population's log density.
 
 The inner loops of the last two are written out for the 2PL (two own
 parameters, three polynomials), the case of the largest calibrations.
+
+Each is a plain Python function that cuts the work into one chunk per
+thread and runs a compiled function per chunk (``kernels.in_chunks``; why
+not numba's ``parallel=True``: see ``kernels``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .kernels import in_chunks
 
 
 #: Posterior mass below this fraction of a person's largest node is left out of their covariances.
@@ -56,14 +62,18 @@ def _posterior_range(post, start, stop, item, correct, rows, log_prior, floor):
         row = 2 * item[r] + correct[r]
         for q in range(n_nodes):
             post[q] += rows[row, q]
-    top = post.max()
+    top = post[0]
+    for q in range(1, n_nodes):
+        top = max(top, post[q])
     total = 0.0
     for q in range(n_nodes):
         post[q] = np.exp(post[q] - top)
         total += post[q]
+    largest = 0.0
     for q in range(n_nodes):
         post[q] /= total
-    least = post.max() * floor
+        largest = max(largest, post[q])
+    least = largest * floor
     lo = 0
     while post[lo] < least:
         lo += 1
@@ -73,107 +83,103 @@ def _posterior_range(post, start, stop, item, correct, rows, log_prior, floor):
     return lo, hi - lo, touch
 
 
-@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
-def _person_rows(i, ptr, item, correct, rows, log_prior, scores, local_index, global_slot, pop_scores, global_index,
-                 post, root, raw, W, idx):
-    """Fill W (first n rows, first ``width`` columns) for person i; returns (n, width).
-
-    ``scores[j, y, u, q]``, ``pop_scores[g, q]``. The items' own entries
-    come first, in the order of the person's answers and of the parameters
-    (a, d, c); then one row per global parameter.
-    """
-    start, stop = ptr[i], ptr[i + 1]
-    k = scores.shape[2]
-    n_globals = global_index.size
-    lo, width, _ = _posterior_range(post, start, stop, item, correct, rows, log_prior, NODE_FLOOR)
-    for q in range(width):
-        root[q] = np.sqrt(post[lo + q])
-    for g in range(n_globals):
-        for q in range(width):
-            raw[g, q] = pop_scores[g, lo + q]
-    n = 0
-    for r in range(start, stop):
-        j, y = item[r], correct[r]
-        for u in range(k):
-            p = local_index[j, u]
-            s = scores[j, y, u, lo:lo + width]
-            if p >= 0:
-                mean = 0.0
-                for q in range(width):
-                    mean += post[lo + q] * s[q]
-                for q in range(width):
-                    W[n, q] = root[q] * (s[q] - mean)
-                idx[n] = p
-                n += 1
-            else:
-                g = global_slot[j, u]
-                if g >= 0:
-                    for q in range(width):
-                        raw[g, q] += s[q]
-    for g in range(n_globals):
-        mean = 0.0
-        for q in range(width):
-            mean += post[lo + q] * raw[g, q]
-        for q in range(width):
-            W[n, q] = root[q] * (raw[g, q] - mean)
-        idx[n] = global_index[g]
-        n += 1
-    return n, width
-
-
-@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
 def subtract_covariances(ptr, item, correct, rows, log_prior, scores, local_index, global_slot, pop_scores,
                          global_index, bounds, max_rows, out):
     """out[e, f] -= sum over persons of Cov_i(S_e, S_f) for f <= e (the lower triangle only).
 
-    Thread c owns the rows bounds[c]:bounds[c + 1] and goes through every
-    person (the posteriors are computed once per thread: cheap against the
-    pairs), so that no two threads write one element and no copies of the
-    matrix are needed. A person's products come from one matrix product
-    (BLAS) of the rows the thread owns with all of the person's rows.
+    ``scores[j, y, u, q]``, ``pop_scores[g, q]``. Thread c owns the rows
+    bounds[c]:bounds[c + 1] and goes through every person (the posteriors
+    are computed once per thread: cheap against the pairs), so that no two
+    threads write one element and no copies of the matrix are needed. A
+    person's products come from one matrix product (BLAS) of the rows the
+    thread owns with all of the person's rows.
+    """
+    in_chunks(_subtract_band, bounds.size - 1, ptr, item, correct, rows, log_prior, scores, local_index,
+              global_slot, pop_scores, global_index, bounds, max_rows, out)
+    return out
+
+
+@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+def _subtract_band(c, n_chunks, ptr, item, correct, rows, log_prior, scores, local_index, global_slot, pop_scores,
+                   global_index, bounds, max_rows, out):
+    """``subtract_covariances`` for the rows bounds[c]:bounds[c + 1] of ``out``.
+
+    A person's scores, centred and weighted by the square root of the
+    posterior, are the rows of W: first the items' own parameters, in the
+    order of the person's answers and of the parameters (a, d, c), then one
+    row per global parameter; ``idx`` holds their places in the matrix.
     """
     n_persons = ptr.size - 1
     n_nodes = rows.shape[1]
     n_globals = global_index.size
-    for c in prange(bounds.size - 1):
-        first, last = bounds[c], bounds[c + 1]
-        post = np.empty(n_nodes)
-        raw = np.empty((max(n_globals, 1), n_nodes))
-        root = np.empty(n_nodes)
-        W = np.empty((max_rows, n_nodes))
-        idx = np.empty(max_rows, dtype=np.int64)
-        mine = np.empty(max_rows, dtype=np.int64)
-        flat_all = np.empty(max_rows * n_nodes)
-        flat_mine = np.empty(max_rows * n_nodes)
-        for i in range(n_persons):
-            if ptr[i] == ptr[i + 1]:
-                continue
-            n, width = _person_rows(i, ptr, item, correct, rows, log_prior, scores, local_index, global_slot,
-                                    pop_scores, global_index, post, root, raw, W, idx)
-            n_mine = 0
-            for e in range(n):
-                if first <= idx[e] < last:
-                    mine[n_mine] = e
-                    n_mine += 1
-            if n_mine == 0:
-                continue
-            every = flat_all[:n * width].reshape(n, width)
-            some = flat_mine[:n_mine * width].reshape(n_mine, width)
-            for e in range(n):
-                for q in range(width):
-                    every[e, q] = W[e, q]
-            for m in range(n_mine):
-                for q in range(width):
-                    some[m, q] = W[mine[m], q]
-            products = np.dot(some, every.T)
-            for m in range(n_mine):
-                pe = idx[mine[m]]
-                target = out[pe]
-                for f in range(n):
-                    pf = idx[f]
-                    if pf <= pe:
-                        target[pf] -= products[m, f]
-    return out
+    k = scores.shape[2]
+    first, last = bounds[c], bounds[c + 1]
+    post = np.empty(n_nodes)
+    raw = np.empty((max(n_globals, 1), n_nodes))
+    root = np.empty(n_nodes)
+    W = np.empty((max_rows, n_nodes))
+    idx = np.empty(max_rows, dtype=np.int64)
+    mine = np.empty(max_rows, dtype=np.int64)
+    for i in range(n_persons):
+        start, stop = ptr[i], ptr[i + 1]
+        if start == stop:
+            continue
+        lo, width, _ = _posterior_range(post, start, stop, item, correct, rows, log_prior, NODE_FLOOR)
+        for q in range(width):
+            root[q] = np.sqrt(post[lo + q])
+        for g in range(n_globals):
+            for q in range(width):
+                raw[g, q] = pop_scores[g, lo + q]
+        n = 0
+        for r in range(start, stop):
+            j, y = item[r], correct[r]
+            for u in range(k):
+                p = local_index[j, u]
+                if p >= 0:
+                    mean = 0.0
+                    for q in range(width):
+                        mean += post[lo + q] * scores[j, y, u, lo + q]
+                    for q in range(width):
+                        W[n, q] = root[q] * (scores[j, y, u, lo + q] - mean)
+                    idx[n] = p
+                    n += 1
+                else:
+                    g = global_slot[j, u]
+                    if g >= 0:
+                        for q in range(width):
+                            raw[g, q] += scores[j, y, u, lo + q]
+        for g in range(n_globals):
+            mean = 0.0
+            for q in range(width):
+                mean += post[lo + q] * raw[g, q]
+            for q in range(width):
+                W[n, q] = root[q] * (raw[g, q] - mean)
+            idx[n] = global_index[g]
+            n += 1
+        n_mine = 0
+        for e in range(n):
+            if first <= idx[e] < last:
+                mine[n_mine] = e
+                n_mine += 1
+        if n_mine == 0:
+            continue
+        every = np.empty((n, width))
+        some = np.empty((n_mine, width))
+        products = np.empty((n_mine, n))
+        for e in range(n):
+            for q in range(width):
+                every[e, q] = W[e, q]
+        for m in range(n_mine):
+            for q in range(width):
+                some[m, q] = W[mine[m], q]
+        np.dot(some, every.T, products)
+        for m in range(n_mine):
+            pe = idx[mine[m]]
+            target = out[pe]
+            for f in range(n):
+                pf = idx[f]
+                if pf <= pe:
+                    target[pf] -= products[m, f]
 
 
 @njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
@@ -228,7 +234,6 @@ def _posterior_polynomials(post, lo, width, nodes, basis, psi, w, phi):
 TABLE_STRIDE = 64
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
 def first_pass(ptr, item, correct, table, log_prior, local_index, global_slot, pop_scores, nodes, slot, n_chunks,
                cache, floor):
     """Posterior moments of the scores, summed over persons, and the answers' projections.
@@ -246,136 +251,145 @@ def first_pass(ptr, item, correct, table, log_prior, local_index, global_slot, p
     phi_l(q), go to ``cache[answer, slot[u]]``. Nodes where a person's
     posterior is below ``floor`` times its largest value are left out.
     """
-    n_persons = ptr.size - 1
     n_items, k = local_index.shape
+    g_size = max(pop_scores.shape[0], 1)
+    products = np.zeros((n_chunks, n_items, k, k))
+    gcov = np.zeros((n_chunks, g_size, g_size))
+    cross = np.zeros((n_chunks, n_items, k, g_size))
+    mass = np.zeros((n_chunks, nodes.size))
+    in_chunks(_first_pass_chunk, n_chunks, ptr, item, correct, table, log_prior, local_index, global_slot,
+              pop_scores, nodes, slot, cache, floor, products, gcov, cross, mass)
+    return products.sum(axis=0), gcov.sum(axis=0), cross.sum(axis=0), mass.sum(axis=0)
+
+
+@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+def _first_pass_chunk(c, n_chunks, ptr, item, correct, table, log_prior, local_index, global_slot, pop_scores,
+                      nodes, slot, cache, floor, products, gcov, cross, mass):
+    """``first_pass`` for chunk c of the persons, into ``products[c]``, ``gcov[c]``, ``cross[c]``, ``mass[c]``."""
+    n_persons = ptr.size - 1
+    k = local_index.shape[1]
     n_nodes = nodes.size
     d_at, c_at = TABLE_STRIDE, 2 * TABLE_STRIDE
     n_globals = pop_scores.shape[0]
     g_size = max(n_globals, 1)
     basis = cache.shape[2]
     caching = cache.shape[0] > 0
-    products = np.zeros((n_chunks, n_items, k, k))
-    gcov = np.zeros((n_chunks, g_size, g_size))
-    cross = np.zeros((n_chunks, n_items, k, g_size))
-    mass = np.zeros((n_chunks, n_nodes))
-    for c in prange(n_chunks):
-        lo_i = c * n_persons // n_chunks
-        hi_i = (c + 1) * n_persons // n_chunks
-        post = np.empty(n_nodes)
-        post_t = np.empty(n_nodes)
-        psi = np.zeros((max(basis, 1), n_nodes))
-        psi_t = np.zeros((max(basis, 1), n_nodes))
-        w_work = np.empty(n_nodes)
-        phi = np.empty((basis + 1, n_nodes))
-        raw = np.zeros((g_size, n_nodes))
-        gmean = np.zeros(g_size)
-        mean = np.zeros(k)
-        proj = np.zeros((k, max(basis, 1)))
-        for i in range(lo_i, hi_i):
-            start, stop = ptr[i], ptr[i + 1]
-            if start == stop:
-                continue
-            lo, width, touch = _posterior_range(post, start, stop, item, correct, table, log_prior, floor)
-            if touch == 1234.5:  # never: keeps the reads that overlap the cache misses
-                mass[c, 0] += 1e-300
-            for q in range(n_nodes):
-                mass[c, q] += post[q]
-            found = _posterior_polynomials(post, lo, width, nodes, basis, psi, w_work, phi) if caching else 0
-            for q in range(width):
-                post_t[q] = post[lo + q] * nodes[lo + q]
-                for m in range(found):
-                    psi_t[m, q] = psi[m, q] * nodes[lo + q]
-            if n_globals:
-                for g in range(n_globals):
+    lo_i = c * n_persons // n_chunks
+    hi_i = (c + 1) * n_persons // n_chunks
+    post = np.empty(n_nodes)
+    post_t = np.empty(n_nodes)
+    psi = np.zeros((max(basis, 1), n_nodes))
+    psi_t = np.zeros((max(basis, 1), n_nodes))
+    w_work = np.empty(n_nodes)
+    phi = np.empty((basis + 1, n_nodes))
+    raw = np.zeros((g_size, n_nodes))
+    gmean = np.zeros(g_size)
+    mean = np.zeros(k)
+    proj = np.zeros((k, max(basis, 1)))
+    for i in range(lo_i, hi_i):
+        start, stop = ptr[i], ptr[i + 1]
+        if start == stop:
+            continue
+        lo, width, touch = _posterior_range(post, start, stop, item, correct, table, log_prior, floor)
+        if touch == 1234.5:  # never: keeps the reads that overlap the cache misses
+            mass[c, 0] += 1e-300
+        for q in range(n_nodes):
+            mass[c, q] += post[q]
+        found = _posterior_polynomials(post, lo, width, nodes, basis, psi, w_work, phi) if caching else 0
+        for q in range(width):
+            post_t[q] = post[lo + q] * nodes[lo + q]
+            for m in range(found):
+                psi_t[m, q] = psi[m, q] * nodes[lo + q]
+        if n_globals:
+            for g in range(n_globals):
+                for q in range(width):
+                    raw[g, q] = pop_scores[g, lo + q]
+            for r in range(start, stop):
+                row = 2 * item[r] + correct[r]
+                for u in range(k):
+                    g = global_slot[item[r], u]
+                    if g >= 0:
+                        for q in range(width):
+                            if u == 2:
+                                raw[g, q] += table[row, c_at + lo + q]
+                            elif u == 1:
+                                raw[g, q] += table[row, d_at + lo + q]
+                            else:
+                                raw[g, q] += table[row, d_at + lo + q] * nodes[lo + q]
+            for g in range(n_globals):
+                total = 0.0
+                for q in range(width):
+                    total += post[lo + q] * raw[g, q]
+                gmean[g] = total
+            for g in range(n_globals):
+                for h in range(n_globals):
+                    total = 0.0
                     for q in range(width):
-                        raw[g, q] = pop_scores[g, lo + q]
-                for r in range(start, stop):
-                    row = 2 * item[r] + correct[r]
-                    for u in range(k):
-                        g = global_slot[item[r], u]
-                        if g >= 0:
-                            for q in range(width):
-                                if u == 2:
-                                    raw[g, q] += table[row, c_at + lo + q]
-                                elif u == 1:
-                                    raw[g, q] += table[row, d_at + lo + q]
-                                else:
-                                    raw[g, q] += table[row, d_at + lo + q] * nodes[lo + q]
+                        total += post[lo + q] * (raw[g, q] - gmean[g]) * (raw[h, q] - gmean[h])
+                    gcov[c, g, h] += total
+        for r in range(start, stop):
+            j = item[r]
+            if local_index[j, 1] < 0:  # a fixed item: in the posterior only
+                continue
+            row = 2 * j + correct[r]
+            # The slope's and the intercept's moments, from one read of the intercept's scores.
+            m_a = m_d = 0.0
+            if found == 3:
+                p_a0 = p_a1 = p_a2 = p_d0 = p_d1 = p_d2 = 0.0
+                for q in range(width):
+                    f = table[row, d_at + lo + q]
+                    m_d += post[lo + q] * f
+                    m_a += post_t[q] * f
+                    p_d0 += psi[0, q] * f
+                    p_d1 += psi[1, q] * f
+                    p_d2 += psi[2, q] * f
+                    p_a0 += psi_t[0, q] * f
+                    p_a1 += psi_t[1, q] * f
+                    p_a2 += psi_t[2, q] * f
+                proj[0, 0], proj[0, 1], proj[0, 2] = p_a0, p_a1, p_a2
+                proj[1, 0], proj[1, 1], proj[1, 2] = p_d0, p_d1, p_d2
+            else:
+                for m in range(basis):
+                    proj[0, m] = 0.0
+                    proj[1, m] = 0.0
+                for q in range(width):
+                    f = table[row, d_at + lo + q]
+                    m_d += post[lo + q] * f
+                    m_a += post_t[q] * f
+                    for m in range(found):
+                        proj[0, m] += psi_t[m, q] * f
+                        proj[1, m] += psi[m, q] * f
+            mean[0], mean[1] = m_a, m_d
+            if k == 3:
+                m_c = 0.0
+                for m in range(basis):
+                    proj[2, m] = 0.0
+                for q in range(width):
+                    f = table[row, c_at + lo + q]
+                    m_c += post[lo + q] * f
+                    for m in range(found):
+                        proj[2, m] += psi[m, q] * f
+                mean[2] = m_c
+            for u in range(k):
+                if local_index[j, u] < 0:
+                    continue
                 for g in range(n_globals):
                     total = 0.0
                     for q in range(width):
-                        total += post[lo + q] * raw[g, q]
-                    gmean[g] = total
-                for g in range(n_globals):
-                    for h in range(n_globals):
-                        total = 0.0
-                        for q in range(width):
-                            total += post[lo + q] * (raw[g, q] - gmean[g]) * (raw[h, q] - gmean[h])
-                        gcov[c, g, h] += total
-            for r in range(start, stop):
-                j = item[r]
-                if local_index[j, 1] < 0:  # a fixed item: in the posterior only
-                    continue
-                row = 2 * j + correct[r]
-                # The slope's and the intercept's moments, from one read of the intercept's scores.
-                m_a = m_d = 0.0
-                if found == 3:
-                    p_a0 = p_a1 = p_a2 = p_d0 = p_d1 = p_d2 = 0.0
-                    for q in range(width):
-                        f = table[row, d_at + lo + q]
-                        m_d += post[lo + q] * f
-                        m_a += post_t[q] * f
-                        p_d0 += psi[0, q] * f
-                        p_d1 += psi[1, q] * f
-                        p_d2 += psi[2, q] * f
-                        p_a0 += psi_t[0, q] * f
-                        p_a1 += psi_t[1, q] * f
-                        p_a2 += psi_t[2, q] * f
-                    proj[0, 0], proj[0, 1], proj[0, 2] = p_a0, p_a1, p_a2
-                    proj[1, 0], proj[1, 1], proj[1, 2] = p_d0, p_d1, p_d2
-                else:
+                        if u == 2:
+                            value = table[row, c_at + lo + q]
+                        elif u == 1:
+                            value = table[row, d_at + lo + q]
+                        else:
+                            value = table[row, d_at + lo + q] * nodes[lo + q]
+                        total += post[lo + q] * value * raw[g, q]
+                    cross[c, j, u, g] += total - mean[u] * gmean[g]
+                for v in range(k):
+                    if local_index[j, v] >= 0:
+                        products[c, j, u, v] += mean[u] * mean[v]
+                if caching:
                     for m in range(basis):
-                        proj[0, m] = 0.0
-                        proj[1, m] = 0.0
-                    for q in range(width):
-                        f = table[row, d_at + lo + q]
-                        m_d += post[lo + q] * f
-                        m_a += post_t[q] * f
-                        for m in range(found):
-                            proj[0, m] += psi_t[m, q] * f
-                            proj[1, m] += psi[m, q] * f
-                mean[0], mean[1] = m_a, m_d
-                if k == 3:
-                    m_c = 0.0
-                    for m in range(basis):
-                        proj[2, m] = 0.0
-                    for q in range(width):
-                        f = table[row, c_at + lo + q]
-                        m_c += post[lo + q] * f
-                        for m in range(found):
-                            proj[2, m] += psi[m, q] * f
-                    mean[2] = m_c
-                for u in range(k):
-                    if local_index[j, u] < 0:
-                        continue
-                    for g in range(n_globals):
-                        total = 0.0
-                        for q in range(width):
-                            if u == 2:
-                                value = table[row, c_at + lo + q]
-                            elif u == 1:
-                                value = table[row, d_at + lo + q]
-                            else:
-                                value = table[row, d_at + lo + q] * nodes[lo + q]
-                            total += post[lo + q] * value * raw[g, q]
-                        cross[c, j, u, g] += total - mean[u] * gmean[g]
-                    for v in range(k):
-                        if local_index[j, v] >= 0:
-                            products[c, j, u, v] += mean[u] * mean[v]
-                    if caching:
-                        for m in range(basis):
-                            cache[r, slot[u], m] = proj[u, m]
-    return products.sum(axis=0), gcov.sum(axis=0), cross.sum(axis=0), mass.sum(axis=0)
+                        cache[r, slot[u], m] = proj[u, m]
 
 
 @njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
@@ -590,7 +604,6 @@ def _sweep_person_2x3(answers, m, item, cache, precision, delta, sums, work):
     return True
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
 def propagation_sweep(ptr, item, local_index, comp, cache, precision, delta, n_chunks):
     """One sweep of Gaussian belief propagation from persons to the items' own parameters.
 
@@ -610,137 +623,138 @@ def propagation_sweep(ptr, item, local_index, comp, cache, precision, delta, n_c
     the sum of ``delta`` per item and how many persons were left as they
     were (I - Gamma not positive definite).
     """
-    n_persons = ptr.size - 1
-    n_items = precision.shape[0]
-    kl = comp.size
-    basis = cache.shape[2]
-    sums = np.zeros((n_chunks, n_items, kl, kl))
+    sums = np.zeros((n_chunks, precision.shape[0], comp.size, comp.size))
     skipped = np.zeros(n_chunks, dtype=np.int64)
-    max_m = 0
-    for i in range(n_persons):
-        max_m = max(max_m, ptr[i + 1] - ptr[i])
-    for c in prange(n_chunks):
-        lo_i = c * n_persons // n_chunks
-        hi_i = (c + 1) * n_persons // n_chunks
-        G = np.empty((max_m, kl, basis))
-        B = np.empty((max_m, kl, kl))
-        answers = np.empty(max_m, dtype=np.int64)
-        gamma = np.empty((basis, basis))
-        omega = np.empty((basis, basis))
-        low_b = np.empty((basis, basis))
-        Bk = np.empty((kl, kl))
-        Binv = np.empty((kl, kl))
-        low_k = np.empty((kl, kl))
-        H = np.empty((kl, basis))
-        T = np.empty((kl, kl))
-        X = np.empty((kl, kl))
-        work = np.empty((max_m, 15))
-        for i in range(lo_i, hi_i):
-            m = 0
-            for r in range(ptr[i], ptr[i + 1]):
-                if local_index[item[r], comp[0]] >= 0:
-                    answers[m] = r
-                    m += 1
-            if m == 0:
-                continue
-            if kl == 2 and basis == 3:
-                if not _sweep_person_2x3(answers, m, item, cache, precision, delta, sums[c], work):
-                    skipped[c] += 1
-                    _keep_messages(answers, m, item, delta, sums[c])
-                continue
-            for l1 in range(basis):
-                for l2 in range(basis):
-                    gamma[l1, l2] = 0.0
-                gamma[l1, l1] = 1.0
-            ok = True
-            for a in range(m):
-                r = answers[a]
-                j = item[r]
-                for s in range(kl):
-                    for l in range(basis):
-                        G[a, s, l] = cache[r, s, l]
-                for s in range(kl):
-                    for t in range(kl):
-                        gg = 0.0
-                        for l in range(basis):
-                            gg += G[a, s, l] * G[a, t, l]
-                        value = precision[j, s, t] + gg - delta[r, s, t]
-                        B[a, s, t] = value
-                        Bk[s, t] = value
-                if not _invert_small(Bk, Binv, low_k):
-                    ok = False
-                    break
-                for s in range(kl):
-                    for l in range(basis):
-                        total = 0.0
-                        for t in range(kl):
-                            total += Binv[s, t] * G[a, t, l]
-                        H[s, l] = total
-                for l1 in range(basis):
-                    for l2 in range(l1 + 1):
-                        total = 0.0
-                        for s in range(kl):
-                            total += G[a, s, l1] * H[s, l2]
-                        gamma[l1, l2] -= total
-            if ok:
-                for l1 in range(basis):
-                    for l2 in range(l1):
-                        gamma[l2, l1] = gamma[l1, l2]
-                ok = _invert_small(gamma, omega, low_b)
-            if not ok:
-                skipped[c] += 1
-                _keep_messages(answers, m, item, delta, sums[c])
-                continue
-            for a in range(m):
-                r = answers[a]
-                j = item[r]
-                # T = G omega G'
-                for s in range(kl):
-                    for l in range(basis):
-                        total = 0.0
-                        for l2 in range(basis):
-                            total += G[a, s, l2] * omega[l2, l]
-                        H[s, l] = total
-                for s in range(kl):
-                    for t in range(kl):
-                        total = 0.0
-                        for l in range(basis):
-                            total += H[s, l] * G[a, t, l]
-                        T[s, t] = total
-                        Bk[s, t] = B[a, s, t] + total
-                if not _invert_small(Bk, Binv, low_k):
-                    for s in range(kl):
-                        for t in range(kl):
-                            sums[c, j, s, t] += delta[r, s, t]
-                    continue
-                # X = (B + T)^-1 B; message = -T X
-                for s in range(kl):
-                    for t in range(kl):
-                        total = 0.0
-                        for u in range(kl):
-                            total += Binv[s, u] * B[a, u, t]
-                        X[s, t] = total
-                for s in range(kl):
-                    for t in range(kl):
-                        total = 0.0
-                        for u in range(kl):
-                            total += T[s, u] * X[u, t]
-                        Bk[s, t] = total
-                for s in range(kl):
-                    for t in range(s, kl):
-                        gg = 0.0
-                        for l in range(basis):
-                            gg += G[a, s, l] * G[a, t, l]
-                        value = gg - 0.5 * (Bk[s, t] + Bk[t, s])
-                        delta[r, s, t] = value
-                        delta[r, t, s] = value
-                        sums[c, j, s, t] += value
-                        if t != s:
-                            sums[c, j, t, s] += value
+    max_m = int(np.diff(ptr).max(initial=0))
+    in_chunks(_sweep_chunk, n_chunks, ptr, item, local_index, comp, cache, precision, delta, max_m, sums, skipped)
     return sums.sum(axis=0), skipped.sum()
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+def _sweep_chunk(c, n_chunks, ptr, item, local_index, comp, cache, precision, delta, max_m, sums, skipped):
+    """``propagation_sweep`` for chunk c of the persons, into ``sums[c]`` and ``skipped[c]``."""
+    n_persons = ptr.size - 1
+    kl = comp.size
+    basis = cache.shape[2]
+    lo_i = c * n_persons // n_chunks
+    hi_i = (c + 1) * n_persons // n_chunks
+    G = np.empty((max_m, kl, basis))
+    B = np.empty((max_m, kl, kl))
+    answers = np.empty(max_m, dtype=np.int64)
+    gamma = np.empty((basis, basis))
+    omega = np.empty((basis, basis))
+    low_b = np.empty((basis, basis))
+    Bk = np.empty((kl, kl))
+    Binv = np.empty((kl, kl))
+    low_k = np.empty((kl, kl))
+    H = np.empty((kl, basis))
+    T = np.empty((kl, kl))
+    X = np.empty((kl, kl))
+    work = np.empty((max_m, 15))
+    for i in range(lo_i, hi_i):
+        m = np.int64(0)  # (not the literal 0: the calls below would be compiled for it too)
+        for r in range(ptr[i], ptr[i + 1]):
+            if local_index[item[r], comp[0]] >= 0:
+                answers[m] = r
+                m += 1
+        if m == 0:
+            continue
+        if kl == 2 and basis == 3:
+            if not _sweep_person_2x3(answers, m, item, cache, precision, delta, sums[c], work):
+                skipped[c] += 1
+                _keep_messages(answers, m, item, delta, sums[c])
+            continue
+        for l1 in range(basis):
+            for l2 in range(basis):
+                gamma[l1, l2] = 0.0
+            gamma[l1, l1] = 1.0
+        ok = True
+        for a in range(m):
+            r = answers[a]
+            j = item[r]
+            for s in range(kl):
+                for l in range(basis):
+                    G[a, s, l] = cache[r, s, l]
+            for s in range(kl):
+                for t in range(kl):
+                    gg = 0.0
+                    for l in range(basis):
+                        gg += G[a, s, l] * G[a, t, l]
+                    value = precision[j, s, t] + gg - delta[r, s, t]
+                    B[a, s, t] = value
+                    Bk[s, t] = value
+            if not _invert_small(Bk, Binv, low_k):
+                ok = False
+                break
+            for s in range(kl):
+                for l in range(basis):
+                    total = 0.0
+                    for t in range(kl):
+                        total += Binv[s, t] * G[a, t, l]
+                    H[s, l] = total
+            for l1 in range(basis):
+                for l2 in range(l1 + 1):
+                    total = 0.0
+                    for s in range(kl):
+                        total += G[a, s, l1] * H[s, l2]
+                    gamma[l1, l2] -= total
+        if ok:
+            for l1 in range(basis):
+                for l2 in range(l1):
+                    gamma[l2, l1] = gamma[l1, l2]
+            ok = _invert_small(gamma, omega, low_b)
+        if not ok:
+            skipped[c] += 1
+            _keep_messages(answers, m, item, delta, sums[c])
+            continue
+        for a in range(m):
+            r = answers[a]
+            j = item[r]
+            # T = G omega G'
+            for s in range(kl):
+                for l in range(basis):
+                    total = 0.0
+                    for l2 in range(basis):
+                        total += G[a, s, l2] * omega[l2, l]
+                    H[s, l] = total
+            for s in range(kl):
+                for t in range(kl):
+                    total = 0.0
+                    for l in range(basis):
+                        total += H[s, l] * G[a, t, l]
+                    T[s, t] = total
+                    Bk[s, t] = B[a, s, t] + total
+            if not _invert_small(Bk, Binv, low_k):
+                for s in range(kl):
+                    for t in range(kl):
+                        sums[c, j, s, t] += delta[r, s, t]
+                continue
+            # X = (B + T)^-1 B; message = -T X
+            for s in range(kl):
+                for t in range(kl):
+                    total = 0.0
+                    for u in range(kl):
+                        total += Binv[s, u] * B[a, u, t]
+                    X[s, t] = total
+            for s in range(kl):
+                for t in range(kl):
+                    total = 0.0
+                    for u in range(kl):
+                        total += T[s, u] * X[u, t]
+                    Bk[s, t] = total
+            for s in range(kl):
+                for t in range(s, kl):
+                    gg = 0.0
+                    for l in range(basis):
+                        gg += G[a, s, l] * G[a, t, l]
+                    value = gg - 0.5 * (Bk[s, t] + Bk[t, s])
+                    delta[r, s, t] = value
+                    delta[r, t, s] = value
+                    sums[c, j, s, t] += value
+                    if t != s:
+                        sums[c, j, t, s] += value
+
+
 def offdiag_product(ptr, item, local_index, slot, cache, x, n_chunks):
     """-(sum over persons of G G' x) over the items' own parameters, without each item's own block.
 
@@ -748,79 +762,86 @@ def offdiag_product(ptr, item, local_index, slot, cache, x, n_chunks):
     from the cached projections (the globals' rows and columns and each
     item's own block are left to the caller, who has them exactly).
     """
-    n_persons = ptr.size - 1
-    n_params, b = x.shape
-    kl, basis = cache.shape[1], cache.shape[2]
-    k = local_index.shape[1]
-    max_m = 1
-    for i in range(n_persons):
-        max_m = max(max_m, ptr[i + 1] - ptr[i])
-    out = np.zeros((n_chunks, n_params, b))
-    for c in prange(n_chunks):
-        lo_i = c * n_persons // n_chunks
-        hi_i = (c + 1) * n_persons // n_chunks
-        G = np.zeros((max_m, k, basis))
-        answers = np.empty(max_m, dtype=np.int64)
-        total = np.zeros((basis, b))
-        own = np.zeros((basis, b))
-        target = out[c]
-        for i in range(lo_i, hi_i):
-            if kl == 2 and basis == 3 and k == 2:  # the 2PL, unrolled
-                for v in range(b):
-                    t0 = t1 = t2 = 0.0
-                    for r in range(ptr[i], ptr[i + 1]):
-                        pa, pd = local_index[item[r], 0], local_index[item[r], 1]
-                        if pd < 0:
-                            continue
-                        xa, xd = x[pa, v], x[pd, v]
-                        t0 += cache[r, 0, 0] * xa + cache[r, 1, 0] * xd
-                        t1 += cache[r, 0, 1] * xa + cache[r, 1, 1] * xd
-                        t2 += cache[r, 0, 2] * xa + cache[r, 1, 2] * xd
-                    for r in range(ptr[i], ptr[i + 1]):
-                        pa, pd = local_index[item[r], 0], local_index[item[r], 1]
-                        if pd < 0:
-                            continue
-                        xa, xd = x[pa, v], x[pd, v]
-                        g00, g01, g02 = cache[r, 0, 0], cache[r, 0, 1], cache[r, 0, 2]
-                        g10, g11, g12 = cache[r, 1, 0], cache[r, 1, 1], cache[r, 1, 2]
-                        o0 = t0 - g00 * xa - g10 * xd
-                        o1 = t1 - g01 * xa - g11 * xd
-                        o2 = t2 - g02 * xa - g12 * xd
-                        target[pa, v] -= g00 * o0 + g01 * o1 + g02 * o2
-                        target[pd, v] -= g10 * o0 + g11 * o1 + g12 * o2
-                continue
-            m = 0
-            for r in range(ptr[i], ptr[i + 1]):
-                j = item[r]
-                if local_index[j, 1] < 0:
-                    continue
-                for s in range(kl):
-                    for l in range(basis):
-                        G[m, s, l] = cache[r, s, l]
-                answers[m] = r
-                m += 1
-            if m:
-                _person_product(G, answers, m, item, local_index, slot, x, target, total, own)
+    out = np.zeros((n_chunks,) + x.shape)
+    max_m = max(int(np.diff(ptr).max(initial=0)), 1)
+    in_chunks(_offdiag_chunk, n_chunks, ptr, item, local_index, slot, cache, x, max_m, out)
     return out.sum(axis=0)
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+def _offdiag_chunk(c, n_chunks, ptr, item, local_index, slot, cache, x, max_m, out):
+    """``offdiag_product`` for chunk c of the persons, into ``out[c]``."""
+    n_persons = ptr.size - 1
+    b = x.shape[1]
+    kl, basis = cache.shape[1], cache.shape[2]
+    k = local_index.shape[1]
+    lo_i = c * n_persons // n_chunks
+    hi_i = (c + 1) * n_persons // n_chunks
+    G = np.zeros((max_m, k, basis))
+    answers = np.empty(max_m, dtype=np.int64)
+    total = np.zeros((basis, b))
+    own = np.zeros((basis, b))
+    target = out[c]
+    for i in range(lo_i, hi_i):
+        if kl == 2 and basis == 3 and k == 2:  # the 2PL, unrolled
+            for v in range(b):
+                t0 = t1 = t2 = 0.0
+                for r in range(ptr[i], ptr[i + 1]):
+                    pa, pd = local_index[item[r], 0], local_index[item[r], 1]
+                    if pd < 0:
+                        continue
+                    xa, xd = x[pa, v], x[pd, v]
+                    t0 += cache[r, 0, 0] * xa + cache[r, 1, 0] * xd
+                    t1 += cache[r, 0, 1] * xa + cache[r, 1, 1] * xd
+                    t2 += cache[r, 0, 2] * xa + cache[r, 1, 2] * xd
+                for r in range(ptr[i], ptr[i + 1]):
+                    pa, pd = local_index[item[r], 0], local_index[item[r], 1]
+                    if pd < 0:
+                        continue
+                    xa, xd = x[pa, v], x[pd, v]
+                    g00, g01, g02 = cache[r, 0, 0], cache[r, 0, 1], cache[r, 0, 2]
+                    g10, g11, g12 = cache[r, 1, 0], cache[r, 1, 1], cache[r, 1, 2]
+                    o0 = t0 - g00 * xa - g10 * xd
+                    o1 = t1 - g01 * xa - g11 * xd
+                    o2 = t2 - g02 * xa - g12 * xd
+                    target[pa, v] -= g00 * o0 + g01 * o1 + g02 * o2
+                    target[pd, v] -= g10 * o0 + g11 * o1 + g12 * o2
+            continue
+        m = np.int64(0)  # (not the literal 0: the call below would be compiled for it too)
+        for r in range(ptr[i], ptr[i + 1]):
+            j = item[r]
+            if local_index[j, 1] < 0:
+                continue
+            for s in range(kl):
+                for l in range(basis):
+                    G[m, s, l] = cache[r, s, l]
+            answers[m] = r
+            m += 1
+        if m:
+            _person_product(G, answers, m, item, local_index, slot, x, target, total, own)
+
+
 def inverse_bands(lt, width, n_chunks):
     """From lt (lower triangular, inverse = lt' lt): inverse[a, a + o] for o < width.
 
     inverse[a, b] = sum over rows r of lt[r, a] * lt[r, b]; rows go to the
     threads in turn, each thread summing into its own bands.
     """
-    n = lt.shape[0]
-    acc = np.zeros((n_chunks, n, width))
-    for c in prange(n_chunks):
-        for r in range(c, n, n_chunks):
-            row = lt[r]
-            for a in range(r + 1):
-                x = row[a]
-                if x == 0.0:
-                    continue
-                for o in range(width):
-                    if a + o <= r:
-                        acc[c, a, o] += x * row[a + o]
+    acc = np.zeros((n_chunks, lt.shape[0], width))
+    in_chunks(_bands_chunk, n_chunks, lt, width, acc)
     return acc.sum(axis=0)
+
+
+@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+def _bands_chunk(c, n_chunks, lt, width, acc):
+    """``inverse_bands`` for the rows c, c + n_chunks, ... of lt, into ``acc[c]``."""
+    n = lt.shape[0]
+    for r in range(c, n, n_chunks):
+        row = lt[r]
+        for a in range(r + 1):
+            x = row[a]
+            if x == 0.0:
+                continue
+            for o in range(width):
+                if a + o <= r:
+                    acc[c, a, o] += x * row[a + o]

@@ -34,9 +34,20 @@ within ~1e-15 relative of the float64 one.
 Rows of the tables are padded to a multiple of 16 nodes (one 64-byte cache
 line of float32) and start on cache-line boundaries; padded nodes carry a
 prior weight of zero and drop out.
+
+Every core: the work is cut into one chunk per thread (``numba.get_num_threads``:
+``NUMBA_NUM_THREADS``, by default the cores), and each chunk is one call of
+a compiled function that releases the GIL, run on a thread of ``in_chunks``.
+Not numba's ``parallel=True`` (``prange``): the chunks are the same, but its
+parallel passes made compiling (once, on the first run after an install)
+two to three times slower: a second more for even the smallest kernel, 17 s
+more for the largest (``information_kernels.first_pass``, 35 s).
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -52,6 +63,35 @@ def _chunks() -> int:
     return max(1, numba.get_num_threads())
 
 
+_pool: ThreadPoolExecutor | None = None
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None  # a forked child has none of its parent's threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def in_chunks(kernel, n_chunks: int, *args) -> list:
+    """``[kernel(c, n_chunks, *args) for c in range(n_chunks)]``, the chunks at the same time.
+
+    ``kernel`` is compiled with ``nogil=True``, so that the chunks run on
+    as many cores; chunk 0 runs on the calling thread, the others on a pool
+    of threads kept for the process.
+    """
+    global _pool
+    if n_chunks <= 1:
+        return [kernel(0, 1, *args)]
+    if _pool is None or _pool._max_workers < n_chunks - 1:
+        _pool = ThreadPoolExecutor(max(n_chunks - 1, numba.config.NUMBA_NUM_THREADS - 1),
+                                   thread_name_prefix="kernel-chunk")
+    others = [_pool.submit(kernel, c, n_chunks, *args) for c in range(1, n_chunks)]
+    return [kernel(0, n_chunks, *args)] + [other.result() for other in others]
+
+
+
 def _aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
     """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary."""
     dtype = np.dtype(dtype)
@@ -64,14 +104,10 @@ def _aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray
 # --------------------------------------------------------------------------- E-step
 
 
-@njit(cache=True, nogil=True)
 def count_by_item(item, correct, n_items):
     """Responses and correct responses per item, as int64."""
-    n = np.zeros(n_items, dtype=np.int64)
-    r = np.zeros(n_items, dtype=np.int64)
-    for k in range(item.size):
-        n[item[k]] += 1
-        r[item[k]] += correct[k]
+    n = np.bincount(item, minlength=n_items).astype(np.int64, copy=False)
+    r = np.bincount(item, weights=correct, minlength=n_items).astype(np.int64)
     return n, r
 
 
@@ -97,18 +133,18 @@ def _group_by_row(ptr, item, correct, n_rows):
     return row_ptr, person
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _fill_2pl_table(a, d, nodes, table, residual):
-    """``table[2j + y, q]`` = log P(y | node q) under the 2PL (a_j, d_j), padding nodes 0.
+@njit(cache=True, nogil=True)
+def _fill_2pl_table(c, n_chunks, a, d, nodes, table, residual):
+    """``table[2j + y, q]`` = log P(y | node q) under the 2PL (a_j, d_j), padding nodes 0, for chunk c's items.
 
     ``residual`` receives what rounding to the table's dtype lost (the exact
     value minus the stored one). No fastmath here: it could fold that
     difference to zero.
     """
-    n_items = a.size
     n_nodes = nodes.size
     width = table.shape[1]
-    for j in prange(n_items):
+    first, last = c * a.size // n_chunks, (c + 1) * a.size // n_chunks
+    for j in range(first, last):
         for q in range(n_nodes):
             z = a[j] * nodes[q] + d[j]
             # log(1 + exp(-|z|)) once serves both log sigmoid(z) and log sigmoid(-z).
@@ -125,62 +161,63 @@ def _fill_2pl_table(a, d, nodes, table, residual):
                 residual[2 * j + y, q] = 0.0
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _person_posteriors(ptr, item, correct, table, log_prior, posterior, n_chunks):
-    """Pass 1: each person's normalised posterior on the grid; the log-likelihood per chunk."""
-    n_persons = ptr.size - 1
+@njit(fastmath=True, cache=True, nogil=True)
+def _person_posteriors(c, n_chunks, ptr, item, correct, table, log_prior, posterior):
+    """Pass 1 for chunk c of the persons: each one's normalised posterior on the grid; their log-likelihood."""
     width = table.shape[1]
-    loglik = np.zeros(n_chunks)
-    for c in prange(n_chunks):
-        lo = c * n_persons // n_chunks
-        hi = (c + 1) * n_persons // n_chunks
-        post = np.empty(width)
-        for i in range(lo, hi):
-            start, stop = ptr[i], ptr[i + 1]
-            if start == stop:
-                continue  # never read by pass 2
+    first, last = c * (ptr.size - 1) // n_chunks, (c + 1) * (ptr.size - 1) // n_chunks
+    loglik = 0.0
+    post = np.empty(width)
+    for i in range(first, last):
+        start, stop = ptr[i], ptr[i + 1]
+        if start == stop:
+            continue  # never read by pass 2
+        for q in range(width):
+            post[q] = log_prior[q]
+        for k in range(start, stop):
+            row = table[2 * item[k] + correct[k]]
             for q in range(width):
-                post[q] = log_prior[q]
-            for k in range(start, stop):
-                row = table[2 * item[k] + correct[k]]
-                for q in range(width):
-                    post[q] += row[q]
-            top = post.max()
-            total = 0.0
-            for q in range(width):
-                post[q] = np.exp(post[q] - top)
-                total += post[q]
-            loglik[c] += top + np.log(total)
-            scale = 1.0 / total
-            out = posterior[i]
-            for q in range(width):
-                out[q] = post[q] * scale
+                post[q] += row[q]
+        top = post[0]
+        for q in range(1, width):
+            top = max(top, post[q])
+        total = 0.0
+        for q in range(width):
+            post[q] = np.exp(post[q] - top)
+            total += post[q]
+        loglik += top + np.log(total)
+        scale = 1.0 / total
+        out = posterior[i]
+        for q in range(width):
+            out[q] = post[q] * scale
     return loglik
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _sum_posteriors_by_row(row_ptr, row_person, posterior, residual, counts):
-    """Pass 2: ``counts[g]`` = sum of the posteriors of the persons whose response is row g.
+@njit(fastmath=True, cache=True, nogil=True)
+def _sum_posteriors_by_row(c, n_chunks, bounds, row_ptr, row_person, posterior, residual, counts):
+    """Pass 2 for the rows bounds[c]:bounds[c + 1]: ``counts[g]`` = sum of the posteriors of the persons whose
+    response is row g.
 
-    Returns sum over g, q of counts[g, q] * residual[g, q]: to first order,
-    what the rounding of the log-curve table took off the log-likelihood.
+    Returns sum over those g and q of counts[g, q] * residual[g, q]: to first
+    order, what the rounding of the log-curve table took off the
+    log-likelihood.
     """
-    n_rows, width = counts.shape
-    correction = np.zeros(n_rows)
-    for g in prange(n_rows):
-        acc = np.zeros(width)
+    width = counts.shape[1]
+    correction = 0.0
+    acc = np.empty(width)
+    for g in range(bounds[c], bounds[c + 1]):
+        for q in range(width):
+            acc[q] = 0.0
         for k in range(row_ptr[g], row_ptr[g + 1]):
             row = posterior[row_person[k]]
             for q in range(width):
                 acc[q] += row[q]
         out = counts[g]
         lost = residual[g]
-        total = 0.0
         for q in range(width):
             out[q] = acc[q]
-            total += acc[q] * lost[q]
-        correction[g] = total
-    return correction.sum()
+            correction += acc[q] * lost[q]
+    return correction
 
 
 class EStep:
@@ -222,8 +259,8 @@ class EStep:
 
     def set_2pl(self, a: np.ndarray, d: np.ndarray, nodes: np.ndarray) -> None:
         """Use the log curves of 2PL items with slopes ``a`` and intercepts ``d``."""
-        _fill_2pl_table(np.asarray(a, dtype=np.float64), np.asarray(d, dtype=np.float64),
-                        np.asarray(nodes, dtype=np.float64), self._table, self._residual)
+        in_chunks(_fill_2pl_table, _chunks(), np.asarray(a, dtype=np.float64), np.asarray(d, dtype=np.float64),
+                  np.asarray(nodes, dtype=np.float64), self._table, self._residual)
 
     def set_log_curves(self, log_curves: np.ndarray) -> None:
         """Use ``log_curves[j, y, q]`` = log P(response y to item j | node q)."""
@@ -242,34 +279,41 @@ class EStep:
         that it is as accurate as a float64 E-step (the error left is of
         second order, below 1e-12 relative).
         """
-        loglik = _person_posteriors(self._ptr, self._item, self._correct, self._table,
-                                    self._log_prior, self._posterior, _chunks())
-        correction = _sum_posteriors_by_row(self._row_ptr, self._row_person, self._posterior,
-                                            self._residual, self._counts)
-        return self._counts, float(loglik.sum()) + correction
+        n_chunks = _chunks()
+        loglik = in_chunks(_person_posteriors, n_chunks, self._ptr, self._item, self._correct, self._table,
+                           self._log_prior, self._posterior)
+        # Rows to the chunks by their responses, so that each chunk has about as many to add up.
+        n_rows = self._row_ptr.size - 1
+        bounds = np.minimum(np.searchsorted(self._row_ptr, self._row_ptr[-1] * np.arange(n_chunks + 1) // n_chunks),
+                            n_rows)
+        bounds[-1] = n_rows
+        correction = in_chunks(_sum_posteriors_by_row, n_chunks, bounds, self._row_ptr, self._row_person,
+                               self._posterior, self._residual, self._counts)
+        return self._counts, float(np.sum(loglik)) + float(np.sum(correction))
 
 
-def expected_counts(responses, log_curves: np.ndarray, log_prior: np.ndarray) -> tuple[np.ndarray, float]:
+def expected_counts(responses, log_curves: np.ndarray, log_prior: np.ndarray, with_mass: bool = False):
     """E-step: expected response counts per item, outcome and node, and the log-likelihood.
 
     ``log_curves[j, y, q]`` is log P(response y to item j | theta at node q).
     Returns ``counts[j, y, q]`` (posterior mass of the persons who gave
-    response y to item j, at node q) and the marginal log-likelihood.
-    Computed in float64 throughout, as one-off callers (standard errors,
-    item fit) expect; for repeated passes over the same responses use
-    ``EStep``, float32 by default.
+    response y to item j, at node q) and the marginal log-likelihood; with
+    ``with_mass``, also the posteriors of the persons with answers summed
+    per node. Computed in float64 throughout, as one-off callers (standard
+    errors, item fit) expect; for repeated passes over the same responses
+    use ``EStep``, float32 by default.
     """
     estep = EStep(responses, log_prior, dtype=np.float64)
     estep.set_log_curves(log_curves)
     counts, loglik = estep.run()
     n_items, _, n_nodes = np.shape(log_curves)
-    return np.ascontiguousarray(counts.reshape(n_items, 2, -1)[:, :, :n_nodes]), loglik
+    counts = np.ascontiguousarray(counts.reshape(n_items, 2, -1)[:, :, :n_nodes])
+    return (counts, loglik, estep.population_posterior()) if with_mass else (counts, loglik)
 
 
 # --------------------------------------------------------------------------- M-step
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_high, d_bound,
                a_meanlog=0.0, a_sdlog=0.0, b_mean=0.0, b_sd=0.0):
     """M-step of the 2PL: each item's expected log-likelihood maximised in (a, d) by Newton-Raphson.
@@ -287,11 +331,23 @@ def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_hig
     which keeps every step uphill and leaves the fixed point where the
     gradient vanishes.
     """
-    n_items = a.size
+    new_a, new_d = np.empty(a.size), np.empty(a.size)
+    # One type per argument, so that the kernel is compiled once.
+    limits = np.array([tolerance, max_step, a_low, a_high, d_bound, a_meanlog, a_sdlog, b_mean, b_sd], dtype=float)
+    in_chunks(_newton_2pl, _chunks(), counts, np.asarray(nodes, dtype=np.float64),
+              np.asarray(a, dtype=np.float64), np.asarray(d, dtype=np.float64), int(max_steps), limits,
+              new_a, new_d)
+    return new_a, new_d
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _newton_2pl(c, n_chunks, counts, nodes, a, d, max_steps, limits, new_a, new_d):
+    """``newton_2pl`` for chunk c of the items, into ``new_a``, ``new_d``."""
+    tolerance, max_step, a_low, a_high, d_bound = limits[0], limits[1], limits[2], limits[3], limits[4]
+    a_meanlog, a_sdlog, b_mean, b_sd = limits[5], limits[6], limits[7], limits[8]
     n_nodes = nodes.size
-    new_a = np.empty(n_items)
-    new_d = np.empty(n_items)
-    for j in prange(n_items):
+    first, last = c * a.size // n_chunks, (c + 1) * a.size // n_chunks
+    for j in range(first, last):
         wrong = counts[2 * j]
         right = counts[2 * j + 1]
         aj = a[j]
@@ -335,7 +391,6 @@ def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_hig
                 break
         new_a[j] = aj
         new_d[j] = dj
-    return new_a, new_d
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -397,7 +452,7 @@ def newton_1pl(counts, nodes, slope, d, max_steps, tolerance, max_step, a_low, a
 # --------------------------------------------------------------------------- EAP
 
 
-@njit(inline="always", fastmath=True, cache=True, nogil=True)
+@njit(fastmath=True, cache=True, nogil=True)
 def person_posterior(post, start, stop, item, correct, rows, log_prior):
     """Person ``start:stop``'s normalised posterior into ``post``; returns their log marginal likelihood.
 
@@ -412,7 +467,9 @@ def person_posterior(post, start, stop, item, correct, rows, log_prior):
         row = rows[2 * item[k] + correct[k]]
         for q in range(n_nodes):
             post[q] += row[q]
-    top = post.max()
+    top = post[0]
+    for q in range(1, n_nodes):
+        top = max(top, post[q])
     total = 0.0
     for q in range(n_nodes):
         post[q] = np.exp(post[q] - top)
@@ -422,30 +479,26 @@ def person_posterior(post, start, stop, item, correct, rows, log_prior):
     return top + np.log(total)
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _posterior_moments(ptr, item, correct, rows, log_prior, nodes, n_chunks):
-    n_persons = ptr.size - 1
+@njit(fastmath=True, cache=True, nogil=True)
+def _posterior_moments(c, n_chunks, ptr, item, correct, rows, log_prior, nodes, mean, sd):
+    """Posterior mean and SD of theta for chunk c of the persons, into ``mean``, ``sd`` (left as they are for
+    persons without answers)."""
     n_nodes = nodes.size
-    mean = np.full(n_persons, np.nan)
-    sd = np.full(n_persons, np.nan)
-    for c in prange(n_chunks):
-        lo = c * n_persons // n_chunks
-        hi = (c + 1) * n_persons // n_chunks
-        post = np.empty(n_nodes)
-        for i in range(lo, hi):
-            start, stop = ptr[i], ptr[i + 1]
-            if start == stop:
-                continue
-            person_posterior(post, start, stop, item, correct, rows, log_prior)
-            m = 0.0
-            for q in range(n_nodes):
-                m += post[q] * nodes[q]
-            second = 0.0
-            for q in range(n_nodes):
-                second += post[q] * (nodes[q] - m) ** 2
-            mean[i] = m
-            sd[i] = np.sqrt(second)
-    return mean, sd
+    first, last = c * (ptr.size - 1) // n_chunks, (c + 1) * (ptr.size - 1) // n_chunks
+    post = np.empty(n_nodes)
+    for i in range(first, last):
+        start, stop = ptr[i], ptr[i + 1]
+        if start == stop:
+            continue
+        person_posterior(post, start, stop, item, correct, rows, log_prior)
+        m = 0.0
+        for q in range(n_nodes):
+            m += post[q] * nodes[q]
+        second = 0.0
+        for q in range(n_nodes):
+            second += post[q] * (nodes[q] - m) ** 2
+        mean[i] = m
+        sd[i] = np.sqrt(second)
 
 
 def as_rows(log_curves: np.ndarray) -> np.ndarray:
@@ -456,5 +509,8 @@ def as_rows(log_curves: np.ndarray) -> np.ndarray:
 
 def posterior_moments(responses, log_curves: np.ndarray, log_prior: np.ndarray, nodes: np.ndarray):
     """Posterior mean and standard deviation of theta for every person (NaN without answers)."""
-    return _posterior_moments(responses.person_ptr, responses.item, responses.correct, as_rows(log_curves),
-                              log_prior, nodes, _chunks())
+    mean, sd = np.full(responses.n_persons, np.nan), np.full(responses.n_persons, np.nan)
+    in_chunks(_posterior_moments, _chunks(), responses.person_ptr, responses.item, responses.correct,
+              as_rows(log_curves), np.asarray(log_prior, dtype=np.float64), np.asarray(nodes, dtype=np.float64),
+              mean, sd)
+    return mean, sd

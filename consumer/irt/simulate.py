@@ -25,7 +25,11 @@ class SimulatedData:
 
 @njit(cache=True)
 def _distinct_subsets(n_persons, n_items, per_person, seed):
-    """``per_person`` distinct items for each person (Floyd's sampling), sorted."""
+    """``per_person`` distinct items for each person (Floyd's sampling), in the order drawn.
+
+    (``simulate`` sorts them with numpy: numba's sort would take seconds to
+    compile on the first run after an install.)
+    """
     np.random.seed(seed)
     out = np.empty(n_persons * per_person, dtype=np.int32)
     chosen = np.zeros(n_items, dtype=np.bool_)
@@ -38,10 +42,8 @@ def _distinct_subsets(n_persons, n_items, per_person, seed):
             chosen[pick] = True
             out[base + filled] = pick
             filled += 1
-        row = out[base:base + per_person]
-        row.sort()
-        for k in range(per_person):
-            chosen[row[k]] = False
+        for k in range(base, base + per_person):
+            chosen[out[k]] = False
     return out
 
 
@@ -67,6 +69,7 @@ def simulate(
     if theta is None:
         theta = rng.normal(0.0, 1.0, n_persons)
     item = _distinct_subsets(n_persons, n_items, per_person, int(rng.integers(2**31 - 1)))
+    item.reshape(n_persons, per_person).sort(axis=1)
     person = np.repeat(np.arange(n_persons), per_person)
     z = params.a[item] * (theta[person] - params.b[item])
     p = params.c[item] + (1.0 - params.c[item]) / (1.0 + np.exp(-z))

@@ -4,10 +4,11 @@ The image build runs this once (as the runtime user, against the installed
 package), so that the first run in a new container loads compiled kernels
 from the cache instead of spending 10 s or more compiling them. It goes
 through ``consumer.warmup.compile_kernels``, which is what the demo uses on a
-first run: the run's own fit step (estimation, standard errors, item fit) on
-a small and a large simulated data set (the standard errors take a different
-path on each), for every model the estimator offers with the default
-settings, and EAP scoring.
+first run: the standard errors on both their paths (the whole matrix, and
+the approximation past its memory budget), the run's own fit step
+(estimation, standard errors, item fit) on a small simulated data set for
+every model the estimator offers with the default settings, and EAP
+scoring.
 
 Exit status 0 when every available model compiled and fitted, 1 otherwise:
 a build must not ship an image whose numerical core cannot run.
@@ -35,7 +36,7 @@ def main() -> int:
     for model in MODELS:
         started = time.perf_counter()
         try:
-            compile_kernels(["fit"], model)
+            compile_kernels(["errors", "fit"], model)
         except NotImplementedError as reason:  # a model the estimator does not offer yet
             print(f"warm_numba: {model} skipped: {reason}", file=sys.stderr)
             continue
