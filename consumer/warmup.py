@@ -338,8 +338,9 @@ class Warmup:
                     return
                 now = time.monotonic()
                 if min(seconds_since_last_log_line(), now - said) >= every:
-                    log.info("compiling the numerical kernels of %s (the first run after an install does this "
-                             "once; %.0f s so far)", " and ".join(pending), now - self.started)
+                    # The processes run on a warm cache too (they only load the kernels then): say both.
+                    log.info("compiling the numerical kernels of %s (once after an install; later runs load them "
+                             "from the cache; %.0f s so far)", " and ".join(pending), now - self.started)
                     said = now
 
         threading.Thread(target=heartbeat, name="warmup-heartbeat", daemon=True).start()
