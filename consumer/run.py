@@ -127,7 +127,7 @@ class _Run:
                                   model=settings.model, dry_run=request.dry_run, scope=self.scope.name or None,
                                   fan_out=dict(request.fan_out) if request.fan_out else None)
         self.summary.window = {"since": self.since.isoformat(), "until": self.until.isoformat()}
-        self.log = _RunLog(log, {"run_id": str(self.run_id), "scope": self.scope.name})
+        self.log = RunLog(log, {"run_id": str(self.run_id), "scope": self.scope.name})
         self.errors: information.ItemStandardErrors | None = None
         self.rmsd: np.ndarray | None = None
         #: The priors on a and b the fit used (``MIRT_ITEM_PRIORS``; decided on the data when ``auto``).
@@ -188,7 +188,7 @@ class _Run:
         }
 
 
-class _RunLog(logging.LoggerAdapter):
+class RunLog(logging.LoggerAdapter):
     """A run's log lines: each carries the run id and, when the run calibrates a scope, names it."""
 
     def process(self, msg, kwargs):
@@ -267,7 +267,7 @@ def earlier_answer(engine: sa.Engine, settings: Settings, request: CalibrationRe
         return None
     earlier = RunSummary.from_dict(stored)
     earlier.duplicate = True
-    _RunLog(log, {"run_id": earlier.run_id, "scope": scope.name}).info(
+    RunLog(log, {"run_id": earlier.run_id, "scope": scope.name}).info(
         "request %s was already answered by run %s (%s): not running it again", request.request_id,
         earlier.run_id, earlier.status)
     return earlier

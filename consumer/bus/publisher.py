@@ -14,7 +14,7 @@ from google.cloud import pubsub_v1
 from opentelemetry import propagate, trace
 
 from ..errors import ConfigError
-from ..run import RunSummary
+from ..run import RunLog, RunSummary
 from ..settings import Settings
 from . import events
 
@@ -109,9 +109,9 @@ class EventPublisher:
                                           attributes={"run_id": summary.run_id, "status": summary.status}):
             message_id = self._publish(self.topic(self.settings.completed_topic), body, events.COMPLETED_TYPE,
                                        {"request-id": body["request_id"]})
-        log.info("%spublished calibration-completed for run %s (request %s, %s) as message %s",
-                 f"[{summary.scope}] " if summary.scope else "", summary.run_id, body["request_id"], summary.status,
-                 message_id, extra={"run_id": summary.run_id, "scope": summary.scope or ""})
+        RunLog(log, {"run_id": summary.run_id, "scope": summary.scope or ""}).info(
+            "published calibration-completed for run %s (request %s, %s) as message %s", summary.run_id,
+            body["request_id"], summary.status, message_id)
         return message_id
 
     def request(self, body: dict, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> str:
