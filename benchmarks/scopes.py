@@ -26,42 +26,27 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from compare import fresh_database  # noqa: E402  (a database on the server the other benchmarks use)
+from tests.platform_data import SCOPE_SCALES, load_scoped_simulation  # noqa: E402
 
-SCOPES = ("math", "english", "physics", "history", "biology", "art")
+SCOPES = tuple(SCOPE_SCALES)
 
 
 def fill(engine, students: int, items: int, answers: int) -> int:
-    """Six banks, ``items`` questions each, every student answering ``answers`` of each; returns attempts."""
-    from consumer.db import platform as plat
+    """The tests' six banks (``tests/platform_data``), ``items`` questions each, every student answering
+    ``answers`` of each, every tenth question an anchor; returns the attempts."""
     from consumer.irt.simulate import simulate
-    from tests.platform_data import AS_OF, student_ids
-    total = 0
+    banks = {scope: simulate(students, items, answers, seed=100 + n) for n, scope in enumerate(SCOPES)}
     with engine.begin() as conn:
-        plat.create_platform_tables(conn)
-        for n, scope in enumerate(SCOPES):
-            data = simulate(students, items, answers, seed=100 + n)
-            ids = 1_000_000 * (n + 1) + np.arange(items)
-            anchors = set(range(0, items, 10))
-            metas = [{"subject": scope, "tags": ["anchor"] if j in anchors else [],
-                      **({"irt": {"a": float(data.params.a[j]), "b": float(data.params.b[j]), "c": 0.0,
-                                  "model": "2PL"}} if j in anchors else {})} for j in range(items)]
-            plat.insert_questions(conn, ids, metas)
-            r = data.responses
-            when = plat.as_datetime64(AS_OF - timedelta(days=1))
-            stamps = when + np.arange(r.n_obs).astype("timedelta64[s]") % np.timedelta64(86400, "s")
-            total += plat.insert_attempts(conn, student_ids(students)[r.person_index()], ids[r.item],
-                                          r.correct.astype(bool), stamps)
-    return total
+        load_scoped_simulation(conn, banks, anchor_every=10)
+    return sum(bank.responses.n_obs for bank in banks.values())
 
 
 def run_fan_out(replicas: int, database_url: str, pubsub_host: str, threads: int, workdir: Path) -> dict:
