@@ -188,19 +188,20 @@ def _compile_fit(model: str, shapes: tuple[tuple[int, int, int], ...]) -> None:
     compiles them.)
     """
     import numpy as np
-    from . import run
+    from . import steps
+    from .calibration import CalibrationRequest
     from .db.queries import Observations
     from .settings import Settings
     responses, _ = _data(shapes[0])
     settings = Settings.load(model=model)  # the environment's settings, as the run will have them
-    state = run._Run(None, settings, run.CalibrationRequest(), None, None)
+    context = steps.RunContext(None, settings, CalibrationRequest())
     observations = Observations(responses, [str(i) for i in range(responses.n_persons)],
                                 np.arange(1, responses.n_items + 1), None, None)
     quiet = logging.getLogger("consumer.run")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # the run's story of a made-up data set is no one's business
     try:
-        run._fit(state, observations)
+        steps.diagnose(context, observations, steps.fit(context, observations))
     finally:
         quiet.setLevel(level)
 

@@ -18,7 +18,7 @@ from typing import Mapping
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from ..run import CalibrationRequest, RunSummary
+from ..calibration import CalibrationRequest, RunSummary
 
 SCHEMA_VERSION = "v1"
 REQUESTED_TYPE = "com.exam-prep.calibration.requested.v1"

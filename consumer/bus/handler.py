@@ -33,7 +33,8 @@ from ..db.engine import unavailable
 from ..db.migrations import migrate
 from ..errors import ConfigError, DatabaseLoginRefused, RunLockBusy, ServiceError
 from .. import scope as scopes
-from ..run import ABANDONED, CalibrationRequest, calibrate, earlier_answer
+from ..calibration import ABANDONED, CalibrationRequest
+from ..run import calibrate, earlier_answer
 from ..settings import Settings
 from ..telemetry import FitProgress, RunMetrics
 from .events import InvalidMessage, bounded, parse_request, request_body

@@ -14,7 +14,7 @@ from google.cloud import pubsub_v1
 from opentelemetry import propagate, trace
 
 from ..errors import ConfigError
-from ..run import RunLog, RunSummary
+from ..calibration import RunLog, RunSummary
 from ..settings import Settings
 from . import events
 

@@ -1,0 +1,81 @@
+"""Steps 5 and 6 of a run: score every student on the linked scale, then write everything in one transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+
+from ..calibration import SUCCEEDED
+from ..db import queries
+from ..db.connection import opened
+from ..db.queries import Observations
+from ..errors import RunLockLost
+from ..irt import information
+from ..irt.estimate import ItemCalibration
+from ..irt.scoring import Abilities, score_eap
+from .context import RunContext
+from .link import Link
+
+
+def score(run: RunContext, observations: Observations, link: Link) -> Abilities:
+    """EAP abilities of every student with an answer on an estimated item, on the linked scale."""
+    with run.step("score") as span:
+        scores = score_eap(observations.responses, link.diagnostics.items.params, linking=link.constants,
+                           quadrature=run.quadrature)
+        scored = int(scores.scored.sum())
+        span.set_attribute("users_scored", scored)
+    run.summary.counts["users_scored"] = scored
+    run.log.info("scored %d users by EAP on the linked scale (%d with no estimated item left unscored) in %.2fs",
+                 scored, run.summary.counts["users"] - scored, run.summary.durations["score"])
+    return scores
+
+
+def write(run: RunContext, fence_token: int, observations: Observations, link: Link, scores: Abilities) -> None:
+    """Item parameters, abilities and the run's record in one transaction, if the run still holds its lock."""
+    s, items, constants = run.summary, link.diagnostics.items, link.constants
+    fitted_at = datetime.now(timezone.utc)
+    linked = items.params.on_scale(constants.slope, constants.intercept)
+    estimated = np.flatnonzero(items.estimated)
+    params = [item_params(linked, link.diagnostics.errors, link.diagnostics.rmsd, constants.slope, j, items)
+              for j in estimated]
+    scored = np.flatnonzero(scores.scored)
+    with run.step("write") as span:
+        with opened(run.engine, transaction=True) as conn:
+            if not queries.fence_holds(conn, fence_token, run.scope):
+                raise RunLockLost("the run lock was lost while the run went on (its database connection dropped) "
+                                  "and another run has taken it since; nothing was written",
+                                  "nothing to do: the request is retried")
+            if run.request.dry_run:
+                s.rows_upserted = {"items": 0, "abilities": 0}
+            else:
+                s.rows_upserted = {
+                    "items": queries.write_item_params(conn, run.run_id, fitted_at, items.model, run.scope,
+                                                       observations.question_ids[estimated], params),
+                    "abilities": queries.write_abilities(conn, run.run_id, fitted_at, run.scope,
+                                                         [observations.student_ids[i] for i in scored],
+                                                         scores.theta[scored], scores.se[scored]),
+                }
+            s.status = SUCCEEDED
+            queries.finish_run(conn, run.run_id, SUCCEEDED, run.model_spec(), s.fit, s.as_dict(),
+                               fitted_at=fitted_at)
+        span.set_attributes({"items": s.rows_upserted["items"], "abilities": s.rows_upserted["abilities"]})
+    run.log.info("%s %d item parameters and %d abilities in one transaction in %.2fs",
+                 "dry run: would have upserted" if run.request.dry_run else "upserted",
+                 len(estimated) if run.request.dry_run else s.rows_upserted["items"],
+                 len(scored) if run.request.dry_run else s.rows_upserted["abilities"], s.durations["write"])
+
+
+def item_params(params, errors: information.ItemStandardErrors, rmsd: np.ndarray, slope: float, j: int,
+                items: ItemCalibration) -> dict:
+    """One item's row of mirt_item_params.params, on the linked scale (standard errors too)."""
+    out = {"a": float(params.a[j]), "b": float(params.b[j]), "c": float(params.c[j]),
+           "a_se": _finite(errors.a[j] / slope), "b_se": _finite(errors.b[j] * slope),
+           "n_responses": int(items.responses_per_item[j]), "rmsd": _finite(rmsd[j])}
+    if items.model == "3PL":
+        out["c_se"] = _finite(errors.c[j])
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
