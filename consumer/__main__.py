@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--as-of", type=_timestamp, metavar="TIME",
                            help="end of the look-back window, ISO 8601 (default: now)")
     calibrate.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    calibrate.add_argument("--recalibrate", action="store_true",
+                           help="for a scope with a bank: a full free calibration linked onto it, with its impact on "
+                                "scores; the bank changes only when someone accepts it (bank accept RUN_ID)")
     _scope_flag(calibrate, "the item bank to calibrate")
     _demo_database_flag(calibrate)
     calibrate.set_defaults(handler=_calibrate)
@@ -132,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         publish.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=_METAVARS[name],
                              help=f"override: {spec.help}: {spec.allowed} (default: the consumer's {spec.env})")
     publish.add_argument("--dry-run", action="store_true", help="ask for a run that writes no parameters")
+    publish.add_argument("--recalibrate", action="store_true",
+                         help="ask a scope with a bank for a recalibration linked onto it (accepted later by hand)")
     publish.add_argument("--request-id", help="idempotency key (default: a new id)")
     publish.add_argument("--requested-by", default="cli", help="who asks (default: cli)")
     publish.add_argument("--scope", metavar="NAME",
@@ -159,6 +164,30 @@ def build_parser() -> argparse.ArgumentParser:
     _scope_flag(tag, "the item bank whose latest run the anchors come from, and which they anchor")
     _demo_database_flag(tag)
     tag.set_defaults(handler=_tag_anchors)
+
+    bank = commands.add_parser(
+        "bank", help="the item bank that holds a scope's scale: adopt it, accept a recalibration, show it",
+        description="A scope with a bank holds its scale week after week: its operational items keep their bank "
+                    "parameters, new items are calibrated onto them as pretest items and promoted by documented "
+                    "gates, and drifting items are flagged and suspended (see docs/bank.md).")
+    bank_commands = bank.add_subparsers(dest="bank_command", metavar="ACTION", parser_class=_Parser, required=True)
+    adopt = bank_commands.add_parser("adopt", help="make the scope's current item parameters its bank",
+                                     description="Every item of the scope's current parameters (mirt_item_params, "
+                                                 "or one run's with --run) becomes an operational bank item.")
+    adopt.add_argument("--run", metavar="RUN_ID", help="adopt this run's parameters instead of the current ones")
+    accept = bank_commands.add_parser("accept", help="accept a recalibration run into the bank",
+                                      description="Replace the operational and suspended items' bank parameters "
+                                                  "with those of a recalibration run (calibrate --recalibrate).")
+    accept.add_argument("run_id", metavar="RUN_ID", help="the recalibration run's id")
+    show = bank_commands.add_parser("show", help="the bank's items by status, drift flags and latest changes")
+    show.add_argument("--json", action="store_true", help="print it as one JSON object")
+    for action in (adopt, accept, show):
+        _scope_flag(action, "the item bank")
+        _demo_database_flag(action)
+    for action in (adopt, accept):
+        action.add_argument("--by", metavar="NAME", default=os.environ.get("USER") or "cli",
+                            help="who makes the change, recorded with it (default: $USER)")
+    bank.set_defaults(handler=_bank)
 
     report = commands.add_parser(
         "report", help="write the review page of one calibration run (one self-contained HTML file)",
@@ -245,7 +274,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     report_compilation()
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
-                                 dry_run=args.dry_run, as_of=args.as_of, scope=args.scope)
+                                 dry_run=args.dry_run, as_of=args.as_of, scope=args.scope,
+                                 mode="recalibration" if args.recalibrate else None)
     try:
         summary = calibrate(engine, settings, request, progress=progress)
     finally:
@@ -317,7 +347,8 @@ def _publish(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
     request_id = args.request_id or f"cli-{uuid.uuid4()}"
     try:
-        body = request_body(request_id, args.requested_by, scope=args.scope, dry_run=args.dry_run, **overrides)
+        body = request_body(request_id, args.requested_by, scope=args.scope, dry_run=args.dry_run,
+                            mode="recalibration" if args.recalibrate else None, **overrides)
     except InvalidMessage as problem:
         raise ConfigError(str(problem)) from None
     waiter = None
@@ -380,6 +411,26 @@ def _tag_anchors(args: argparse.Namespace) -> int:
     from .scope import resolve
     result = tag_anchors(engine, criteria, resolve(settings.scope_key, args.scope), dry_run=args.dry_run)
     print(json.dumps(asdict(result)) if args.json else format_table(result))
+    return 0
+
+
+def _bank(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+    from . import bank_admin
+    from .scope import resolve
+    settings = _settings(args)
+    engine = _engine(settings, args)
+    _migrate_the_platforms_database(engine, only_questions=True)
+    scope = resolve(settings.scope_key, args.scope)
+    if args.bank_command == "adopt":
+        change = bank_admin.adopt(engine, scope, args.by, run_id=args.run)
+    elif args.bank_command == "accept":
+        change = bank_admin.accept(engine, scope, args.run_id, args.by)
+    else:
+        shown = bank_admin.show(engine, scope)
+        print(json.dumps(shown, default=str) if args.json else bank_admin.format_show(shown))
+        return 0
+    print(json.dumps(asdict(change)))
     return 0
 
 

@@ -27,8 +27,9 @@ from .db import ledger
 from .errors import CalibrationRefused, ServiceError
 from .irt.estimate import Progress
 from .settings import Settings
-from .steps import (RunContext, diagnose, fit, link_scale, load_anchors, load_observations, report_fit, score,
-                    write)
+from .steps import (Anchors, RunContext, diagnose, fit, link_scale, load_anchors, load_observations, report_fit,
+                    score, write)
+from .steps.bank import RECALIBRATION, hold_scale, load_bank, recalibration_impact
 
 log = logging.getLogger("consumer.run")
 
@@ -90,7 +91,8 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
 
 
 def _steps(run: RunContext, fence_token: int) -> None:
-    """SPEC's steps: load, anchors, fit (with its diagnostics), link, score, write."""
+    """SPEC's steps: load, anchors (or the scope's bank), fit (with its diagnostics), link (or hold the bank's
+    scale), score, write. A recalibration of a bank scores only to tell its impact, and writes history only."""
     observations = load_observations(run)
     if observations.n_obs == 0:
         run.warn("no observations completed between %s and %s (look-back %d days): nothing to calibrate; "
@@ -99,13 +101,25 @@ def _steps(run: RunContext, fence_token: int) -> None:
                  run.settings.lookback_days)
         _record_end(run, SKIPPED)
         return
-    anchors = load_anchors(run)
+    bank = load_bank(run)
+    recalibrating = run.request.mode == RECALIBRATION
+    if recalibrating and bank is None:
+        raise CalibrationRefused(f"{run.scope.label} has no bank to recalibrate",
+                                 "adopt one first (python -m consumer bank adopt), or run an ordinary calibration")
+    anchors = load_anchors(run) if bank is None else Anchors(bank.as_anchors())
     calibration = fit(run, observations)
     with run.step("diagnostics"):
         diagnostics = diagnose(run, observations, calibration)
     report_fit(run, observations, diagnostics)
-    link = link_scale(run, observations, diagnostics, anchors)
-    write(run, fence_token, observations, link, score(run, observations, link))
+    if bank is not None and not recalibrating:
+        link = hold_scale(run, observations, diagnostics, bank)
+    else:
+        link = link_scale(run, observations, diagnostics, anchors)
+    if recalibrating:
+        recalibration_impact(run, observations, link, bank)
+        write(run, fence_token, observations, link, None)
+    else:
+        write(run, fence_token, observations, link, score(run, observations, link))
 
 
 def earlier_answer(engine: sa.Engine, settings: Settings, request: CalibrationRequest) -> RunSummary | None:

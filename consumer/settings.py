@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
-from .irt import estimate, linking
+from .irt import bank, estimate, linking
 from .irt.model import MODELS, model_name
 from .irt.quadrature import DEFAULT_POINTS
 
@@ -133,6 +133,17 @@ SPECS: dict[str, Spec] = {
                         "fewest anchors (answered, estimated, not drifting) a run links on; fewer fails the run"),
     "drift_threshold": Spec("MIRT_DRIFT_THRESHOLD", linking.DEFAULT_DRIFT_THRESHOLD, _non_negative_float,
                             "a number >= 0", "robust z past which an anchor counts as drifted (0: no screening)"),
+    "drift_runs": Spec("MIRT_DRIFT_RUNS", 2, _positive_int, "a whole number > 0",
+                       "bank mode: an operational item flagged for drift in this many runs in a row is suspended"),
+    "promotion_min_answers": Spec("MIRT_PROMOTION_MIN_ANSWERS", bank.PromotionGates.min_answers, _positive_int,
+                                  "a whole number > 0", "bank mode: fewest answers in a run for a pretest item "
+                                  "to be promoted"),
+    "promotion_max_b_se": Spec("MIRT_PROMOTION_MAX_B_SE", bank.PromotionGates.max_b_se, _positive_float,
+                               "a number > 0", "bank mode: largest standard error of b for a pretest item to be "
+                               "promoted"),
+    "promotion_runs": Spec("MIRT_PROMOTION_RUNS", bank.PromotionGates.runs, _positive_int, "a whole number > 0",
+                           "bank mode: runs in a row that must estimate a pretest item, with steady b, before it "
+                           "is promoted"),
     "item_priors": Spec("MIRT_ITEM_PRIORS", "auto", _priors, "auto, true or false",
                         "Bayes-modal priors for 2PL/3PL: log a ~ N(0, 0.5^2), b ~ N(0, 2^2) (3PL's c ~ Beta(5, 17) "
                         "always); auto: only on thin data"),
@@ -190,6 +201,10 @@ class Settings:
     linking_method: str
     min_anchors: int
     drift_threshold: float
+    drift_runs: int
+    promotion_min_answers: int
+    promotion_max_b_se: float
+    promotion_runs: int
     item_priors: str
     item_fit_threshold: float
     em_tolerance: float

@@ -2,7 +2,8 @@
 
 The candidates come from the latest succeeded run's item parameters (on the
 linked scale, with their standard errors), of one scope: the anchors of an
-item bank come from that bank's own calibration and anchor only it. Existing anchors keep their tag
+item bank come from that bank's own calibration and anchor only it. A scope with a bank
+(``bank_admin``) has no anchors to tag: its operational items hold its scale. Existing anchors keep their tag
 and their reference parameters: this command only adds. The chosen items
 get the tag "anchor" in ``question.meta->'tags'`` and their parameters in
 ``question.meta->'irt'`` (with the run id), all in one transaction.
@@ -18,6 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from .anchors import AnchorCriteria, choose_anchor_candidates
+from .db import bank as bank_db
 from .db import queries
 from .errors import ServiceError
 from .scope import Scope
@@ -43,6 +45,10 @@ class TaggingResult:
 def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, scope: Scope, *,
                 dry_run: bool = False) -> TaggingResult:
     with engine.begin() as conn:
+        if bank_db.has_bank(conn, scope):
+            raise NothingToTag(f"{scope.label} has a bank: its operational items hold the scale, and anchors "
+                               "tagged from a run would chain that run's estimation error into the next",
+                               "nothing to tag; see the bank's items with python -m consumer bank show")
         latest = queries.latest_succeeded_run(conn, scope)
         if latest is None:
             raise NothingToTag(f"no succeeded calibration run{'' if scope.whole_bank else ' of ' + scope.label} "

@@ -103,11 +103,12 @@ def parse_request(data: bytes, attributes: Mapping[str, str], message_id: str) -
         dry_run=bool(overrides.get("dry_run", False)),
         scope=body.get("scope"),
         fan_out=body.get("fan_out"),
+        mode=body.get("mode"),
     )
 
 
 def request_body(request_id: str | None = None, requested_by: str | None = None, *, scope: str | None = None,
-                 fan_out: Mapping | None = None, **overrides) -> dict:
+                 fan_out: Mapping | None = None, mode: str | None = None, **overrides) -> dict:
     """The data of a calibration-requested event (checked against its schema)."""
     body: dict = {}
     if request_id:
@@ -118,6 +119,8 @@ def request_body(request_id: str | None = None, requested_by: str | None = None,
         body["scope"] = scope
     if fan_out:
         body["fan_out"] = dict(fan_out)
+    if mode:
+        body["mode"] = mode
     chosen = {k: v for k, v in overrides.items() if v not in (None, False)}
     if chosen:
         body["overrides"] = chosen
@@ -152,10 +155,30 @@ def completed_body(summary: RunSummary) -> dict:
         body["scope"] = summary.scope
     if summary.fan_out:
         body["fan_out"] = dict(summary.fan_out)
+    body.update(_bank_fields(summary))
     problems = _problems("calibration-completed", body)
     if problems:
         raise ValueError(f"refusing to publish an invalid calibration-completed event: {problems}")
     return body
+
+
+def _bank_fields(summary: RunSummary) -> dict:
+    """The optional fields of a run of a scope with a bank: its mode, the population, what it did to the bank."""
+    bank = summary.fit.get("bank") if isinstance(summary.fit, dict) else None
+    if not bank:
+        return {}
+    counts = summary.counts
+    if bank.get("mode") == "recalibration":
+        impact = bank.get("impact", {})
+        return {"mode": "recalibration",
+                "bank": {"students_moved_more_than_se": int(impact.get("moved_more_than_se", 0)),
+                         "students_scored": int(impact.get("students_scored", 0))}}
+    population = {k: v for k, v in bank.get("population", {}).items() if v is not None}
+    return {"mode": "bank", "population": population,
+            "bank": {"items_promoted": int(counts.get("items_promoted", 0)),
+                     "items_flagged": int(counts.get("items_flagged", 0)),
+                     "items_suspended": int(counts.get("items_suspended", 0)),
+                     "items_held_back": int(counts.get("items_held_back", 0))}}
 
 
 def cloudevent_attributes(ce_type: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:

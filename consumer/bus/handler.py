@@ -164,7 +164,7 @@ class RequestHandler:
             for name in names:
                 self.publisher.request(request_body(scopes.child_request_id(request.request_id, name),
                                                     request.requested_by, scope=name, fan_out=fan_out,
-                                                    **settings_overrides))
+                                                    mode=request.mode, **settings_overrides))
         except Exception as problem:
             log.error("could not publish the requests of fan-out %s: %s; nacked, so the redelivery publishes them "
                       "again (the ones already run are not run twice)", request.request_id,

@@ -281,16 +281,18 @@ def _copy_csv(conn: sa.Connection, table: str, columns: tuple[str, ...], rows) -
 
 
 def write_item_params(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime, model: str, scope: Scope,
-                      item_ids: np.ndarray, params: list[dict]) -> int:
-    """Record the run's item parameters in the history and upsert the current ones."""
+                      item_ids: np.ndarray, params: list[dict], *, history_only: bool = False) -> int:
+    """Record the run's item parameters in the history and (unless ``history_only``) upsert the current ones."""
     conn.exec_driver_sql("CREATE TEMP TABLE run_items (item_id bigint, params jsonb) ON COMMIT DROP")
     _copy_csv(conn, "run_items", ("item_id", "params"),
               ((int(i), json.dumps(p)) for i, p in zip(item_ids, params)))
     values = {"run_id": run_id, "fitted_at": fitted_at, "model": model, "scope": scope.name}
-    conn.execute(sa.text(
+    recorded = conn.execute(sa.text(
         "INSERT INTO mirt_item_params_history (run_id, item_id, model, params, fitted_at, scope) "
         "SELECT :run_id, item_id, :model, params, :fitted_at, :scope FROM run_items"
-    ), values)
+    ), values).rowcount
+    if history_only:
+        return recorded
     return conn.execute(sa.text(
         "INSERT INTO mirt_item_params (item_id, model, params, run_id, fitted_at, scope) "
         "SELECT item_id, :model, params, :run_id, :fitted_at, :scope FROM run_items "

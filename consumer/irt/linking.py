@@ -209,12 +209,6 @@ class DriftScreen:
     disagreement: str = ""
 
 
-def _robust_z(values: np.ndarray, floor: float) -> np.ndarray:
-    centre = np.median(values)
-    spread = max(1.4826 * np.median(np.abs(values - centre)), floor)
-    return (values - centre) / spread
-
-
 @dataclass(frozen=True)
 class AnchorErrors:
     """Standard errors of the anchors' difficulty and discrimination, new (calibration scale) and reference."""
@@ -226,7 +220,8 @@ class AnchorErrors:
 
 
 def screen_drift(reference: ItemParameters, new: ItemParameters, method: str = STOCKING_LORD,
-                 threshold: float = DEFAULT_DRIFT_THRESHOLD, errors: AnchorErrors | None = None) -> DriftScreen:
+                 threshold: float = DEFAULT_DRIFT_THRESHOLD, errors: AnchorErrors | None = None,
+                 *, standard_errors: bool = True) -> DriftScreen:
     """Link, drop the most drifting anchor past ``threshold``, relink; repeat until none drifts.
 
     An anchor drifts when, with its new estimate placed on the old scale, the
@@ -238,7 +233,8 @@ def screen_drift(reference: ItemParameters, new: ItemParameters, method: str = S
     estimated anchor is not mistaken for a drifting one. Screening stops at
     three anchors (below that a robust spread means nothing); whether what
     is left is enough to link on is the caller's decision. A ``threshold`` of
-    0 turns screening off.
+    0 turns screening off. ``standard_errors=False`` skips the final
+    jackknife (one relinking per kept item: too many on a whole bank).
     """
     kept = np.ones(len(new), dtype=bool)
     dropped: dict[int, str] = {}
@@ -250,18 +246,8 @@ def screen_drift(reference: ItemParameters, new: ItemParameters, method: str = S
         log_a_shift = np.log(placed.a) - np.log(reference.a)
         if threshold <= 0 or index.size <= 3:
             break
-        if errors is None:
-            z_b = _robust_z(b_shift[index], _MIN_SPREAD)
-            z_a = _robust_z(log_a_shift[index], _MIN_SPREAD)
-        else:
-            se_b = np.hypot(errors.new_b * constants.slope,
-                            0.0 if errors.reference_b is None else np.nan_to_num(errors.reference_b))
-            se_log_a = np.hypot(errors.new_a / new.a,
-                                0.0 if errors.reference_a is None else np.nan_to_num(errors.reference_a / reference.a))
-            z_b = _robust_z(b_shift[index] / se_b[index], _MIN_STANDARDIZED_SPREAD)
-            z_a = _robust_z(log_a_shift[index] / se_log_a[index], _MIN_STANDARDIZED_SPREAD)
-        z_b = np.where(np.abs(b_shift[index]) >= MIN_B_DRIFT, z_b, 0.0)
-        z_a = np.where(np.abs(log_a_shift[index]) >= np.log(MIN_A_DRIFT_RATIO), z_a, 0.0)
+        z_b, z_a = drift_z(reference, new, constants, errors, index)
+        z_b, z_a = z_b[index], z_a[index]
         worst = np.maximum(np.abs(z_b), np.abs(z_a))
         position = int(np.argmax(worst))
         if worst[position] <= threshold:
@@ -274,9 +260,41 @@ def screen_drift(reference: ItemParameters, new: ItemParameters, method: str = S
             f"(robust z {z_b[position]:+.1f} on b, {z_a[position]:+.1f} on log a; threshold {threshold:g})")
         kept[anchor] = False
     index = np.flatnonzero(kept)
-    final = link(reference.take(index), new.take(index), method, standard_errors=True)
+    final = link(reference.take(index), new.take(index), method, standard_errors=standard_errors)
     return DriftScreen(final, kept, dropped, b_shift, log_a_shift,
                        _disagreement(b_shift[index], final, new.take(index), errors, index, threshold))
+
+
+def drift_z(reference: ItemParameters, new: ItemParameters, constants: LinkingConstants,
+            errors: AnchorErrors | None, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every item's robust z of its difficulty and log-discrimination shift, with ``new`` placed by ``constants``.
+
+    The centre and spread (median and scaled MAD) are those of the items at
+    ``index``; with ``errors``, each shift is first divided by its standard
+    error. A shift smaller than ``MIN_B_DRIFT`` logits (or a discrimination
+    ratio under ``MIN_A_DRIFT_RATIO``) has z 0: drift must matter in size.
+    """
+    placed = new.on_scale(constants.slope, constants.intercept)
+    b_shift = placed.b - reference.b
+    log_a_shift = np.log(placed.a) - np.log(reference.a)
+    if errors is None:
+        x_b, x_a, floor = b_shift, log_a_shift, _MIN_SPREAD
+    else:
+        se_b = np.hypot(errors.new_b * constants.slope,
+                        0.0 if errors.reference_b is None else np.nan_to_num(errors.reference_b))
+        se_log_a = np.hypot(errors.new_a / new.a,
+                            0.0 if errors.reference_a is None else np.nan_to_num(errors.reference_a / reference.a))
+        x_b, x_a, floor = b_shift / se_b, log_a_shift / se_log_a, _MIN_STANDARDIZED_SPREAD
+    z_b = _robust_z_against(x_b, x_b[index], floor)
+    z_a = _robust_z_against(x_a, x_a[index], floor)
+    return (np.where(np.abs(b_shift) >= MIN_B_DRIFT, z_b, 0.0),
+            np.where(np.abs(log_a_shift) >= np.log(MIN_A_DRIFT_RATIO), z_a, 0.0))
+
+
+def _robust_z_against(values: np.ndarray, sample: np.ndarray, floor: float) -> np.ndarray:
+    centre = np.median(sample)
+    spread = max(1.4826 * np.median(np.abs(sample - centre)), floor)
+    return (values - centre) / spread
 
 
 def _disagreement(b_shift, constants, new, errors, index, threshold) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +19,16 @@ from .load import Anchors
 
 @dataclass(frozen=True)
 class Link:
-    """The linking constants, and the calibration to write with them (a fixed-parameter calibration's, under FIPC)."""
+    """The linking constants, and the calibration to write with them (a fixed-parameter calibration's, under FIPC).
+
+    In bank mode the constants are the population's mean and SD on the
+    bank's scale, and ``bank`` holds what the run decided about the bank's
+    items (``steps.bank.BankOutcome``).
+    """
 
     constants: linking.LinkingConstants
     diagnostics: Diagnostics
+    bank: Any = None
 
 
 def link_scale(run: RunContext, observations: Observations, diagnostics: Diagnostics, anchors: Anchors) -> Link:

@@ -15,31 +15,50 @@ from ..irt import information
 from ..irt.estimate import ItemCalibration
 from ..irt.scoring import Abilities, score_eap
 from .context import RunContext
+from .bank import bank_item_params, score_from_bank, write_bank
 from .link import Link
 
 
 def score(run: RunContext, observations: Observations, link: Link) -> Abilities:
-    """EAP abilities of every student with an answer on an estimated item, on the linked scale."""
+    """EAP abilities of every student with an answer on a scored item.
+
+    Linked: from the calibration's estimates, on the linked scale. In bank
+    mode: from the operational items' bank parameters, on the bank's scale
+    (``steps.bank.score_from_bank``).
+    """
     with run.step("score") as span:
-        scores = score_eap(observations.responses, link.diagnostics.items.params, linking=link.constants,
-                           quadrature=run.quadrature)
+        if link.bank is not None:
+            scores, on = score_from_bank(run, observations, link.bank), "from the bank's operational items"
+        else:
+            scores = score_eap(observations.responses, link.diagnostics.items.params, linking=link.constants,
+                               quadrature=run.quadrature)
+            on = "on the linked scale"
         scored = int(scores.scored.sum())
         span.set_attribute("users_scored", scored)
     run.summary.counts["users_scored"] = scored
-    run.log.info("scored %d users by EAP on the linked scale (%d with no estimated item left unscored) in %.2fs",
-                 scored, run.summary.counts["users"] - scored, run.summary.durations["score"])
+    run.log.info("scored %d users by EAP %s (%d with no estimated item left unscored) in %.2fs",
+                 scored, on, run.summary.counts["users"] - scored, run.summary.durations["score"])
     return scores
 
 
-def write(run: RunContext, fence_token: int, observations: Observations, link: Link, scores: Abilities) -> None:
-    """Item parameters, abilities and the run's record in one transaction, if the run still holds its lock."""
+def write(run: RunContext, fence_token: int, observations: Observations, link: Link, scores: Abilities | None,
+          ) -> None:
+    """Item parameters, abilities and the run's record in one transaction, if the run still holds its lock.
+
+    In bank mode the bank's changes and the drift watch go in the same
+    transaction. A recalibration (``scores`` None) writes its item
+    parameters to the history only: the bank and the students' scores stay
+    as they are until an operator accepts it.
+    """
     s, items, constants = run.summary, link.diagnostics.items, link.constants
     fitted_at = datetime.now(timezone.utc)
     linked = items.params.on_scale(constants.slope, constants.intercept)
     estimated = np.flatnonzero(items.estimated)
     params = [item_params(linked, link.diagnostics.errors, link.diagnostics.rmsd, constants.slope, j, items)
               for j in estimated]
-    scored = np.flatnonzero(scores.scored)
+    if link.bank is not None:
+        params = [bank_item_params(link.bank, j, p) for j, p in zip(estimated, params)]
+    scored = np.flatnonzero(scores.scored) if scores is not None else np.zeros(0, np.int64)
     with run.step("write") as span:
         with opened(run.engine, transaction=True) as conn:
             if not queries.fence_holds(conn, fence_token, run.scope):
@@ -51,11 +70,15 @@ def write(run: RunContext, fence_token: int, observations: Observations, link: L
             else:
                 s.rows_upserted = {
                     "items": queries.write_item_params(conn, run.run_id, fitted_at, items.model, run.scope,
-                                                       observations.question_ids[estimated], params),
+                                                       observations.question_ids[estimated], params,
+                                                       history_only=scores is None),
                     "abilities": queries.write_abilities(conn, run.run_id, fitted_at, run.scope,
                                                          [observations.student_ids[i] for i in scored],
-                                                         scores.theta[scored], scores.se[scored]),
+                                                         scores.theta[scored], scores.se[scored])
+                    if scores is not None else 0,
                 }
+                if link.bank is not None:
+                    s.rows_upserted.update(write_bank(conn, run, observations, link.bank, fitted_at))
             s.status = SUCCEEDED
             queries.finish_run(conn, run.run_id, SUCCEEDED, run.model_spec(), s.fit, s.as_dict(),
                                fitted_at=fitted_at)
