@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumer.irt.estimate import Priors, estimate_items  # noqa: E402
+from consumer.irt.estimate import estimate_items  # noqa: E402
+from consumer.irt.priors import Priors  # noqa: E402
 from consumer.irt.simulate import simulate  # noqa: E402
 
 PER_ITEM = (50, 100, 200, 400, 1000)

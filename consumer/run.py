@@ -32,7 +32,8 @@ from .db import queries
 from .db.engine import unavailable
 from .errors import CalibrationRefused, DatabaseLoginRefused, RunLockBusy, RunLockLost, ServiceError
 from .irt import fipc, information, itemfit, linking
-from .irt.estimate import THIN_DATA_ANSWERS, ItemCalibration, Priors, Progress, estimate_items, thin_data, unidentified
+from .irt.estimate import ItemCalibration, Progress, estimate_items, unidentified
+from .irt.priors import Priors, choose as choose_priors
 from .irt.expected import FinalEStep
 from .irt.model import ItemParameters
 from .irt.quadrature import Quadrature
@@ -335,17 +336,9 @@ def _load_anchors(run: _Run) -> list[anchor_io.Anchor]:
 
 def _item_priors(run: _Run, responses) -> Priors:
     """The priors on a and b this run uses: MIRT_ITEM_PRIORS, where ``auto`` means on thin data only."""
-    setting, model = run.settings.item_priors, run.settings.model
-    if setting == "auto":
-        thin, median = thin_data(responses, model, run.settings.min_responses)
-        why = (f"auto: the median item has {median} answers, "
-               f"{'fewer than' if thin else 'at least'} {THIN_DATA_ANSWERS[model]}"
-               if model in THIN_DATA_ANSWERS else "auto: the 1PL's common slope needs none")
-    else:
-        thin, why = setting == "true", f"MIRT_ITEM_PRIORS={setting}"
-    used = thin and model != "1PL"
-    run.summary.fit["item_priors"] = {"setting": setting, "used": used, "why": why}
-    return Priors(on_a_b=used)
+    choice = choose_priors(responses, run.settings.model, run.settings.item_priors, run.settings.min_responses)
+    run.summary.fit["item_priors"] = {"setting": run.settings.item_priors, "used": choice.used, "why": choice.why}
+    return choice.priors
 
 
 def _fit(run: _Run, observations: queries.Observations) -> ItemCalibration:

@@ -134,8 +134,8 @@ SPECS: dict[str, Spec] = {
     "drift_threshold": Spec("MIRT_DRIFT_THRESHOLD", linking.DEFAULT_DRIFT_THRESHOLD, _non_negative_float,
                             "a number >= 0", "robust z past which an anchor counts as drifted (0: no screening)"),
     "item_priors": Spec("MIRT_ITEM_PRIORS", "auto", _priors, "auto, true or false",
-                        "Bayes-modal priors for 2PL/3PL: log a ~ N(0, 0.5^2), b ~ N(0, 2^2) (3PL's c ~ Beta(5, 17) "
-                        "always); auto: only on thin data"),
+                        "Bayes-modal priors for 2PL/3PL: log a ~ N(mu, 0.5^2), b ~ N(m, (2 / e^mu)^2) centred on "
+                        "the items (3PL's c ~ Beta(5, 17) always); auto: only on thin data"),
     "item_fit_threshold": Spec("MIRT_ITEM_FIT_THRESHOLD", 0.12, _positive_float, "a number > 0",
                                "items whose RMSD between observed and model curves exceeds this are flagged"),
     "em_tolerance": Spec("MIRT_EM_TOLERANCE", estimate.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
