@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from consumer.irt import information
-from consumer.irt.estimate import Priors, estimate_items
+from consumer.irt.estimate import estimate_items
+from consumer.irt.priors import Priors
 from consumer.irt.expected import FinalEStep
 from consumer.irt.fipc import fixed_parameter_calibration
 from consumer.irt.model import ItemParameters

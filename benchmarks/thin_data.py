@@ -4,7 +4,8 @@ The evidence behind ``MIRT_ITEM_PRIORS=auto``: for each design (answers per
 item x answers per student), simulated with known truth (a ~ lognormal(0,
 0.3), b ~ N(0, 1), theta ~ N(0, 1)), the 2PL is fitted twice with the
 service's defaults otherwise: plain marginal ML (as R mirt) and with the
-priors log a ~ N(0, 0.5^2), b ~ N(0, 2^2). Printed per fit: E-step passes,
+default priors (``consumer.irt.priors``: log a ~ N(mu, 0.5^2), b ~ N(m, (2 / e^mu)^2),
+centred on the items every EM cycle). Printed per fit: E-step passes,
 whether the EM converged, items a run holds back (not identified, or still
 moving when the EM stopped at its 500 passes), and the RMSE
 of a and b against the truth over the items that fit estimated (and, for a
@@ -25,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumer.irt.estimate import Priors, estimate_items  # noqa: E402
+from consumer.irt.estimate import estimate_items  # noqa: E402
+from consumer.irt.priors import Priors  # noqa: E402
 from consumer.irt.simulate import simulate  # noqa: E402
 
 PER_ITEM = (50, 100, 200, 400, 1000)

@@ -95,8 +95,16 @@ def choose_anchor_candidates(item_ids: np.ndarray, a: np.ndarray, b: np.ndarray,
     enough responses, moderate discrimination, small standard error of b,
     b inside +-max_abs_b. The eligible items are sorted by difficulty and cut
     into ``max_candidates`` groups of equal size; from each group the item
-    with the smallest standard error of b is taken. Returns the chosen ids
-    (sorted by difficulty) and how many items each criterion ruled out.
+    with the most responses is taken (the first in ``item_ids`` among equals).
+    Returns the chosen ids (sorted by difficulty) and how many items each
+    criterion ruled out.
+
+    Not the smallest standard error within a group: with the number of
+    answers about equal, an item's SE of b is smallest where its slope
+    came out high by chance, so that rule picked the items whose slopes were
+    overestimated (a winner's curse), whose reference values then make every
+    later link read a slope too low. The number of responses is a quantity
+    of the design, not of the estimation noise.
     """
     checks = {
         "already an anchor, flagged or not taggable": np.array([int(i) not in excluded for i in item_ids], bool),
@@ -116,6 +124,6 @@ def choose_anchor_candidates(item_ids: np.ndarray, a: np.ndarray, b: np.ndarray,
     else:
         by_difficulty = index[np.argsort(b[index], kind="stable")]
         groups = np.array_split(by_difficulty, criteria.max_candidates)
-        chosen = np.array([group[np.argmin(b_se[group])] for group in groups])
+        chosen = np.array([group[n_responses[group] == n_responses[group].max()].min() for group in groups])
     chosen = chosen[np.argsort(b[chosen], kind="stable")]
     return np.asarray(item_ids)[chosen], ruled_out

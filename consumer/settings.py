@@ -145,8 +145,8 @@ SPECS: dict[str, Spec] = {
                            "bank mode: runs in a row that must estimate a pretest item, with steady b, before it "
                            "is promoted"),
     "item_priors": Spec("MIRT_ITEM_PRIORS", "auto", _priors, "auto, true or false",
-                        "Bayes-modal priors for 2PL/3PL: log a ~ N(0, 0.5^2), b ~ N(0, 2^2) (3PL's c ~ Beta(5, 17) "
-                        "always); auto: only on thin data"),
+                        "Bayes-modal priors for 2PL/3PL: log a ~ N(mu, 0.5^2), b ~ N(m, (2 / e^mu)^2) centred on "
+                        "the items (3PL's c ~ Beta(5, 17) always); auto: only on thin data"),
     "item_fit_threshold": Spec("MIRT_ITEM_FIT_THRESHOLD", 0.12, _positive_float, "a number > 0",
                                "items whose RMSD between observed and model curves exceeds this are flagged"),
     "em_tolerance": Spec("MIRT_EM_TOLERANCE", estimate.DEFAULT_TOLERANCE, _positive_float, "a number > 0",

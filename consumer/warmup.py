@@ -233,7 +233,7 @@ def _compile_errors(model: str, shapes: tuple[tuple[int, int, int], ...]) -> Non
     """
     import numpy as np
     from .irt import information
-    from .irt.estimate import Priors
+    from .irt.priors import Priors
     from .irt.model import ItemParameters
     from .irt.quadrature import Quadrature
     from .settings import Settings

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from consumer.irt import kernels
-from consumer.irt.estimate import A_BOUNDS, Priors, _HoldBack, _Point, _run_em, _Watch, estimate_items
+from consumer.irt.estimate import A_BOUNDS, _HoldBack, _Point, _run_em, _Watch, estimate_items
+from consumer.irt.priors import Priors
 from consumer.irt.model import log_curves, model_name
 from consumer.irt.quadrature import Quadrature
 from consumer.irt.responses import Responses
@@ -343,14 +344,21 @@ def sparse_log_posterior(responses: Responses, a, d, priors: Priors) -> float:
     top = per_person.max(axis=1, keepdims=True)
     loglik = float((top[:, 0] + np.log(np.exp(per_person - top).sum(axis=1))).sum())
     b = -d / a
-    return loglik + float((-np.log(a) - (np.log(a) - priors.a_meanlog) ** 2 / (2 * priors.a_sdlog**2)
+    return loglik + float((-(np.log(a) - priors.log_a_mode) ** 2 / (2 * priors.a_sdlog**2)
                            - (b - priors.b_mean) ** 2 / (2 * priors.b_sd**2)).sum())
 
 
-def test_the_2pl_under_priors_ends_at_the_mode_of_the_posterior():
+@pytest.mark.parametrize("empirical", [False, True], ids=["fixed", "empirical"])
+def test_the_2pl_under_priors_ends_at_the_mode_of_the_posterior(empirical):
     truth = simulate(1500, 30, 12, seed=17)  # 600 answers per item, 12 per student
-    priors = Priors(on_a_b=True)
-    fit = estimate_items(truth.responses, "2PL", priors=priors, tolerance=1e-7)
+    fit = estimate_items(truth.responses, "2PL", priors=Priors(on_a_b=True, empirical=empirical), tolerance=1e-7)
+    # Empirical priors: the mode under the locations the fit ended with (which its items give them).
+    priors = fit.priors
+    assert not priors.empirical
+    if empirical:
+        centred = Priors(on_a_b=True).at(fit.params.a, fit.params.b)
+        assert priors.log_a_mode == pytest.approx(centred.log_a_mode, abs=1e-6)
+        assert priors.b_mean == pytest.approx(centred.b_mean, abs=1e-6)
     a, d = fit.params.a, fit.params.d
     assert fit.log_posterior == pytest.approx(sparse_log_posterior(truth.responses, a, d, priors), abs=1e-6)
     h = 1e-5

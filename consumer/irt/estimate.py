@@ -30,6 +30,7 @@ import numpy as np
 
 from . import kernels
 from .model import ItemParameters, log_curves, model_name
+from .priors import NO_PRIORS, Priors, log_prior
 from .quadrature import Quadrature
 from .responses import Responses
 
@@ -78,50 +79,6 @@ _G_BOUNDS = (float(np.log(C_BOUNDS[0] / (1 - C_BOUNDS[0]))), float(np.log(C_BOUN
 
 
 @dataclass(frozen=True)
-class Priors:
-    """Bayes-modal item priors.
-
-    The lower asymptote of the 3PL always has a Beta(c_alpha, c_beta) prior
-    (5, 17: mean 0.23, the usual choice for four-option items; R mirt's
-    documentation uses the same for its 3PL examples). With ``on_a_b``, the
-    2PL and 3PL also get log a ~ N(a_meanlog, a_sdlog^2) (a lognormal
-    discrimination) and b ~ N(b_mean, b_sd^2): they keep sparse items'
-    estimates in a plausible range at the price of a pull towards the prior.
-    Plain 2PL uses none, so that it reproduces R mirt's ML estimates.
-    """
-
-    on_a_b: bool = False
-    a_meanlog: float = 0.0
-    a_sdlog: float = 0.5
-    b_mean: float = 0.0
-    b_sd: float = 2.0
-    c_alpha: float = 5.0
-    c_beta: float = 17.0
-
-
-NO_PRIORS = Priors()
-
-#: Below this many answers to the median item, plain ML is not trusted (``thin_data``): about
-#: 500 examinees for the 2PL and 1,000 for the 3PL (Hulin, Lissak & Drasgow 1982, Applied
-#: Psychological Measurement 6, 249-260; de Ayala 2009, The Theory and Practice of IRT, ch. 5),
-#: which benchmarks/thin_data.py bears out on sparse designs.
-THIN_DATA_ANSWERS = {"2PL": 500, "3PL": 1000}
-
-
-def thin_data(responses: Responses, model: str, min_responses: int = DEFAULT_MIN_RESPONSES) -> tuple[bool, int]:
-    """Whether ``responses`` are too thin for plain ML of ``model``, and the median item's answers.
-
-    The median is over the items with at least ``min_responses`` answers
-    (those that will be estimated). The 1PL's one common slope needs no
-    prior: it is never thin.
-    """
-    n, _ = _item_counts(responses)
-    n = n[n >= min_responses]
-    median = int(np.median(n)) if n.size else 0
-    return model in THIN_DATA_ANSWERS and median < THIN_DATA_ANSWERS[model], median
-
-
-@dataclass(frozen=True)
 class ItemCalibration:
     """What a calibration found, item by item, and how the EM went.
 
@@ -158,6 +115,8 @@ class ItemCalibration:
     held_back: dict[int, str] = field(default_factory=dict)
     #: When the EM did not converge: the items still moving by more than the tolerance, and by how much.
     still_moving: dict[int, float] = field(default_factory=dict)
+    #: The priors the estimates are modes under, empirical locations where the EM left them.
+    priors: Priors = NO_PRIORS
 
     def hold_back(self, reasons: dict[int, str]) -> "ItemCalibration":
         """This calibration without the items of ``reasons`` (item index -> why), which it lists as held back."""
@@ -260,10 +219,13 @@ def em_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray,
 
     The 1PL and the 2PL (with or without priors on a and b) take compiled
     Newton M-steps; the 3PL the general Fisher scoring of ``_general_cycle``.
+    Empirical priors take their locations from x (``Priors.at``) before the
+    M-step: the cycle first maximises the log prior over the locations, then
+    the EM's surrogate over the items, so the objective (log-likelihood plus
+    log prior at the locations x gives) never falls.
     """
     if model == "3PL":
         return _general_cycle(estep, model, nodes, priors)
-    prior = (priors.a_meanlog, priors.a_sdlog, priors.b_mean, priors.b_sd) if priors.on_a_b else (0.0, 0.0, 0.0, 0.0)
 
     def cycle(x: np.ndarray) -> _Point:
         a, d = x
@@ -273,12 +235,14 @@ def em_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray,
             slope, new_d = kernels.newton_1pl(counts, nodes, float(a[0]), d, _NEWTON_STEPS, _NEWTON_TOLERANCE,
                                               _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND)
             new_a = np.full_like(a, slope)
+            objective = loglik
         else:
+            here = _priors_at(x, priors)
             new_a, new_d = kernels.newton_2pl(counts, nodes, a, d, _NEWTON_STEPS, _NEWTON_TOLERANCE,
-                                              _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND, *prior)
+                                              _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND, *here.kernel_arguments())
+            objective = loglik + float(_log_prior(x, here).sum()) if here.on_a_b else loglik
         mapped = np.stack([new_a, new_d])
         change = float(np.abs(mapped - x).max(initial=0.0))
-        objective = loglik + float(_log_prior(x, priors).sum()) if priors.on_a_b and model == "2PL" else loglik
         return _Point(x, loglik, mapped, change, objective)
 
     return cycle
@@ -294,8 +258,9 @@ def _general_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray,
         estep.set_log_curves(log_curves(a, d, c, nodes))
         padded, loglik = estep.run()
         counts = padded[:, :n_nodes].reshape(a.size, 2, n_nodes)
-        mapped = _fisher_scoring(counts, nodes, x, priors)
-        objective = loglik + float(_log_prior(x, priors).sum())
+        here = _priors_at(x, priors)
+        mapped = _fisher_scoring(counts, nodes, x, here)
+        objective = loglik + float(_log_prior(x, here).sum())
         return _Point(x, loglik, mapped, float(np.abs(mapped - x).max(initial=0.0)), objective)
 
     return cycle
@@ -306,17 +271,17 @@ def _unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return a, d, (1.0 / (1.0 + np.exp(-x[2])) if x.shape[0] == 3 else None)
 
 
+def _priors_at(x: np.ndarray, priors: Priors) -> Priors:
+    """``priors`` with the locations the items at x = (a, d[, logit c]) give them (fixed priors unchanged)."""
+    if not (priors.on_a_b and priors.empirical):
+        return priors
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return priors.at(x[0], -x[1] / x[0])
+
+
 def _log_prior(x: np.ndarray, priors: Priors) -> np.ndarray:
-    """Log prior density per item (constants dropped)."""
-    a, d, c = _unpack(x)
-    out = np.zeros(a.size)
-    if priors.on_a_b:
-        log_a = np.log(np.maximum(a, 1e-300))
-        out += -log_a - (log_a - priors.a_meanlog) ** 2 / (2 * priors.a_sdlog**2)
-        out += -((-d / a) - priors.b_mean) ** 2 / (2 * priors.b_sd**2)
-    if c is not None:
-        out += (priors.c_alpha - 1) * np.log(c) + (priors.c_beta - 1) * np.log1p(-c)
-    return out
+    """Log prior density per item at x = (a, d[, logit c]) (constants dropped; locations fixed)."""
+    return log_prior(*_unpack(x), priors)
 
 
 def _item_objective(x: np.ndarray, n: np.ndarray, r: np.ndarray, nodes: np.ndarray, priors: Priors) -> np.ndarray:
@@ -598,8 +563,9 @@ def estimate_items(
     (within ``tolerance``-sized steps of plain EM) in fewer passes.
 
     The 3PL's lower asymptote has a Beta prior (``Priors``); ``priors`` with
-    ``on_a_b`` adds lognormal-a and normal-b priors to the 2PL and 3PL
-    (Bayes modal estimation; the 1PL stays plain ML).
+    ``on_a_b`` adds normal priors on log a and b to the 2PL and 3PL
+    (Bayes modal estimation; the 1PL stays plain ML), empirical ones
+    centred on the items every cycle (``priors.Priors``).
     """
     model = model_name(model)
     if tolerance <= 0 or max_iterations < 1:
@@ -700,4 +666,5 @@ def estimate_items(
         log_posterior=float(log_posterior),
         held_back=dict(sorted(held_back.items())),
         still_moving=still_moving,
+        priors=_priors_at(x, priors) if model != "1PL" and final is not None else priors,
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import estimate, kernels
+from .priors import NO_PRIORS, Priors
 from .model import ItemParameters
 from .quadrature import Quadrature
 from .responses import Responses
@@ -56,7 +57,7 @@ def fixed_parameter_calibration(
     quadrature: Quadrature | None = None,
     tolerance: float = estimate.DEFAULT_TOLERANCE,
     max_iterations: int = estimate.DEFAULT_MAX_ITERATIONS,
-    priors: estimate.Priors = estimate.NO_PRIORS,
+    priors: Priors = NO_PRIORS,
 ) -> FixedCalibration:
     """MWU-MEM fixed-parameter calibration of the items of ``responses``.
 

@@ -116,6 +116,7 @@ from scipy.special import expit
 from . import information_kernels as passes
 from .expected import FinalEStep
 from .model import ItemParameters, model_name
+from .priors import Priors
 from .quadrature import Quadrature
 from .responses import Responses
 
@@ -236,9 +237,12 @@ def _prior_curvature(params: ItemParameters, priors, model: str) -> np.ndarray:
     """Minus the Hessian of the log prior per item over (a, d[, c]), for Bayes-modal estimates.
 
     The 3PL's lower asymptote has its Beta prior always; with ``priors.on_a_b``
-    the 2PL and 3PL have log a ~ N(a_meanlog, a_sdlog^2) and b = -d / a ~
-    N(b_mean, b_sd^2). In (a, d): the lognormal's log density is -log a -
-    (log a - m)^2 / (2 s^2); the normal on b contributes
+    the 2PL and 3PL have log a ~ N(log_a_mode, a_sdlog^2) and b = -d / a ~
+    N(b_mean, b_sd^2), empirical priors centred where these items put them
+    (``Priors.at``: the locations the EM converged to, taken as known, as
+    empirical Bayes does). In (a, d) the penalty on a is, up to a constant,
+    the lognormal's log density -log a - (log a - m)^2 / (2 s^2) with
+    m = ``priors.a_meanlog``; the normal on b contributes
     (grad b grad b' + (b - b_mean) Hess b) / b_sd^2 with grad b = (d / a^2, -1 / a)
     and Hess b = [[-2 d / a^3, 1 / a^2], [1 / a^2, 0]]. The Beta prior is on c
     itself, so its curvature in c is (alpha - 1) / c^2 + (beta - 1) / (1 - c)^2:
@@ -250,6 +254,7 @@ def _prior_curvature(params: ItemParameters, priors, model: str) -> np.ndarray:
     if priors is None or model == "1PL":
         return out
     a, d, c = params.a, params.d, params.c
+    priors = priors.at(a, params.b)
     if model == "3PL":
         out[:, 2, 2] = (priors.c_alpha - 1) / c**2 + (priors.c_beta - 1) / (1 - c) ** 2
     if priors.on_a_b:
@@ -720,8 +725,9 @@ def standard_errors(responses: Responses, params: ItemParameters, model: str,
     ``FULL_MAX_BYTES``), else the approximation of the module docstring;
     ``method`` "full" or "approximate" forces one. The 1PL's common slope is
     one parameter shared by all items (its SE is the same for all).
-    ``priors`` (``estimate.Priors``) are those the estimates were found
-    under; their curvature is added: log a ~ N and b ~ N when ``on_a_b`` (2PL
+    ``priors`` (``priors.Priors``) are those the estimates were found
+    under (empirical ones centred where ``params`` put them); their curvature
+    is added: log a ~ N and b ~ N when ``on_a_b`` (2PL
     and 3PL), and the 3PL's Beta prior on c always (the default ``Priors()``
     when none is given). ``final`` is the E-step at ``params`` when the
     caller has it (on ``quadrature``; recomputed if its weights differ).
@@ -738,8 +744,6 @@ def standard_errors(responses: Responses, params: ItemParameters, model: str,
     Items whose parameters the information does not identify get NaN and
     are listed in ``unidentified`` (see the module docstring).
     """
-    from .estimate import Priors  # (estimate does not import this module)
-
     model = model_name(model)
     if method not in ("auto", "full", "approximate"):
         raise ValueError(f"method must be 'auto', 'full' or 'approximate', not {method!r}")

@@ -11,7 +11,8 @@ import numpy as np
 from ..db.queries import Observations
 from ..errors import CalibrationRefused
 from ..irt import fipc, holdback, information, itemfit
-from ..irt.estimate import THIN_DATA_ANSWERS, ItemCalibration, Priors, estimate_items, thin_data
+from ..irt.estimate import ItemCalibration, estimate_items
+from ..irt.priors import Priors, choose as choose_priors
 from ..irt.expected import FinalEStep
 from ..irt.model import ItemParameters
 from .context import RunContext, id_list, reasons
@@ -46,17 +47,9 @@ class Diagnostics:
 
 def item_priors(run: RunContext, responses) -> Priors:
     """The priors on a and b this run uses: MIRT_ITEM_PRIORS, where ``auto`` means on thin data only."""
-    setting, model = run.settings.item_priors, run.settings.model
-    if setting == "auto":
-        thin, median = thin_data(responses, model, run.settings.min_responses)
-        why = (f"auto: the median item has {median} answers, "
-               f"{'fewer than' if thin else 'at least'} {THIN_DATA_ANSWERS[model]}"
-               if model in THIN_DATA_ANSWERS else "auto: the 1PL's common slope needs none")
-    else:
-        thin, why = setting == "true", f"MIRT_ITEM_PRIORS={setting}"
-    used = thin and model != "1PL"
-    run.summary.fit["item_priors"] = {"setting": setting, "used": used, "why": why}
-    return Priors(on_a_b=used)
+    choice = choose_priors(responses, run.settings.model, run.settings.item_priors, run.settings.min_responses)
+    run.summary.fit["item_priors"] = {"setting": run.settings.item_priors, "used": choice.used, "why": choice.why}
+    return choice.priors
 
 
 def fit(run: RunContext, observations: Observations) -> Calibration:
@@ -132,6 +125,9 @@ def report_fit(run: RunContext, observations: Observations, diagnostics: Diagnos
     qid = observations.question_ids
     excluded, held_back = count_items(run, qid, items)
     n_params = free_parameters(items)
+    if items.priors.on_a_b:
+        s.fit["item_priors"]["centre"] = {"log_a_mode": items.priors.log_a_mode, "b_mean": items.priors.b_mean,
+                                          "empirical": items.priors.empirical}
     s.fit.update({"loglik": items.loglik, "iterations": items.iterations, "converged": items.converged,
                   "max_change": items.max_change, "n_parameters": n_params,
                   "standard_errors": diagnostics.errors.method,
