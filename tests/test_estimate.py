@@ -11,7 +11,7 @@ from consumer.irt.quadrature import Quadrature
 from consumer.irt.responses import Responses
 from consumer.irt.simulate import simulate
 
-from . import lsat7
+from . import lsat6, lsat7
 
 
 def dense_to_responses(matrix: np.ndarray) -> Responses:
@@ -321,18 +321,21 @@ def test_an_item_answered_only_by_students_with_no_other_answer_is_not_identifie
     assert estimate_items(both, "1PL").estimated[30]
 
 
-def test_a_stall_holds_back_the_items_still_moving_while_the_likelihood_is_flat():
-    watch = _Watch(0, 1e-4, 6.0, common_slope=False)
+def test_an_item_drifting_towards_a_bound_is_held_back_and_one_converging_slowly_is_not():
+    watch = _Watch(0, 1e-8, 6.0, common_slope=False)
     x = np.array([[1.0, 1.2, 0.8], [0.0, 0.5, -0.5]])
-    creeping = x.copy()
-    creeping[0, 1] += 0.01  # item 1's slope keeps moving a hundredth a pass
-    for passes in range(1, 30, 3):
+    for passes in range(1, 60):
+        step = np.zeros_like(x)
+        step[0, 1] = 0.01  # item 1's slope climbs a hundredth a pass, on and on: it will reach a = 10
+        step[1, 2] = 0.01 * 0.97**passes  # item 2's intercept moves less each pass: it settles 0.33 further on
         try:
-            watch(passes, _Point(x, -1000.0 + passes * 1e-5, creeping, 0.01))
+            watch(passes, _Point(x, -1000.0, x + step, 0.01))
         except _HoldBack as stop:
-            assert passes >= 20 and list(stop.items) == [1] and "stalled" in stop.items[1]
+            assert passes >= 20 and list(stop.items) == [1] and "ran away to the bound" in stop.items[1]
             return
-    pytest.fail("a flat likelihood with a moving item was not recognised as a stall")
+        x = x + step
+    pytest.fail("an item drifting steadily towards a slope bound was not held back")
+
 
 def sparse_log_posterior(responses: Responses, a, d, priors: Priors) -> float:
     """Marginal log-likelihood of sparse 2PL data plus the log prior densities of a and b, in plain numpy."""
@@ -372,3 +375,63 @@ def test_the_2pl_under_priors_ends_at_the_mode_of_the_posterior(empirical):
             slope = (sparse_log_posterior(truth.responses, *args_up, priors)
                      - sparse_log_posterior(truth.responses, *args_down, priors)) / (2 * h)
             assert abs(slope) < 2e-3, (j, slope)
+
+
+def marginal_loglik(responses: Responses, a, d) -> tuple[float, np.ndarray]:
+    """The 2PL's marginal log-likelihood and its gradient in (a, d) (Fisher's identity), in plain numpy."""
+    quadrature = Quadrature.normal()
+    z = a[responses.item, None] * quadrature.nodes[None, :] + d[responses.item, None]
+    log_p = np.where(responses.correct[:, None] == 1, -np.logaddexp(0, -z), -np.logaddexp(0, z))
+    per_person = np.add.reduceat(log_p, responses.person_ptr[:-1], axis=0) + quadrature.log_weights
+    top = per_person.max(axis=1, keepdims=True)
+    posterior = np.exp(per_person - top)
+    total = posterior.sum(axis=1, keepdims=True)
+    posterior /= total
+    residual = (responses.correct[:, None] - 1 / (1 + np.exp(-z))) * posterior[responses.person_index()]
+    gradient = np.stack([np.bincount(responses.item, residual @ quadrature.nodes, responses.n_items),
+                         np.bincount(responses.item, residual.sum(axis=1), responses.n_items)])
+    return float((top[:, 0] + np.log(total[:, 0])).sum()), gradient
+
+
+def direct_maximum_likelihood(responses: Responses) -> tuple[np.ndarray, np.ndarray, float]:
+    """The 2PL's (a, d, log-likelihood) by maximising the marginal likelihood directly (BFGS), not by EM."""
+    from scipy.optimize import minimize
+
+    m = responses.n_items
+
+    def minus(v):
+        loglik, gradient = marginal_loglik(responses, v[:m], v[m:])
+        return -loglik, -gradient.ravel()
+
+    found = minimize(minus, np.r_[np.ones(m), np.zeros(m)], jac=True, method="BFGS", options={"gtol": 1e-8})
+    return found.x[:m], found.x[m:], -found.fun
+
+
+@pytest.mark.parametrize("data", [lsat6, lsat7], ids=["LSAT6", "LSAT7"])
+@pytest.mark.parametrize("tolerance, accelerate", [(1e-8, True), (1e-8, False), (1e-4, False)])
+def test_a_slow_or_tight_em_on_the_lsat_data_holds_back_nothing_and_lands_on_the_direct_ml_point(
+        data, tolerance, accelerate):
+    responses = dense_to_responses(data.response_matrix())
+    a, d, loglik = direct_maximum_likelihood(responses)
+
+    fit = estimate_items(responses, "2PL", tolerance=tolerance, accelerate=accelerate)
+
+    assert fit.converged and not fit.held_back and fit.estimated.all()
+    # Plain EM at 1e-4 stops where its steps fall below 1e-4, a few of them from the maximum.
+    limit = 1e-5 if tolerance < 1e-6 else 2e-3
+    np.testing.assert_allclose(fit.params.a, a, atol=limit)
+    np.testing.assert_allclose(fit.params.d, d, atol=limit)
+    assert fit.loglik == pytest.approx(loglik, abs=1e-4)
+
+
+@pytest.mark.parametrize("accelerate", [True, False])
+def test_a_sparse_design_at_a_tight_tolerance_holds_back_nothing(accelerate):
+    truth = simulate(3000, 100, 30, seed=1)
+
+    fit = estimate_items(truth.responses, "2PL", tolerance=1e-8, accelerate=accelerate)
+
+    assert fit.converged and not fit.held_back and fit.estimated.all()
+    # Every item sits where the marginal likelihood is flat in its own slope and intercept: the ML point.
+    loglik, gradient = marginal_loglik(truth.responses, fit.params.a, fit.params.d)
+    assert fit.loglik == pytest.approx(loglik, abs=1e-6)
+    assert np.abs(gradient).max() < 1e-3

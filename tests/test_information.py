@@ -387,3 +387,15 @@ def test_arguments_that_cannot_work_are_refused_clearly(dense_2pl, monkeypatch):
     with pytest.raises(ValueError, match="not factorised past 50"):
         information.standard_errors(truth.responses, fit.params, "2PL", method="full")
     assert information.standard_errors(truth.responses, fit.params, "2PL").method == information.APPROXIMATE
+
+
+def test_a_calibration_that_estimated_no_item_has_standard_errors_with_nothing_in_them():
+    truth = simulate(300, 12, 6, seed=9)
+    fit = estimate_items(truth.responses, "2PL", min_responses=1000)  # every item has too few answers
+    assert not fit.estimated.any()
+
+    errors = information.standard_errors(truth.responses, fit.params, "2PL")
+
+    for values in (errors.a, errors.b, errors.c, errors.d):
+        assert values.shape == (12,) and np.isnan(values).all()
+    assert errors.unidentified == () and errors.population is None

@@ -450,7 +450,9 @@ def test_thin_data_from_the_default_cap_on_a_big_bank_writes_only_usable_numbers
     assert summary.status == "succeeded", summary.error
     assert summary.counts["observations"] == 100_000
     assert summary.fit["item_priors"]["used"] is (priors == "auto")
-    assert summary.fit["converged"] and summary.fit["iterations"] <= 150
+    # (Plain ML needs more passes than the priors: its items near a bound converge slowly, and are held
+    # back only when their own path heads onto it.)
+    assert summary.fit["converged"] and summary.fit["iterations"] <= 200
     items = rows(engine, "SELECT item_id, params FROM mirt_item_params ORDER BY item_id")
     written = np.array([r[0] for r in items]) - FIRST_QUESTION_ID
     params = {key: np.array([r[1][key] if r[1][key] is not None else np.nan for r in items], dtype=float)

@@ -69,12 +69,14 @@ C_BOUNDS = (1e-4, 0.5)
 # Identification watch (see ``_Watch``): from this many E-step passes on, an
 # item whose slope sits on a bound or whose difficulty lies beyond the
 # quadrature grid, at an accepted point and in the EM step from it, is held
-# back; and when the objective has gained less than _STALL_GAIN over the
-# last _STALL_WINDOW passes while some items still move by more than the
-# tolerance, those items are held back.
+# back; and so is an item still moving by more than the tolerance whose own
+# path, extrapolated from how its steps shrank over the last _STALL_WINDOW
+# passes (at most _STALL_HORIZON passes ahead), ends there. (A rule on the
+# likelihood's total gain held back well identified items whenever EM was
+# slow: at tight tolerances or without acceleration.)
 _WATCH_FROM = 10
 _STALL_WINDOW = 20
-_STALL_GAIN = 0.01
+_STALL_HORIZON = 1000
 _G_BOUNDS = (float(np.log(C_BOUNDS[0] / (1 - C_BOUNDS[0]))), float(np.log(C_BOUNDS[1] / (1 - C_BOUNDS[1]))))
 
 
@@ -413,9 +415,12 @@ class _Watch:
     reaches a slope bound or leaves the ability grid, at a point and in the
     plain EM step from it (a slope running away under near-separation, a
     slope collapsing on an item whose answers do not rise with ability, a
-    difficulty no answer pins down); and a stall, the objective flat over
-    ``_STALL_WINDOW`` passes while some items still move by more than the
-    tolerance, which is a flat likelihood along those items' parameters.
+    difficulty no answer pins down); and an item whose own path heads there:
+    a converging EM shrinks each item's steps by a ratio below 1 a pass
+    towards a limit inside the bounds, however slowly, while an item on a
+    flat ridge keeps its pace (or slows too little) and its extrapolated
+    limit lies on a bound or off the grid (``_heading_off``). Each item is
+    judged by its own steps, never by the likelihood's total.
     """
 
     def __init__(self, first_pass: int, tolerance: float, grid_edge: float, common_slope: bool) -> None:
@@ -427,22 +432,43 @@ class _Watch:
 
     def __call__(self, passes: int, point: "_Point") -> None:
         total = self.first_pass + passes
-        self.seen.append((total, point.objective))
+        step = point.mapped - point.x
+        self.seen.append((total, np.abs(step).max(axis=0)))
         if total < _WATCH_FROM or point.change < self.tolerance:
             return
         found = {j: why for j, why in _unidentified_at(point.x, self.grid_edge, self.common_slope).items()
                  if j in _unidentified_at(point.mapped, self.grid_edge, self.common_slope)}
         if not found:
-            before = [value for at, value in self.seen if at <= total - _STALL_WINDOW]
-            if before and point.objective - before[-1] < _STALL_GAIN:
-                moving = np.abs(point.mapped - point.x).max(axis=0)
-                found = {int(j): (f"EM stalled: the likelihood stayed flat over {_STALL_WINDOW} passes while its "
-                                  f"parameters kept moving (by {moving[j]:.2g} a pass)")
-                         for j in np.flatnonzero(moving > self.tolerance)}
-                if self.common_slope and not found:
-                    return
+            found = self._heading_off(total, point, step)
         if found:
             raise _HoldBack(point, passes, found)
+
+    def _heading_off(self, total: int, point: "_Point", step: np.ndarray) -> dict[int, str]:
+        """Items still moving whose own path, extrapolated to its limit, ends on a slope bound or off the grid.
+
+        Each item's plain EM step is compared with its step ``_STALL_WINDOW``
+        passes before: a converging EM shrinks it by a ratio rho < 1 a pass
+        and so has moved, after this step, a further step * rho / (1 - rho)
+        at most (Aitken's extrapolation of a geometric path); an item whose
+        steps do not shrink is projected ``_STALL_HORIZON`` passes ahead at
+        its pace. Only items whose projected limit is not identified are
+        held back, so a slow EM converging inside the bounds loses none.
+        """
+        while len(self.seen) > 1 and self.seen[1][0] <= total - _STALL_WINDOW:
+            del self.seen[0]
+        then, before = self.seen[0]
+        if then > total - _STALL_WINDOW:
+            return {}
+        now = self.seen[-1][1]
+        moving = now > self.tolerance
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(before > 0, (now / before) ** (1.0 / (total - then)), np.inf)
+            ahead = np.where(rho < 1.0 - 1.0 / _STALL_HORIZON, rho / (1.0 - rho), _STALL_HORIZON)
+        limit = point.mapped + step * ahead
+        found = _unidentified_at(limit, self.grid_edge, self.common_slope)
+        return {j: (f"its EM path heads off the identified range: {why} at the limit its steps lead to "
+                    f"(still moving by {now[j]:.2g} a pass, the steps shrinking by a factor {rho[j]:.3g} a pass)")
+                for j, why in found.items() if moving[j]}
 
     def at_end(self, point: "_Point") -> None:
         """Items that ended the EM on a slope bound or off the grid are not identified either."""

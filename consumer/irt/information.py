@@ -758,6 +758,11 @@ def standard_errors(responses: Responses, params: ItemParameters, model: str,
             raise ValueError("a free population needs fixed items: without them its mean and SD are not identified")
         base = quadrature or (final.quadrature if final is not None else Quadrature.normal())
         quadrature, population = base.with_population(mean, sd), (mean, sd)
+    if not (np.isfinite(params.a) & np.isfinite(params.b)).any():
+        # Nothing was estimated (every item screened out or held back): nothing to have an error.
+        nothing = np.full(len(params), np.nan)
+        return ItemStandardErrors(nothing, nothing.copy(), nothing.copy(), nothing.copy(), FULL, (),
+                                  None if population is None else (float("nan"), float("nan")))
     if final is not None and quadrature is not None and (
             final.quadrature.nodes.shape != quadrature.nodes.shape
             or not np.allclose(final.quadrature.log_weights, quadrature.log_weights)):
