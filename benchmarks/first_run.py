@@ -14,7 +14,7 @@ before the first timed run and not timed: it needs the network, not the
 machine.
 
 Prints one markdown row per run for the results table of benchmarks/README.md,
-section, then the machine (cores, load averages, versions).
+then the machine (cores, load averages, versions).
 
     python benchmarks/first_run.py            # 3 cold runs, each followed by a warm one
     python benchmarks/first_run.py --runs 1
