@@ -13,8 +13,8 @@ local Pub/Sub server is downloaded once into the user cache directory
 before the first timed run and not timed: it needs the network, not the
 machine.
 
-Prints one markdown row per run for the table of the README's "Speed"
-section, then the machine (cores, load averages, versions).
+Prints one markdown row per run for the results table of benchmarks/README.md,
+then the machine (cores, load averages, versions).
 
     python benchmarks/first_run.py            # 3 cold runs, each followed by a warm one
     python benchmarks/first_run.py --runs 1

@@ -1,7 +1,7 @@
-"""The README's pictures of the review page, taken by headless chromium: ``python docs/review_pictures.py PAGE.html``.
+"""The pictures of the review page in docs/review.md: ``python docs/review_pictures.py PAGE.html``.
 
-PAGE.html is a page written by ``python -m consumer report RUN_ID``; the
-pictures land next to this script. The ones in the README are of a run of
+Headless chromium takes them of PAGE.html, a page written by ``python -m consumer report RUN_ID``; the
+pictures land next to this script. The ones in docs/review.md are of a run of
 4,000 students on 100 items with a planted drifting anchor and three
 planted misfitting items, calibrated a week after a first run.
 """

@@ -7,7 +7,8 @@ the service's settings (``consumer.settings.SPECS``) and events
 other, so that any drift fails here. Every ``.tf`` file is parsed (python-hcl2)
 and every YAML manifest (PyYAML); the Kubernetes objects are checked against
 the Kubernetes schema (kubernetes-validate) and for what the service needs
-(probes, grace period, non-root, resources, known settings only). What cannot
+(probes, grace period, non-root, resources, known settings only); the log
+lines docs/operations.md's runbook quotes are the service's own. What cannot
 be run here (docker build, terraform plan, a cluster) is listed in
 infra/README.md.
 """
@@ -754,11 +755,11 @@ def _quoted_in(literal: str, pieces: list[str]) -> bool:
     return True
 
 
-RUNBOOKS = {"infra/README.md": (INFRA / "README.md", "\n## Runbook"),
-            "README.md": (INFRA.parent / "README.md", "\n### Runbook")}
+#: The one runbook (infra/README.md links to it), and the heading its table sits under.
+RUNBOOKS = {"docs/operations.md": (ROOT / "docs" / "operations.md", "\n## Runbook")}
 
 
-def runbook_quotes(runbook: str = "infra/README.md") -> list[str]:
+def runbook_quotes(runbook: str = "docs/operations.md") -> list[str]:
     """The log lines a runbook quotes: code spans in the second column of its table."""
     path, heading = RUNBOOKS[runbook]
     text = path.read_text(encoding="utf-8")

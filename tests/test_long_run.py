@@ -15,7 +15,7 @@ errors' share small: their cost grows with the square of a student's
 answers, the fit's only linearly.)
 
 A server that ignores the client's flow control (cloudbox's own streaming
-pull did, before consumer/bus/local_server_behaviour.py; see the README)
+pull did, before consumer/bus/local_server_behaviour.py; see docs/development.md)
 pushes a message published while the run goes on down the stream at once,
 where the client does not read it while its one allowed message is in
 flight; nothing extends that message's deadline, so such a server issues it
