@@ -72,6 +72,7 @@ from consumer.anchors import AnchorCriteria  # noqa: E402
 from consumer.db import platform  # noqa: E402
 from consumer.db.engine import create_engine  # noqa: E402
 from consumer.db.migrations import migrate  # noqa: E402
+from consumer.errors import ConfigError  # noqa: E402
 from consumer.irt.simulate import Week, simulate_weeks  # noqa: E402
 from consumer.run import SUCCEEDED, CalibrationRequest, calibrate  # noqa: E402
 from consumer.scope import resolve  # noqa: E402
@@ -383,12 +384,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--replications", type=int, default=1, help="simulations per design (seed, seed+1, ...)")
     parser.add_argument("--setting", action="append", default=[], metavar="MIRT_X=VALUE",
                         help="a service setting for every run (the environment's MIRT_* are not read)")
-    parser.add_argument("--log-level", default="error", help="the service's log lines shown on stderr")
+    parser.add_argument("--log-level", default="error", choices=["debug", "info", "warning", "error"],
+                        help="the service's log lines shown on stderr")
     args = parser.parse_args(argv)
     for name in ("students", "items", "answers", "new_items", "weeks", "replications"):
         value = getattr(args, name)
-        if value is not None and value < (0 if name in ("new_items", "weeks") else 1):
-            parser.error(f"--{name.replace('_', '-')} must be at least {0 if name in ('new_items', 'weeks') else 1}")
+        least = 0 if name == "new_items" else 1
+        if value is not None and value < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     if any("=" not in s for s in args.setting):
         parser.error("--setting takes NAME=VALUE, e.g. MIRT_ITEM_PRIORS=false")
     return args
@@ -398,6 +401,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(message)s")
     settings_env = dict(s.split("=", 1) for s in args.setting)
+    try:  # a bad setting is said before any database is filled
+        Settings.load(settings_env)
+    except ConfigError as problem:
+        raise SystemExit(f"weekly_scale.py: --setting: {problem}")
     overrides = {k: getattr(args, k) for k in ("students", "items", "answers", "new_items", "new_answers")
                  if getattr(args, k) is not None}
     for name in args.design:
