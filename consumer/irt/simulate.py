@@ -76,3 +76,106 @@ def simulate(
     correct = (rng.random(item.size) < p).astype(np.uint8)
     ptr = np.arange(n_persons + 1, dtype=np.int64) * per_person
     return SimulatedData(Responses(ptr, item, correct, n_items), params, theta)
+
+
+@dataclass(frozen=True)
+class Week:
+    """One simulated week: who sat it, with what true abilities, and what they answered.
+
+    Items are numbered over the whole simulation: the operational bank first
+    (``0 .. n_operational - 1``), then each week's new items in turn. Every
+    parameter is on the base scale, the scale of week 0's population N(0, 1).
+    """
+
+    index: int
+    #: The population's true mean and SD on the base scale this week.
+    mean: float
+    sd: float
+    #: The cohort's true abilities (base scale), one per student of this week.
+    theta: np.ndarray
+    #: The cohort's answers, items numbered over the whole simulation.
+    responses: Responses
+    #: Every item's true parameters this week (planted drift included), base scale.
+    params: ItemParameters
+    #: This week's new (pretest) items, answered this week only.
+    new_items: np.ndarray
+    #: The operational items whose planted drift is in effect this week.
+    drifting: np.ndarray
+
+
+def simulate_weeks(
+    *,
+    students: int = 3000,
+    items: int = 300,
+    answers: int = 40,
+    new_items: int = 20,
+    new_answers: int = 4,
+    weeks: int = 6,
+    mean_growth: float = 0.08,
+    sd_growth: float = 0.03,
+    drifting: int | tuple[int, ...] = 3,
+    drift_b: float = 0.5,
+    drift_from: int = 3,
+    seed: int = 0,
+) -> list[Week]:
+    """A base week and ``weeks`` weekly cohorts on one operational bank, with known truth.
+
+    Week 0 (the base week) is ``students`` students from N(0, 1), each
+    answering ``answers`` distinct items of the ``items`` operational items;
+    its population defines the base scale. Week ``w`` = 1 .. ``weeks`` is a
+    new cohort of ``students`` from N(``mean_growth`` * w, (1 + ``sd_growth``
+    * w)^2) (a negative ``sd_growth`` shrinks it), each answering
+    ``answers - new_answers`` operational items and ``new_answers`` of that
+    week's ``new_items`` new items (pretest items: answered in their week
+    only). Item truths: a ~ lognormal(0, 0.3), b ~ N(0, 1), as ``simulate``.
+
+    Drift is planted in operational items: ``drifting`` is how many, picked
+    at random, or their positions; each one's b is ``drift_b`` higher from
+    week ``drift_from`` on (its a unchanged). ``Week.params`` carries it.
+
+    Pure and deterministic for a ``seed``: no I/O; student ids, timestamps
+    and the database are the caller's.
+    """
+    if weeks < 0 or students < 1 or items < 1:
+        raise ValueError("weeks must be >= 0, students and items >= 1")
+    if new_items < 0 or not 0 <= new_answers <= new_items or new_answers >= answers:
+        raise ValueError("new_answers must lie in [0, new_items] and below answers")
+    if not 0 < answers - new_answers <= items or answers > items:
+        raise ValueError("answers must lie in [1, items]")
+    if 1.0 + sd_growth * weeks <= 0:
+        raise ValueError(f"sd_growth {sd_growth} leaves no spread by week {weeks}")
+    rng = np.random.default_rng(seed)
+    bank = ItemParameters(rng.lognormal(0.0, 0.3, items), rng.normal(0.0, 1.0, items), np.zeros(items))
+    fresh = [ItemParameters(rng.lognormal(0.0, 0.3, new_items), rng.normal(0.0, 1.0, new_items),
+                            np.zeros(new_items)) for _ in range(weeks)]
+    if isinstance(drifting, (int, np.integer)):
+        planted = np.sort(rng.choice(items, size=int(drifting), replace=False))
+    else:
+        planted = np.unique(np.asarray(drifting, dtype=np.int64))
+        if planted.size and not (0 <= planted.min() and planted.max() < items):
+            raise ValueError("drifting positions must be operational items, in [0, items)")
+    n_total = items + weeks * new_items
+    out = []
+    for w in range(weeks + 1):
+        mean, sd = mean_growth * w, 1.0 + sd_growth * w
+        theta = rng.normal(mean, sd, students)
+        drift = planted if w >= drift_from else planted[:0]
+        b = bank.b.copy()
+        b[drift] += drift_b
+        operational = ItemParameters(bank.a, b, bank.c)
+        pieces = [operational] + fresh
+        params = ItemParameters(*(np.concatenate([getattr(p, k) for p in pieces]) for k in "abc"))
+        week_new = items + (w - 1) * new_items + np.arange(new_items) if w else np.arange(0)
+        per_new = new_answers if w and new_items else 0
+        parts = [(np.arange(items), simulate(students, items, answers - per_new, seed=int(rng.integers(2**31 - 1)),
+                                             params=operational, theta=theta).responses)]
+        if per_new:
+            parts.append((week_new, simulate(students, new_items, per_new, seed=int(rng.integers(2**31 - 1)),
+                                             params=fresh[w - 1], theta=theta).responses))
+        # Each student's operational answers, then their new items' (every student answers the same count).
+        item = np.hstack([ids[r.item].reshape(students, -1) for ids, r in parts]).ravel()
+        correct = np.hstack([r.correct.reshape(students, -1) for _, r in parts]).ravel()
+        ptr = np.arange(students + 1, dtype=np.int64) * answers
+        responses = Responses(ptr, item.astype(np.int32), correct, n_total)
+        out.append(Week(w, mean, sd, theta, responses, params, week_new, drift))
+    return out
