@@ -10,7 +10,7 @@ loop (``--loop``):
 - ``readme``: the README's weekly loop: ``calibrate`` over the week
   (``lookback_days`` 7, ``as_of`` the week's end), then ``tag-anchors``;
 - ``tag-once``: ``calibrate`` every week; anchors tagged once, after the base week;
-- ``bank``: the bank mode's weekly run (a hook, ``bank_loop``, to be filled).
+- ``bank``: the bank mode: the base week adopted as the bank, then each week's run holds its scale.
 
 After each week the benchmark reads back what the service says, and sets it
 against the truth on the base scale (week 0's population is N(0, 1)):
@@ -77,14 +77,15 @@ from consumer.irt.simulate import Week, simulate_weeks  # noqa: E402
 from consumer.run import SUCCEEDED, CalibrationRequest, calibrate  # noqa: E402
 from consumer.scope import resolve  # noqa: E402
 from consumer.settings import Settings  # noqa: E402
+from consumer import bank_admin  # noqa: E402
 from consumer.tagging import tag_anchors  # noqa: E402
 from tests.platform_data import FIRST_QUESTION_ID  # noqa: E402
 
 #: Designs by name. ``thin`` is issue 17's: about 360 answers per operational item, where
 #: MIRT_ITEM_PRIORS=auto turns the priors on; ``dense``, about 920, where it leaves them off.
 DESIGNS = {
-    "thin": dict(students=3000, items=300, answers=40, new_items=20, new_answers=4),
-    "dense": dict(students=6000, items=300, answers=50, new_items=20, new_answers=4),
+    "thin": dict(students=3000, items=300, answers=40, new_items=20, new_answers=4, pretest_weeks=2),
+    "dense": dict(students=6000, items=300, answers=50, new_items=20, new_answers=4, pretest_weeks=2),
 }
 #: The end of the base week; week w ends ``w`` weeks later.
 BASE_WEEK_END = datetime(2026, 1, 4, 23, 0, tzinfo=timezone.utc)
@@ -152,27 +153,27 @@ def tag_once_loop(engine: sa.Engine, settings: Settings, week: int, as_of: datet
     return report
 
 
-# ---------------------------------------------------------------------------------------------
-# HOOK: the bank mode's weekly run (``--loop bank``), for the engineer building it to fill.
-#
-# Called once per week, the base week (week == 0) included, with the service's engine and
-# settings and the week's end (``as_of``; the window is the 7 days before it). Run the week
-# the way an operator will run it through the service's Python API: week 0 starts the bank
-# (a scope without a bank calibrates and links as today), later weeks run the fixed-parameter
-# calibration with every operational item fixed at its bank value. Return a WeekReport:
-#   population_mean, population_sd  the window's population on the bank (base) scale, as the
-#                                   run reported it (its growth figure);
-#   flagged                         question ids the drift watch flagged this week;
-#   watched                         question ids it watched (the operational items it compared);
-#   item_params                     leave None if the run writes every item's (a, b) on the bank
-#                                   scale to mirt_item_params (the fixed ones at their bank
-#                                   values); else give them here, by question id.
-# Students' thetas are read from mirt_ability, so the week's run must score its cohort.
-# ---------------------------------------------------------------------------------------------
 def bank_loop(engine: sa.Engine, settings: Settings, week: int, as_of: datetime) -> WeekReport:
-    """The bank mode's weekly run: not built yet."""
-    raise NotImplementedError("--loop bank: the bank mode's weekly run is not built yet; fill bank_loop in "
-                              "benchmarks/weekly_scale.py (see the HOOK comment above it)")
+    """The bank mode's weekly loop (README): the base week calibrated and adopted as the bank, then each
+    week's run holds the bank's scale, calibrates the new items onto it and watches drift."""
+    scope = resolve(settings.scope_key, None)
+    if week == 0:
+        report = calibrate_week(engine, settings, as_of)
+        bank_admin.adopt(engine, scope, "weekly_scale")
+        return report
+    summary = calibrate(engine, settings, CalibrationRequest(as_of=as_of, overrides={"lookback_days": 7},
+                                                             requested_by="weekly_scale"))
+    if summary.status != SUCCEEDED:
+        return WeekReport(summary.status, float("nan"), float("nan"),
+                          note=f"{summary.status}: {(summary.error or '')[:80]}")
+    bank = summary.fit["bank"]
+    with engine.connect() as conn:
+        watched = {int(r[0]) for r in conn.execute(sa.text(
+            "SELECT item_id FROM mirt_bank_drift WHERE run_id = CAST(:r AS uuid)"), {"r": summary.run_id})}
+    return WeekReport(summary.status, float(bank["population"]["mean"]), float(bank["population"]["sd"]),
+                      {int(q) for q in bank["flagged"]}, watched,
+                      note=f"{bank['fixed_items']} fixed, {len(bank['promoted'])} promoted, "
+                           f"{len(bank['suspended'])} suspended")
 
 
 LOOPS: dict[str, Loop] = {"readme": readme_loop, "tag-once": tag_once_loop, "bank": bank_loop}
@@ -373,6 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--answers", type=int, help="answers per student, new items included (overrides the preset)")
     parser.add_argument("--new-items", type=int, help="new items a week (overrides the preset)")
     parser.add_argument("--new-answers", type=int, help="of a student's answers, on the week's new items")
+    parser.add_argument("--pretest-weeks", type=int, help="weeks each batch of new items is answered in")
     parser.add_argument("--weeks", type=int, default=6, help="weekly cohorts after the base week")
     parser.add_argument("--mean-growth", type=float, default=0.08, help="the population mean's change a week")
     parser.add_argument("--sd-growth", type=float, default=0.03, help="the population SD's change a week "
@@ -405,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
         Settings.load(settings_env)
     except ConfigError as problem:
         raise SystemExit(f"weekly_scale.py: --setting: {problem}")
-    overrides = {k: getattr(args, k) for k in ("students", "items", "answers", "new_items", "new_answers")
+    overrides = {k: getattr(args, k) for k in ("students", "items", "answers", "new_items", "new_answers",
+                                               "pretest_weeks")
                  if getattr(args, k) is not None}
     for name in args.design:
         design = {**DESIGNS[name], **overrides}
@@ -425,9 +428,10 @@ def main(argv: list[str] | None = None) -> None:
                     say(str(missing))
                     results[loop] = str(missing)
         per_item = design["students"] * (design["answers"] - design["new_answers"]) / design["items"]
-        per_new = design["students"] * design["new_answers"] / max(design["new_items"], 1)
+        per_new = design["students"] * design["new_answers"] / max(design["new_items"] * design["pretest_weeks"], 1)
         print(f"\n### design {name}: {design['students']} students a week x {design['answers']} answers "
-              f"({design['new_answers']} on the week's {design['new_items']} new items), {design['items']} "
+              f"({design['new_answers']} on the new items, each answered {design['pretest_weeks']} weeks), "
+              f"{design['items']} "
               f"operational items: about {per_item:.0f} answers per operational item and {per_new:.0f} per new "
               f"item a week; the population's mean {args.mean_growth:+g} and SD {args.sd_growth:+g} a week; "
               f"{args.drifting} items' b {args.drift_b:+g} from week {args.drift_from}; seed {args.seed}"

@@ -85,7 +85,7 @@ def suspend(flagged_now: np.ndarray, flagged_before: np.ndarray, runs_to_suspend
 class PromotionGates:
     """What a pretest item must show to become operational (``MIRT_PROMOTION_*``)."""
 
-    min_answers: int = 300
+    min_answers: int = 200
     max_b_se: float = 0.25
     max_rmsd: float = 0.1
     #: Runs in a row in which the item was estimated, this one included, whose b estimates agree.

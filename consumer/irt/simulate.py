@@ -116,6 +116,7 @@ def simulate_weeks(
     drifting: int | tuple[int, ...] = 3,
     drift_b: float = 0.5,
     drift_from: int = 3,
+    pretest_weeks: int = 1,
     seed: int = 0,
 ) -> list[Week]:
     """A base week and ``weeks`` weekly cohorts on one operational bank, with known truth.
@@ -126,8 +127,11 @@ def simulate_weeks(
     new cohort of ``students`` from N(``mean_growth`` * w, (1 + ``sd_growth``
     * w)^2) (a negative ``sd_growth`` shrinks it), each answering
     ``answers - new_answers`` operational items and ``new_answers`` of that
-    week's ``new_items`` new items (pretest items: answered in their week
-    only). Item truths: a ~ lognormal(0, 0.3), b ~ N(0, 1), as ``simulate``.
+    week's ``new_items`` new items (pretest items). A week's new items are
+    answered in ``pretest_weeks`` weeks, theirs and the ones after: each
+    week's new answers spread over the batches still in pretest.
+    ``Week.new_items`` are the items first shown that week. Item truths:
+    a ~ lognormal(0, 0.3), b ~ N(0, 1), as ``simulate``.
 
     Drift is planted in operational items: ``drifting`` is how many, picked
     at random, or their positions; each one's b is ``drift_b`` higher from
@@ -142,6 +146,8 @@ def simulate_weeks(
         raise ValueError("new_answers must lie in [0, new_items] and below answers")
     if not 0 < answers - new_answers <= items or answers > items:
         raise ValueError("answers must lie in [1, items]")
+    if pretest_weeks < 1:
+        raise ValueError("pretest_weeks must be at least 1")
     if 1.0 + sd_growth * weeks <= 0:
         raise ValueError(f"sd_growth {sd_growth} leaves no spread by week {weeks}")
     rng = np.random.default_rng(seed)
@@ -166,12 +172,16 @@ def simulate_weeks(
         pieces = [operational] + fresh
         params = ItemParameters(*(np.concatenate([getattr(p, k) for p in pieces]) for k in "abc"))
         week_new = items + (w - 1) * new_items + np.arange(new_items) if w else np.arange(0)
+        batches = list(range(max(1, w - pretest_weeks + 1), w + 1)) if w else []
+        shown = np.concatenate([items + (k - 1) * new_items + np.arange(new_items) for k in batches]) \
+            if batches else np.arange(0)
         per_new = new_answers if w and new_items else 0
         parts = [(np.arange(items), simulate(students, items, answers - per_new, seed=int(rng.integers(2**31 - 1)),
                                              params=operational, theta=theta).responses)]
         if per_new:
-            parts.append((week_new, simulate(students, new_items, per_new, seed=int(rng.integers(2**31 - 1)),
-                                             params=fresh[w - 1], theta=theta).responses))
+            in_pretest = params.take(shown)
+            parts.append((shown, simulate(students, shown.size, per_new, seed=int(rng.integers(2**31 - 1)),
+                                          params=in_pretest, theta=theta).responses))
         # Each student's operational answers, then their new items' (every student answers the same count).
         item = np.hstack([ids[r.item].reshape(students, -1) for ids, r in parts]).ravel()
         correct = np.hstack([r.correct.reshape(students, -1) for _, r in parts]).ravel()
