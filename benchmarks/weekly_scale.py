@@ -31,9 +31,10 @@ against the truth on the base scale (week 0's population is N(0, 1)):
 
 Prints one table per design and loop, and a summary line: the mean error
 (reported - truth) of the population's mean and SD over weeks 1..N. The
-truth is the population the cohort was drawn from, so a week's error also
-holds the cohort's sampling error (about 0.02 in the mean and SD at 3,000
-students); ``--replications`` averages it away, with seeds seed, seed+1, ...
+truth is the cohort's own mean and SD (its true thetas), not the population
+it was drawn from, so a week's error holds no sampling error of the draw
+(about 0.02 in the mean and SD at 3,000 students); ``--replications``
+averages over designs, with seeds seed, seed+1, ...
 
     python benchmarks/weekly_scale.py                                  # the issue's design, both of today's loops
     python benchmarks/weekly_scale.py --design dense --loop tag-once
@@ -260,7 +261,8 @@ def measure(engine: sa.Engine, week: Week, report: WeekReport, operational: np.n
     drifting_now = {FIRST_QUESTION_ID + int(j) for j in week.drifting}
     return {
         "week": week.index, "status": report.status, "note": report.note,
-        "true_mean": week.mean, "true_sd": week.sd,
+        # The cohort's own mean and SD: what a run could recover, without the draw's sampling error.
+        "true_mean": float(week.theta.mean()), "true_sd": float(week.theta.std()),
         "mean": report.population_mean, "sd": report.population_sd,
         "operational": item_errors(items, week, np.setdiff1d(operational, planted)),
         "new": item_errors(items, week, week.new_items),
