@@ -119,6 +119,31 @@ def test_a_run_left_running_in_another_scope_is_not_taken_for_stale(engine):
         {"english": "running", "math": "abandoned"}
 
 
+def test_a_whole_bank_run_left_running_from_before_scopes_is_abandoned_once_its_lock_is_free(engine):
+    """Scopes configured, no whole-bank run comes again to clear it: a scope's run does, when nothing holds it."""
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        conn.execute(sa.text("INSERT INTO mirt_fit_meta (run_id, status, scope) VALUES "
+                             "('00000000-0000-0000-0000-000000000003', 'running', '')"))
+    whole_bank_run = "SELECT status, error FROM mirt_fit_meta WHERE run_id = '00000000-0000-0000-0000-000000000003'"
+    with engine.connect() as older_replica:  # a replica without scopes, its whole-bank run still going on
+        assert queries.try_run_lock(older_replica, scopes.WHOLE_BANK)
+        assert calibrate(engine, SCOPED, request("math")).status == "succeeded"
+        assert rows(engine, whole_bank_run)[0][0] == "running"
+        queries.release_run_lock(older_replica, scopes.WHOLE_BANK)
+
+    english = calibrate(engine, SCOPED, request("english"))
+
+    assert english.status == "succeeded"
+    ((status, error),) = rows(engine, whole_bank_run)
+    assert status == "abandoned" and error == queries.STALE_RUN
+    assert any("run 00000000-0000-0000-0000-000000000003 was left 'running'" in w for w in english.warnings)
+    # Its check took the whole bank's lock for that transaction only: a whole-bank run may start now.
+    with engine.connect() as conn:
+        assert queries.try_run_lock(conn, scopes.WHOLE_BANK)
+        queries.release_run_lock(conn, scopes.WHOLE_BANK)
+
+
 def test_a_scope_the_settings_do_not_make_is_a_clear_error():
     with pytest.raises(ConfigError, match="MIRT_SCOPE_KEY is not set"):
         scopes.resolve("", "math")
@@ -238,3 +263,4 @@ def test_three_replicas_calibrate_six_scopes_of_a_fan_out_each_once_in_parallel(
     deferred = sum("holds its run lock; nacked at once" in m for m in messages)
     assert deferred < 30
     assert not any("nacked, Pub/Sub will redeliver" in m for m in messages)
+
