@@ -220,6 +220,18 @@ def scopes_in_bank(conn: sa.Connection, scope_key: str) -> list[str]:
     ), {"k": scope_key})]
 
 
+def check_scope(conn: sa.Connection, scope: Scope) -> None:
+    """Raise ``UnknownScope`` (naming the bank's scopes) unless some question belongs to ``scope``.
+
+    The whole bank always exists. A scope with questions but no answers in
+    the window passes: that is a quiet week, not a mistake.
+    """
+    if scope.whole_bank or conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM question WHERE {_IN_SCOPE})"),
+                                        _scope_parameters(scope)).scalar():
+        return
+    raise scopes.unknown(scope, scopes_in_bank(conn, scope.key))
+
+
 # --- run records -----------------------------------------------------------------------------
 
 def insert_run(conn: sa.Connection, run_id: uuid.UUID, request_id: str | None, scope: Scope,
