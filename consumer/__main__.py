@@ -1,8 +1,9 @@
 """The command line: ``python -m consumer COMMAND``. Parse, dispatch, exit codes.
 
 Exit status: 0 for a succeeded or skipped run, 1 for a failed run or an
-unexpected error, 2 for a bad setting, 3 when the database cannot be
-reached, 75 when another run holds the lock.
+unexpected error, 2 for a bad setting (a scope no question has, and for
+``publish --wait`` a request the consumer rejected), 3 when the database
+cannot be reached, 75 when another run holds the lock.
 """
 
 from __future__ import annotations
@@ -266,11 +267,13 @@ def _migrate_the_platforms_database(engine, only_questions: bool = False) -> Non
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .run import CalibrationRequest, calibrate
+    from .scope import require_in_bank, resolve
     from .warmup import report_compilation
     settings = _settings(args)
     configure_opentelemetry()
     engine = _engine(settings, args)
     _migrate_the_platforms_database(engine)
+    require_in_bank(engine, resolve(settings.scope_key, args.scope))  # a typo is no quiet week: exit 2, no run
     report_compilation()
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
@@ -372,6 +375,15 @@ def _publish(args: argparse.Namespace) -> int:
         waiter.close()
     for event in answers:
         print(json.dumps(event))
+    for event in answers:
+        scope = f" (scope {event['scope']})" if event.get("scope") else ""
+        if event.get("rejected"):
+            log.error("request %s%s was rejected by the consumer, and nothing was run: %s", event["request_id"],
+                      scope, event["error"])
+        elif event["status"] == "failed":
+            log.error("request %s%s: run %s failed: %s", event["request_id"], scope, event["run_id"], event["error"])
+    if any(event.get("rejected") for event in answers):
+        return ConfigError.exit_code  # a request the consumer cannot run as it stands: something to fix, not retry
     return 0 if all(event["status"] in ("succeeded", "skipped") for event in answers) else 1
 
 

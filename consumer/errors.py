@@ -26,11 +26,24 @@ class ConfigError(ServiceError):
     exit_code = 2
 
 
-class DatabaseLoginRefused(ConfigError):
-    """The database refused the service's credentials (a wrong password, a missing user or IAM grant).
+class DatabaseRefused(ConfigError):
+    """The database turned the service away for one of the service's settings: a setting to fix, not an outage.
 
-    A setting to fix, not an outage to wait out: retrying cannot succeed.
+    Retrying cannot succeed, and the database cannot be written to meanwhile
+    (so a consumer rejects the request without recording it there).
     """
+
+
+class DatabaseLoginRefused(DatabaseRefused):
+    """The database refused the service's credentials (a wrong password, a missing user or IAM grant)."""
+
+
+class DatabaseTLSMismatch(DatabaseRefused):
+    """The connection's TLS settings (``sslmode``) and the server's do not agree, or its certificate does not verify."""
+
+
+class UnknownScope(ConfigError):
+    """A request names a scope that no question of the bank has: a typo or a stale name, not a quiet week."""
 
 
 class DatabaseUnavailable(ServiceError):

@@ -18,13 +18,19 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownScope
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 #: The request's scope that means "every scope present in the bank".
 EVERY_SCOPE = "*"
 #: The run lock's advisory-lock key for the whole bank (kept from before scopes, so versions agree).
 WHOLE_BANK_LOCK_KEY = 7_246_113_002
+#: How many of the bank's scopes an unknown scope's error names before it only counts the rest.
+_SCOPES_NAMED = 20
 #: What a scope's name may be: what the request schema allows (printable, at most 100 characters).
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 
@@ -84,6 +90,42 @@ def resolve(scope_key: str, requested: str | None) -> Scope:
     if not valid_name(requested):
         raise ConfigError(f"scope {requested!r} is not a scope name (1 to 100 printable characters, not \"*\")")
     return Scope(scope_key, requested)
+
+
+def unknown(scope: Scope, present: Sequence[str]) -> UnknownScope:
+    """The error for ``scope`` when no question has it: its name, and the scopes the bank has (``present``).
+
+    Such a request is a mistake (a typo, a scope renamed or retired), never
+    a quiet week, which is a scope with questions but no answers in the
+    window (a run recorded as skipped).
+    """
+    where = f"meta.{scope.key} (MIRT_SCOPE_KEY)"
+    if not present:
+        return UnknownScope(f"scope {scope.name!r} is not in the bank: no question has a value under {where}, so "
+                            "the bank has no scopes", "check MIRT_SCOPE_KEY against question.meta")
+    named = ", ".join(present[:_SCOPES_NAMED])
+    rest = f" and {len(present) - _SCOPES_NAMED} more" if len(present) > _SCOPES_NAMED else ""
+    return UnknownScope(f"scope {scope.name!r} is not in the bank: no question has it under {where}; the bank's "
+                        f"scopes are {named}{rest}",
+                        f"name one of them, or \"{EVERY_SCOPE}\" for every scope; nothing was run or recorded")
+
+
+def require_in_bank(engine: "sa.Engine", scope: Scope) -> None:
+    """Raise ``UnknownScope`` unless some question of the bank belongs to ``scope``, before anything is recorded.
+
+    ``DatabaseUnavailable`` (or ``DatabaseRefused``) when the database cannot
+    be asked. The whole bank always passes.
+    """
+    if scope.whole_bank:
+        return
+    import sqlalchemy as sa  # the database's side of scopes lives in db/, which imports this module
+    from .db import queries
+    from .db.engine import unavailable
+    try:
+        with engine.connect() as conn:
+            queries.check_scope(conn, scope)
+    except sa.exc.DBAPIError as exc:
+        raise unavailable(engine, exc) from exc
 
 
 def fans_out(scope_key: str, requested: str | None) -> bool:

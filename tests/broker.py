@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,6 +47,16 @@ class Broker:
         for watcher, topic in (("completed-watch", COMPLETED), ("dead-letter-watch", DEAD_LETTER)):
             subscriber.create_subscription(name=broker.subscription(watcher), topic=broker.topic(topic))
         return broker
+
+    def delete(self) -> None:
+        """Delete the subscriptions and topics ``create`` made (whatever is already gone is skipped)."""
+        from google.api_core import exceptions
+        for name in (SUBSCRIPTION, "completed-watch", "dead-letter-watch"):
+            with contextlib.suppress(exceptions.NotFound):
+                self.subscriber.delete_subscription(subscription=self.subscription(name), timeout=10)
+        for name in (REQUESTS, COMPLETED, DEAD_LETTER):
+            with contextlib.suppress(exceptions.NotFound):
+                self.publisher.delete_topic(topic=self.topic(name), timeout=10)
 
     def topic(self, name: str) -> str:
         return self.publisher.topic_path(self.project, name)

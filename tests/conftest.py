@@ -10,6 +10,7 @@ answers on 5432, to try the tests as a machine without PostgreSQL runs them.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -48,17 +49,36 @@ def server_url() -> sa.URL:
 
 
 def embedded_server_url() -> sa.URL:
-    """An embedded PostgreSQL in a temporary directory of this test session (started once)."""
-    global _embedded
+    """An embedded PostgreSQL in a temporary directory of this test session (started once, removed at its end)."""
+    global _embedded, _embedded_dir
     if _embedded is None:
         from consumer.db.embedded import embedded_url
+        _embedded_dir = Path(tempfile.mkdtemp(prefix="mirt-test-"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _embedded = sa.make_url(embedded_url(Path(tempfile.mkdtemp(prefix="mirt-test-"))))
+            _embedded = sa.make_url(embedded_url(_embedded_dir))
     return _embedded
 
 
 _embedded: sa.URL | None = None
+_embedded_dir: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _embedded_server_removed_at_the_end():
+    """The session's embedded PostgreSQL, if a test started one, is stopped and its directory removed.
+
+    Set up before any other fixture, so torn down after all of them (the
+    databases they dropped lived in it).
+    """
+    yield
+    global _embedded, _embedded_dir
+    if _embedded_dir is None:
+        return
+    from consumer.db.embedded import stop
+    stop(_embedded_dir)
+    shutil.rmtree(_embedded_dir, ignore_errors=True)
+    _embedded, _embedded_dir = None, None
 
 
 @pytest.fixture
@@ -107,4 +127,6 @@ def broker(pubsub_host, monkeypatch):
     """Topics and subscriptions in a project of this test's own on the Pub/Sub server."""
     from .broker import Broker
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
-    return Broker.create(pubsub_host, f"test-{uuid.uuid4().hex[:10]}")
+    broker = Broker.create(pubsub_host, f"test-{uuid.uuid4().hex[:10]}")
+    yield broker
+    broker.delete()  # an emulator that outlives the session (PUBSUB_EMULATOR_HOST) keeps no test's topics

@@ -134,6 +134,10 @@ def test_a_login_refused_during_a_run_is_dead_lettered_and_not_retried(password_
         assert any("to be replayed once the login is fixed" in m for m in log)
         assert not any("could not record rejected message" in m for m in log)
         assert "refused the service's login: password authentication failed" in dead.attributes["rejected-reason"]
+        # Whoever waits for the request learns why, once: a rejection's answer, no run's (none was recorded).
+        ((answer, _),) = broker.completed(1, timeout=30)
+        assert answer["rejected"] and answer["status"] == "failed" and answer["request_id"] == "while-the-password-changes"
+        assert "refused the service's login" in answer["error"]
         assert broker.completed(1, timeout=1) == []
         assert consumer.health("/healthz")[0] == 200
         status, body = consumer.health("/readyz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from consumer.db.engine import create_engine, describe, pg8000_url
 from consumer.settings import Settings
@@ -153,3 +154,26 @@ def test_the_connection_check_fails_instead_of_hanging_during_a_partition(databa
     proxy.heal()
     check_connection(eng, timeout=1.0)
     eng.dispose()
+
+
+def test_tls_asked_of_a_server_without_it_is_a_setting_error_not_an_outage(server_url):
+    """The test server has no SSL: sslmode=require cannot succeed however often it is tried (exit 2, not 3)."""
+    from consumer.db.engine import check_connection
+    from consumer.errors import DatabaseTLSMismatch
+    with sa.create_engine(server_url).connect() as conn:
+        if conn.exec_driver_sql("SHOW ssl").scalar() == "on":
+            pytest.skip("this test server speaks TLS")
+    url = server_url.update_query_dict({"sslmode": "require"}).render_as_string(hide_password=False)
+    with pytest.raises(DatabaseTLSMismatch) as caught:
+        check_connection(create_engine(Settings.load({"DATABASE_URL": url})))
+    assert caught.value.exit_code == 2 and not caught.value.transient
+    assert "does not speak TLS, and DATABASE_URL asks for it (the server answered: Server refuses SSL)" in str(caught.value)
+    assert "sslmode=prefer or disable" in caught.value.hint
+
+    from .test_cli import cli, error_lines
+    # serve stops at start with exit status 2, where an outage (exit 3) would be waited out for ever.
+    for command in ("calibrate", "serve"):
+        result = cli(command, env={"DATABASE_URL": url, "LOG_FORMAT": "json", "GOOGLE_CLOUD_PROJECT": "tls-test"})
+        assert result.returncode == 2, result.stderr[-2000:]
+        (line,) = error_lines(result)
+        assert "does not speak TLS" in line

@@ -435,3 +435,35 @@ def test_a_sparse_design_at_a_tight_tolerance_holds_back_nothing(accelerate):
     loglik, gradient = marginal_loglik(truth.responses, fit.params.a, fit.params.d)
     assert fit.loglik == pytest.approx(loglik, abs=1e-6)
     assert np.abs(gradient).max() < 1e-3
+
+
+class Stop(Exception):
+    pass
+
+
+def test_the_checkpoint_is_asked_before_every_e_step_pass_not_only_at_accepted_points():
+    """A shutdown must not wait for an accepted point (``progress``): a rejected extrapolation is a pass too."""
+    truth = simulate(2000, 100, 20, seed=3)
+    asked = []
+    fit = estimate_items(truth.responses, tolerance=1e-6, checkpoint=lambda: asked.append(len(asked)))
+    assert len(asked) == fit.iterations
+
+    # What it raises ends the fit at once, within the pass it was asked before.
+    calls = []
+
+    def stop_at_the_fifth_pass():
+        calls.append(1)
+        if len(calls) == 5:
+            raise Stop
+    with pytest.raises(Stop):
+        estimate_items(truth.responses, checkpoint=stop_at_the_fifth_pass)
+    assert len(calls) == 5
+
+
+def test_squarem_driver_asks_the_checkpoint_before_each_of_its_passes_the_rejected_ones_too():
+    toy = ToyEM(reject_extrapolations=True)
+    asked, accepted = [], []
+    _, passes, converged = _run_em(toy, np.zeros((2, 2)), 1e-10, 10_000, True, lambda n, p: accepted.append(n),
+                                   checkpoint=lambda: asked.append(len(toy.images)))
+    assert converged and len(asked) == passes == len(toy.images) > len(accepted)
+    assert asked == list(range(passes)), "the checkpoint came after a pass, not before it"

@@ -30,6 +30,17 @@ def test_a_failed_completion_must_say_why_and_a_success_must_not_carry_an_error(
     assert list(check.iter_errors({**succeeded, "error": "oops"}))
 
 
+def test_a_rejected_request_is_answered_as_a_failed_one_that_says_why():
+    """Subscribers that know only succeeded, skipped and failed see a failed request and its reason."""
+    check = validator("calibration-completed")
+    rejected = json.loads((SCHEMAS / "examples" / "calibration-completed.rejected.json").read_text())
+    assert rejected["status"] == "failed" and rejected["error"]
+    assert list(check.iter_errors({**rejected, "status": "skipped", "error": None}))
+    assert list(check.iter_errors({**rejected, "rejected": False}))
+    failed = json.loads((SCHEMAS / "examples" / "calibration-completed.failed.json").read_text())
+    assert "rejected" not in failed and not list(check.iter_errors(failed))
+
+
 @pytest.mark.parametrize("data", [
     {"overrides": {"lookback_days": -3}},
     {"overrides": {"model": "4PL"}},

@@ -119,6 +119,66 @@ def test_a_run_left_running_in_another_scope_is_not_taken_for_stale(engine):
         {"english": "running", "math": "abandoned"}
 
 
+def test_a_whole_bank_run_left_running_from_before_scopes_is_abandoned_once_its_lock_is_free(engine):
+    """Scopes configured, no whole-bank run comes again to clear it: a scope's run does, when nothing holds it."""
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        conn.execute(sa.text("INSERT INTO mirt_fit_meta (run_id, status, scope) VALUES "
+                             "('00000000-0000-0000-0000-000000000003', 'running', '')"))
+    whole_bank_run = "SELECT status, error FROM mirt_fit_meta WHERE run_id = '00000000-0000-0000-0000-000000000003'"
+    with engine.connect() as older_replica:  # a replica without scopes, its whole-bank run still going on
+        assert queries.try_run_lock(older_replica, scopes.WHOLE_BANK)
+        assert calibrate(engine, SCOPED, request("math")).status == "succeeded"
+        assert rows(engine, whole_bank_run)[0][0] == "running"
+        queries.release_run_lock(older_replica, scopes.WHOLE_BANK)
+
+    english = calibrate(engine, SCOPED, request("english"))
+
+    assert english.status == "succeeded"
+    ((status, error),) = rows(engine, whole_bank_run)
+    assert status == "abandoned" and error == queries.STALE_RUN
+    assert any("run 00000000-0000-0000-0000-000000000003 was left 'running'" in w for w in english.warnings)
+    # Its check took the whole bank's lock for that transaction only: a whole-bank run may start now.
+    with engine.connect() as conn:
+        assert queries.try_run_lock(conn, scopes.WHOLE_BANK)
+        queries.release_run_lock(conn, scopes.WHOLE_BANK)
+
+
+def test_a_request_for_a_scope_no_question_has_is_rejected_with_the_banks_scopes_and_never_run(engine, database_url):
+    from .test_handler import RecordingPublisher
+    from consumer.bus import events
+    from consumer.bus.handler import Delivery, Outcome, RequestHandler
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+    settings = Settings.load({"DATABASE_URL": database_url, "MIRT_SCOPE_KEY": "subject"})
+    handler = RequestHandler(engine, settings, RecordingPublisher())
+
+    outcome = handler.handle(Delivery("m-1", events.encode({"request_id": "typo", "scope": "nosuchscope"}), {}))
+
+    assert outcome is Outcome.ACK
+    (answer,) = handler.publisher.completed_events
+    assert answer["rejected"] and answer["status"] == "failed" and answer["scope"] == "nosuchscope"
+    assert answer["error"].startswith("scope 'nosuchscope' is not in the bank: no question has it under meta.subject "
+                                      "(MIRT_SCOPE_KEY); the bank's scopes are english, math")
+    assert rows(engine, "SELECT count(*) FROM mirt_fit_meta") == [(0,)]
+    assert rows(engine, "SELECT message_id FROM mirt_rejected_message") == [("m-1",)]
+    # A scope with questions but no answers in the window is a quiet week: run, and skipped.
+    quiet = calibrate(engine, SCOPED, CalibrationRequest(as_of=AS_OF - timedelta(days=30), scope="math"))
+    assert quiet.status == "skipped"
+
+
+def test_calibrate_names_a_scope_no_question_has_and_exits_2_with_no_run_recorded(engine, database_url):
+    from .test_cli import cli, error_lines
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+    result = cli("calibrate", "--scope", "nosuchscope",
+                 env={"DATABASE_URL": database_url, "MIRT_SCOPE_KEY": "subject", "LOG_FORMAT": "json"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result)
+    assert "scope 'nosuchscope' is not in the bank" in line and "the bank's scopes are english, math" in line
+    assert rows(engine, "SELECT count(*) FROM mirt_fit_meta") == [(0,)]
+
+
 def test_a_scope_the_settings_do_not_make_is_a_clear_error():
     with pytest.raises(ConfigError, match="MIRT_SCOPE_KEY is not set"):
         scopes.resolve("", "math")
@@ -238,3 +298,23 @@ def test_three_replicas_calibrate_six_scopes_of_a_fan_out_each_once_in_parallel(
     deferred = sum("holds its run lock; nacked at once" in m for m in messages)
     assert deferred < 30
     assert not any("nacked, Pub/Sub will redeliver" in m for m in messages)
+
+
+def test_publish_wait_on_a_rejected_request_says_why_and_exits_2_instead_of_waiting_out_its_timeout(
+        engine, broker, consumers):
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+    consumers(MIRT_SCOPE_KEY="grade")  # a key no question has: no scope at all
+
+    for scope, reason in (("*", "asks for every scope, and no question has a value under meta.grade"),
+                          ("nosuchscope", "scope 'nosuchscope' is not in the bank: no question has a value under "
+                                          "meta.grade")):
+        waited = publish_and_wait(broker, "--scope", scope, "--wait", "--timeout", "120")
+        assert waited.returncode == 2, waited.stderr[-3000:]
+        (answer,) = [json.loads(line) for line in waited.stdout.splitlines()]
+        assert answer["rejected"] and answer["status"] == "failed" and reason in answer["error"]
+        errors = [json.loads(line)["message"] for line in waited.stderr.splitlines()
+                  if line.startswith("{") and json.loads(line)["severity"] == "ERROR"]
+        assert len(errors) == 1 and "was rejected by the consumer, and nothing was run" in errors[0]
+        assert reason in errors[0]
+    assert rows(engine, "SELECT count(*) FROM mirt_fit_meta") == [(0,)]

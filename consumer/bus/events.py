@@ -18,7 +18,8 @@ from typing import Mapping
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from ..calibration import CalibrationRequest, RunSummary
+from ..calibration import FAILED, CalibrationRequest, RunSummary
+from ..scope import valid_name as valid_scope_name
 
 SCHEMA_VERSION = "v1"
 REQUESTED_TYPE = "com.exam-prep.calibration.requested.v1"
@@ -130,8 +131,12 @@ def request_body(request_id: str | None = None, requested_by: str | None = None,
     return body
 
 
-def completed_body(summary: RunSummary) -> dict:
-    """The data of the calibration-completed event for ``summary`` (checked against its schema)."""
+def completed_body(summary: RunSummary, *, rejected: bool = False) -> dict:
+    """The data of the calibration-completed event for ``summary`` (checked against its schema).
+
+    ``rejected`` marks the answer to a request the consumer rejected before
+    any run (``rejected_summary``).
+    """
     counts = summary.counts
     body = {
         "run_id": summary.run_id,
@@ -156,6 +161,9 @@ def completed_body(summary: RunSummary) -> dict:
     if summary.fan_out:
         body["fan_out"] = dict(summary.fan_out)
     body.update(_bank_fields(summary))
+    # Only a rejection's event has it: a run's event stays as it was.
+    if rejected:
+        body["rejected"] = True
     problems = _problems("calibration-completed", body)
     if problems:
         raise ValueError(f"refusing to publish an invalid calibration-completed event: {problems}")
@@ -179,6 +187,19 @@ def _bank_fields(summary: RunSummary) -> dict:
                      "items_flagged": int(counts.get("items_flagged", 0)),
                      "items_suspended": int(counts.get("items_suspended", 0)),
                      "items_held_back": int(counts.get("items_held_back", 0))}}
+
+
+def rejected_summary(request: CalibrationRequest, reason: str, model: str) -> RunSummary:
+    """What answers a request rejected before any run: failed, with the reason as its error, and nothing counted.
+
+    Its run id is new and names no run in mirt_fit_meta (there was none); a
+    subscriber that only knows succeeded, skipped and failed sees a failed
+    request with its reason, and ``publish --wait`` says why and stops.
+    """
+    return RunSummary(run_id=str(uuid.uuid4()), request_id=request.request_id, status=FAILED, model=model,
+                      durations={"total": 0.0}, error=reason, dry_run=request.dry_run,
+                      scope=request.scope if request.scope and valid_scope_name(request.scope) else None,
+                      fan_out=dict(request.fan_out) if request.fan_out else None)
 
 
 def cloudevent_attributes(ce_type: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:

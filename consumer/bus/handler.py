@@ -3,6 +3,14 @@
 - malformed or schema-invalid: acked, recorded in ``mirt_rejected_message``
   with the reason, forwarded to the dead-letter topic when one is set;
   never retried;
+- a request that cannot become a run (a scope no question has, a fan-out
+  that finds no scope, a bad override): rejected the same way, and
+  answered with a completed event marked ``rejected`` (status failed, the
+  reason as its error), so that whoever waits for it learns why; nothing
+  is recorded as a run;
+- a setting the database refuses (the login, TLS): rejected the same way
+  on every path, but not recorded (the database refuses that too), to be
+  replayed once the setting is fixed;
 - a request for every scope (a fan-out): one request per scope present in
   the bank is published back to calibration-requested, with request ids
   derived from the parent's (so a redelivered fan-out adds no runs), and
@@ -31,13 +39,13 @@ from opentelemetry import context, propagate, trace
 from ..db import queries
 from ..db.engine import unavailable
 from ..db.migrations import migrate
-from ..errors import ConfigError, DatabaseLoginRefused, RunLockBusy, ServiceError
+from ..errors import ConfigError, DatabaseLoginRefused, DatabaseRefused, RunLockBusy, ServiceError
 from .. import scope as scopes
 from ..calibration import ABANDONED, CalibrationRequest
 from ..run import calibrate, earlier_answer
 from ..settings import Settings
 from ..telemetry import FitProgress, RunMetrics
-from .events import InvalidMessage, bounded, parse_request, request_body
+from .events import InvalidMessage, bounded, parse_request, rejected_summary, request_body
 from .publisher import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -99,17 +107,11 @@ class RequestHandler:
             return self._fan_out(delivery, request)
         try:
             self._ensure_migrated()
-            # A consumer's log gets a progress line every few seconds of a long fit, never a redrawn one.
-            summary = earlier_answer(self.engine, self.settings, request) or calibrate(
-                self.engine, self.settings, request, should_stop=self.should_stop, once_per_request=True,
-                progress=FitProgress(interactive=False))
-        except DatabaseLoginRefused as problem:
-            log.error("request %s not run: %s; the request is forwarded to the dead-letter topic, to be replayed "
-                      "once the login is fixed (the database refusing it cannot record it)", request.request_id,
-                      problem)
-            return self._reject(delivery, str(problem), record=False)
+            summary = earlier_answer(self.engine, self.settings, request) or self._calibrate(request)
+        except DatabaseRefused as problem:
+            return self._refused(delivery, request, problem)
         except ConfigError as problem:
-            return self._reject(delivery, str(problem))
+            return self._reject(delivery, str(problem), request)
         except RunLockBusy as problem:
             log.info("request %s not run now: %s; nacked at once: it comes back after the subscription's retry "
                      "backoff, and this replica takes other requests meanwhile", request.request_id, problem)
@@ -134,20 +136,28 @@ class RequestHandler:
             return Outcome.NACK
         return Outcome.ACK
 
+    def _calibrate(self, request: CalibrationRequest):
+        """The request's run, once its scope is known to be in the bank (an unknown one is never run)."""
+        scopes.require_in_bank(self.engine, scopes.resolve(self.settings.scope_key, request.scope))
+        # A consumer's log gets a progress line every few seconds of a long fit, never a redrawn one.
+        return calibrate(self.engine, self.settings, request, should_stop=self.should_stop, once_per_request=True,
+                         progress=FitProgress(interactive=False))
+
     def _fan_out(self, delivery: Delivery, request: CalibrationRequest) -> Outcome:
         """Publish one request per scope present in the bank, each with an id derived from this one's."""
         key = self.settings.scope_key
         try:
             self._ensure_migrated()
-            with self.engine.connect() as conn:
-                found = queries.scopes_in_bank(conn, key)
+            try:
+                with self.engine.connect() as conn:
+                    found = queries.scopes_in_bank(conn, key)
+            except sa.exc.DBAPIError as exc:
+                raise unavailable(self.engine, exc) from exc
+        except DatabaseRefused as problem:
+            return self._refused(delivery, request, problem)
         except ServiceError as problem:
             log.warning("request %s not fanned out now: %s; nacked, Pub/Sub will redeliver it",
                         request.request_id, problem)
-            return Outcome.NACK
-        except sa.exc.DBAPIError as exc:
-            log.warning("request %s not fanned out now: %s; nacked, Pub/Sub will redeliver it",
-                        request.request_id, unavailable(self.engine, exc))
             return Outcome.NACK
         names = [name for name in found if scopes.valid_name(name)]
         if len(names) < len(found):
@@ -157,7 +167,7 @@ class RequestHandler:
         if not names:
             return self._reject(delivery, f"request {request.request_id} asks for every scope, and no question has "
                                           f"a value under meta.{key} (MIRT_SCOPE_KEY): there is no scope to "
-                                          "calibrate; check MIRT_SCOPE_KEY against question.meta")
+                                          "calibrate; check MIRT_SCOPE_KEY against question.meta", request)
         fan_out = {"parent_request_id": request.request_id, "scopes": len(names)}
         settings_overrides = {**request.overrides, "dry_run": request.dry_run}
         try:
@@ -179,7 +189,17 @@ class RequestHandler:
             migrate(self.engine)
             self._migrated = True
 
-    def _reject(self, delivery: Delivery, reason: str, record: bool = True) -> Outcome:
+    def _refused(self, delivery: Delivery, request: CalibrationRequest, problem: DatabaseRefused) -> Outcome:
+        """A setting the database refuses: the request is rejected without being recorded, on every path."""
+        setting = "the login" if isinstance(problem, DatabaseLoginRefused) else "the database setting"
+        log.error("request %s not run: %s; the request is forwarded to the dead-letter topic, to be replayed "
+                  "once %s is fixed (the database refusing it cannot record it)", request.request_id, problem,
+                  setting)
+        return self._reject(delivery, str(problem), request, record=False)
+
+    def _reject(self, delivery: Delivery, reason: str, request: CalibrationRequest | None = None,
+                record: bool = True) -> Outcome:
+        """Ack, record (unless ``record`` is false) and dead-letter the message; answer its request if it has one."""
         reason = bounded(reason)
         log.warning("message %s rejected and acked, never to be retried: %s", delivery.message_id, reason)
         try:
@@ -200,4 +220,18 @@ class RequestHandler:
         except Exception as problem:
             log.error("could not forward rejected message %s to the dead-letter topic: %s",
                       delivery.message_id, problem)
+        if request is not None:
+            self._answer_rejected(request, reason)
         return Outcome.ACK
+
+    def _answer_rejected(self, request: CalibrationRequest, reason: str) -> None:
+        """Publish the completed event that tells whoever waits for ``request`` that it was rejected, and why."""
+        try:
+            model = self.settings.with_overrides("request", **request.overrides).model
+        except ConfigError:  # the overrides may be what was wrong
+            model = self.settings.model
+        try:
+            self.publisher.completed(rejected_summary(request, reason, model), rejected=True)
+        except Exception as problem:  # the rejection stands (recorded, dead-lettered); only the answer is lost
+            log.error("could not publish calibration-completed for rejected request %s: %s", request.request_id,
+                      bounded(str(problem), 300))

@@ -101,14 +101,19 @@ class EventPublisher:
         future = self.client.publish(topic, events.encode(body), **attributes)
         return future.result(timeout=timeout)
 
-    def completed(self, summary: RunSummary) -> str:
-        """Publish the calibration-completed event of ``summary``; returns the message id."""
-        body = events.completed_body(summary)
+    def completed(self, summary: RunSummary, *, rejected: bool = False) -> str:
+        """Publish the calibration-completed event of ``summary`` (of a rejected request: ``rejected``); returns the
+        message id."""
+        body = events.completed_body(summary, rejected=rejected)
         with tracer.start_as_current_span("calibration-completed publish",
                                           kind=trace.SpanKind.PRODUCER,
                                           attributes={"run_id": summary.run_id, "status": summary.status}):
             message_id = self._publish(self.topic(self.settings.completed_topic), body, events.COMPLETED_TYPE,
                                        {"request-id": body["request_id"]})
+        if rejected:
+            log.info("published calibration-completed for request %s (rejected, no run) as message %s",
+                     body["request_id"], message_id)
+            return message_id
         RunLog(log, {"run_id": summary.run_id, "scope": summary.scope or ""}).info(
             "published calibration-completed for run %s (request %s, %s) as message %s", summary.run_id,
             body["request_id"], summary.status, message_id)

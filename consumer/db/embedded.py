@@ -52,3 +52,14 @@ def embedded_url(data_dir: Path, database: str = "postgres") -> str:
     info = server.get_postmaster_info()
     socket = Path(info.socket_dir) / f".s.PGSQL.{info.port}"
     return f"postgresql+pg8000://postgres@/{database}?unix_sock={socket}"
+
+
+def stop(data_dir: Path) -> None:
+    """Stop the embedded server this process started in ``data_dir``, unless another process still uses it.
+
+    It would stop when the process exits anyway; this lets a caller that
+    made ``data_dir`` for one session (the tests) remove it afterwards.
+    """
+    server = _servers.pop((data_dir / "pgdata").resolve(), None)
+    if server is not None:
+        server.cleanup()

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from ..errors import ConfigError, DatabaseLoginRefused, DatabaseUnavailable
+from ..errors import ConfigError, DatabaseLoginRefused, DatabaseRefused, DatabaseTLSMismatch, DatabaseUnavailable
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -279,13 +279,17 @@ def check_connection(engine: sa.Engine, timeout: float = CONNECT_TIMEOUT_SECONDS
         raise unavailable(engine, exc) from exc
 
 
-def unavailable(engine: sa.Engine, exc: BaseException) -> DatabaseUnavailable | DatabaseLoginRefused:
+def unavailable(engine: sa.Engine, exc: BaseException) -> DatabaseUnavailable | DatabaseRefused:
     """A ``DatabaseUnavailable`` that names the target and the driver's reason, no secrets.
 
-    A refused login is a ``DatabaseLoginRefused`` instead: a setting to fix
+    A refused login is a ``DatabaseLoginRefused`` instead, and TLS settings
+    the server does not agree with a ``DatabaseTLSMismatch``: settings to fix
     (exit status 2), which no retry can cure.
     """
     reason = _reason(exc)
+    mismatch = _tls_mismatch(engine, exc)
+    if mismatch is not None:
+        return mismatch
     refused = _login_refused(exc)
     if refused is not None:
         return DatabaseLoginRefused(
@@ -314,6 +318,29 @@ def _reason(exc: BaseException) -> str:
         return f"no answer in time ({type(inner).__name__}: {detail[:200]})"
     text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
     return text[:300]
+
+
+#: What pg8000 raises when it asked for TLS (sslmode require, verify-ca, verify-full) and the server has none.
+_SERVER_REFUSES_TLS = "Server refuses SSL"
+
+
+def _tls_mismatch(engine: sa.Engine, exc: BaseException) -> DatabaseTLSMismatch | None:
+    """The TLS settings and the server's disagree: TLS asked of a server without it, or a certificate that fails."""
+    for each in _chain(exc):
+        if isinstance(each, ssl.SSLCertVerificationError):
+            return DatabaseTLSMismatch(
+                f"the database at {describe(engine)} presented a certificate that does not verify: "
+                f"{each.verify_message or each.reason or each}",
+                "with sslmode=verify-ca or verify-full the server's certificate must chain to a CA this machine "
+                "trusts (and, for verify-full, name the host): fix the certificate, or use sslmode=require to "
+                "encrypt without verifying")
+        if type(each).__name__ == "InterfaceError" and str(each) == _SERVER_REFUSES_TLS:
+            return DatabaseTLSMismatch(
+                f"the database at {describe(engine)} does not speak TLS, and DATABASE_URL asks for it "
+                f"(the server answered: {_SERVER_REFUSES_TLS})",
+                "turn SSL on in the server (ssl = on), or set sslmode=prefer or disable in DATABASE_URL if the "
+                "network to it is trusted")
+    return None
 
 
 def _login_refused(exc: BaseException) -> str | None:

@@ -19,6 +19,7 @@ from datetime import datetime
 import numpy as np
 import sqlalchemy as sa
 
+from .. import scope as scopes
 from ..errors import PlatformSchemaError
 from ..irt.responses import Responses
 from ..scope import Scope
@@ -219,6 +220,18 @@ def scopes_in_bank(conn: sa.Connection, scope_key: str) -> list[str]:
     ), {"k": scope_key})]
 
 
+def check_scope(conn: sa.Connection, scope: Scope) -> None:
+    """Raise ``UnknownScope`` (naming the bank's scopes) unless some question belongs to ``scope``.
+
+    The whole bank always exists. A scope with questions but no answers in
+    the window passes: that is a quiet week, not a mistake.
+    """
+    if scope.whole_bank or conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM question WHERE {_IN_SCOPE})"),
+                                        _scope_parameters(scope)).scalar():
+        return
+    raise scopes.unknown(scope, scopes_in_bank(conn, scope.key))
+
+
 # --- run records -----------------------------------------------------------------------------
 
 def insert_run(conn: sa.Connection, run_id: uuid.UUID, request_id: str | None, scope: Scope,
@@ -358,11 +371,25 @@ STALE_RUN = ("abandoned: left running, and its scope's run lock free: the proces
 
 
 def abandon_stale_runs(conn: sa.Connection, scope: Scope) -> list[str]:
-    """Mark ``scope``'s runs left 'running' as abandoned; only call while holding its run lock."""
+    """Mark ``scope``'s runs left 'running' as abandoned; only call while holding its run lock, in a transaction.
+
+    A scope's run also clears the whole bank's runs left 'running' from
+    before scopes were configured, which no whole-bank run will come to
+    clear: those whose lock is free. The whole bank's lock is taken for the
+    rest of the transaction to tell (``pg_try_advisory_xact_lock``), so that
+    a whole-bank run starting meanwhile (an older replica) waits its turn
+    instead of having its fresh record taken for stale.
+    """
+    stale = [scope.name]
+    if not scope.whole_bank and conn.execute(sa.text(
+            # CASE, not AND: the lock is tried only when there is a whole-bank run to clear.
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM mirt_fit_meta WHERE status = 'running' AND scope = '') "
+            "THEN pg_try_advisory_xact_lock(:k) ELSE false END"), {"k": scopes.WHOLE_BANK.lock_key}).scalar():
+        stale.append(scopes.WHOLE_BANK.name)
     return [str(row[0]) for row in conn.execute(sa.text(
         "UPDATE mirt_fit_meta SET status = 'abandoned', finished_at = now(), error = :why "
-        "WHERE status = 'running' AND scope = :scope RETURNING run_id"
-    ), {"scope": scope.name, "why": STALE_RUN})]
+        "WHERE status = 'running' AND scope = ANY(:scopes) RETURNING run_id"
+    ), {"scopes": stale, "why": STALE_RUN})]
 
 
 # --- anchor tagging --------------------------------------------------------------------------

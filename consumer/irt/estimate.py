@@ -484,6 +484,7 @@ def _run_em(
     max_passes: int,
     accelerate: bool,
     on_accept: Callable[[int, _Point], None],
+    checkpoint: Callable[[], None] | None = None,
 ) -> tuple[_Point, int, bool]:
     """Iterate the EM map ``cycle`` from ``start``; return (last accepted point, passes, converged).
 
@@ -506,7 +507,9 @@ def _run_em(
     iteration stops at the first accepted point from which one plain EM
     cycle changes no parameter by more than ``tolerance``: that point is
     returned with its own log-likelihood. ``max_passes`` bounds the number of
-    E-step passes, rejected extrapolations included.
+    E-step passes, rejected extrapolations included. ``checkpoint`` is
+    called before every pass (an accepted point may take three), and what
+    it raises ends the iteration.
     """
     passes = 0
     accepted: _Point | None = None
@@ -515,6 +518,8 @@ def _run_em(
         nonlocal passes
         if passes >= max_passes:
             raise _OutOfPasses
+        if checkpoint is not None:
+            checkpoint()
         passes += 1
         return cycle(x)
 
@@ -574,6 +579,7 @@ def estimate_items(
     progress: Progress | None = None,
     accelerate: bool = True,
     priors: Priors = NO_PRIORS,
+    checkpoint: Callable[[], None] | None = None,
 ) -> ItemCalibration:
     """Calibrate the items of ``responses`` by marginal maximum likelihood.
 
@@ -583,6 +589,10 @@ def estimate_items(
     out not to identify their parameters while the EM runs (``_Watch``) are
     held back the same way, named in ``held_back`` too, and the EM goes
     on for the others from where it was.
+
+    ``checkpoint`` is called before every E-step pass, not only at accepted
+    points as ``progress`` is: a caller that must stop promptly (a shutdown)
+    raises from it, and the exception ends the fit.
 
     ``max_iterations`` bounds the E-step passes. ``accelerate=False`` runs
     plain EM; the default SQUAREM acceleration reaches the same fixed point
@@ -635,7 +645,8 @@ def estimate_items(
                 watch(done, point)
 
             try:
-                final, used, converged = _run_em(cycle, x, tolerance, max_iterations - passes, accelerate, on_accept)
+                final, used, converged = _run_em(cycle, x, tolerance, max_iterations - passes, accelerate, on_accept,
+                                                 checkpoint)
                 passes += used
                 watch.at_end(final)
                 break
