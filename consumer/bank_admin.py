@@ -152,7 +152,7 @@ def show(engine: sa.Engine, scope: Scope, flagged_runs: int = 8) -> dict:
         history = bank_db.drift_history(conn, scope, flagged, flagged_runs) if flagged else {}
         changes = bank_db.recent_changes(conn, scope, 20)
     return {"scope": scope.name, "statuses": {s: sum(row.status == s for row in rows) for s in rules.STATUSES},
-            "flagged": {str(i): {"runs_in_a_row": streak[i], "history": history.get(i, [])} for i in flagged},
+            "flagged": {str(i): {"runs_in_a_row": streak[i], "history": history.get(i, [])[::-1]} for i in flagged},
             "recent_changes": changes}
 
 

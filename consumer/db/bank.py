@@ -83,24 +83,25 @@ def write_drift(conn: sa.Connection, run_id: uuid.UUID, scope: Scope, fitted_at:
     if not rows:
         return 0
     return conn.execute(sa.text(
-        "INSERT INTO mirt_bank_drift (run_id, scope, item_id, a, b, a_bank, b_bank, z_b, z_a, flagged, fitted_at) "
-        "SELECT :run_id, :scope, (x->>'item_id')::bigint, (x->>'a')::float8, (x->>'b')::float8, "
+        "INSERT INTO mirt_bank_drift (run_id, scope, item_id, a, b, a_se, b_se, a_bank, b_bank, z_b, z_a, flagged, "
+        "fitted_at) SELECT :run_id, :scope, (x->>'item_id')::bigint, (x->>'a')::float8, (x->>'b')::float8, "
+        "(x->>'a_se')::float8, (x->>'b_se')::float8, "
         "(x->>'a_bank')::float8, (x->>'b_bank')::float8, (x->>'z_b')::float8, (x->>'z_a')::float8, "
         "(x->>'flagged')::boolean, :at FROM jsonb_array_elements(CAST(:payload AS jsonb)) x"),
         {"run_id": run_id, "scope": scope.name, "at": fitted_at, "payload": json.dumps(rows)}).rowcount
 
 
 def drift_history(conn: sa.Connection, scope: Scope, item_ids: list[int], runs: int = 8) -> dict[int, list[dict]]:
-    """The last ``runs`` drift-watch rows of each item, oldest first."""
+    """The last ``runs`` drift-watch rows of each item (its free estimates on the bank's scale), newest first."""
     out: dict[int, list[dict]] = {}
     for row in conn.execute(sa.text(
-            "SELECT item_id, run_id::text, fitted_at, a, b, a_bank, b_bank, z_b, z_a, flagged FROM ("
+            "SELECT item_id, run_id::text, fitted_at, a, b, a_se, b_se, a_bank, b_bank, z_b, z_a, flagged FROM ("
             "SELECT *, row_number() OVER (PARTITION BY item_id ORDER BY fitted_at DESC) AS n FROM mirt_bank_drift "
-            "WHERE scope = :scope AND item_id = ANY(:ids)) d WHERE n <= :runs ORDER BY item_id, fitted_at"),
+            "WHERE scope = :scope AND item_id = ANY(:ids)) d WHERE n <= :runs ORDER BY item_id, fitted_at DESC"),
             {"scope": scope.name, "ids": item_ids, "runs": runs}):
         out.setdefault(int(row[0]), []).append(
-            {"run_id": row[1], "fitted_at": row[2].isoformat(), "a": row[3], "b": row[4], "a_bank": row[5],
-             "b_bank": row[6], "z_b": row[7], "z_a": row[8], "flagged": row[9]})
+            {"run_id": row[1], "fitted_at": row[2].isoformat(), "a": row[3], "b": row[4], "a_se": row[5],
+             "b_se": row[6], "a_bank": row[7], "b_bank": row[8], "z_b": row[9], "z_a": row[10], "flagged": row[11]})
     return out
 
 

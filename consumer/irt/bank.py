@@ -8,10 +8,12 @@ Measurement 26, 77-87, on its effect on scores).
 
 - ``watch_drift``: each operational item's free estimate of this run,
   linked onto the bank's scale by Stocking-Lord over the items that do not
-  drift, against its bank value. The shift of b and of log a, each over its
-  standard error, as a robust z across the bank (median and scaled MAD),
-  with a minimum effect size (``linking.MIN_B_DRIFT``, ``MIN_A_DRIFT_RATIO``):
-  an item is flagged when a z passes the threshold and its shift matters.
+  drift, and its estimates of the runs before: its recent estimate (the
+  last two runs) against its baseline (its bank value and older runs). The
+  shift of b and of log a, each over its standard error, as a robust z
+  across the bank (median and scaled MAD), with a minimum effect size
+  (``linking.MIN_B_DRIFT``, ``MIN_A_DRIFT_RATIO``): an item is flagged when
+  a z passes the threshold and its shift matters.
   An item flagged in ``runs_to_suspend`` consecutive runs leaves the fixed
   set (``suspend``): one week's noise is a flag, a trend is a suspension.
 - ``promotion_gates``: a pretest item becomes operational when its answers,
@@ -38,10 +40,13 @@ STATUSES = (OPERATIONAL, PRETEST, SUSPENDED)
 class Drift:
     """One run's drift watch over the operational items it could estimate freely (arrays in their order)."""
 
-    #: The free estimates' link onto the bank's scale, over the items that did not drift.
+    #: The free estimates' link onto the bank's scale, over the items that did not drift this run.
     constants: linking.LinkingConstants
-    #: The free estimates placed on the bank's scale.
+    #: The free estimates placed on the bank's scale, and their standard errors there.
     placed: ItemParameters
+    placed_a_se: np.ndarray
+    placed_b_se: np.ndarray
+    #: Robust z of each item's recent shift against its baseline (see ``watch_drift``).
     z_b: np.ndarray
     z_a: np.ndarray
     flagged: np.ndarray
@@ -51,25 +56,86 @@ class Drift:
     disagreement: str = ""
 
 
+@dataclass(frozen=True)
+class EarlierEstimates:
+    """An operational item's free estimates of earlier runs, on the bank's scale, newest first."""
+
+    a: tuple[float, ...] = ()
+    b: tuple[float, ...] = ()
+    a_se: tuple[float, ...] = ()
+    b_se: tuple[float, ...] = ()
+
+
 def watch_drift(bank: ItemParameters, free: ItemParameters, errors: linking.AnchorErrors,
-                threshold: float = linking.DEFAULT_DRIFT_THRESHOLD) -> Drift:
-    """Compare free estimates (``free``, the run's own scale) of operational items with their ``bank`` values.
+                threshold: float = linking.DEFAULT_DRIFT_THRESHOLD,
+                earlier: list[EarlierEstimates] | None = None, window: int = 2) -> Drift:
+    """Compare the operational items' free estimates (``free``, on the run's own scale) with their ``bank`` values.
 
     ``errors`` holds the free estimates' standard errors (``new_*``, on the
-    run's scale) and the bank values' (``reference_*``). At least four items
-    are needed to tell drift from the link; with fewer nothing is flagged.
+    run's scale) and the bank values' (``reference_*``). The free estimates
+    are linked onto the bank's scale by Stocking-Lord over the items that do
+    not drift this run (``linking.screen_drift``). Then each item's recent
+    estimate (the mean of this run's and its ``window - 1`` latest earlier
+    ones, ``earlier``) is compared with its baseline (the mean of its bank
+    value and its estimates before the window): the difference over its
+    standard error, as a robust z across the items. One run's noise
+    averages out over the window, and the baseline's error shrinks as runs
+    accumulate, while the bank value alone carries its calibration's error
+    for good. An item is flagged when a z passes ``threshold`` and its shift
+    is at least ``linking.MIN_B_DRIFT`` (or a discrimination ratio of
+    ``MIN_A_DRIFT_RATIO``). Fewer than four items: nothing is flagged.
     """
-    if len(free) < 4 or threshold <= 0:
-        constants = linking.link(bank, free) if len(free) >= linking.MIN_ANCHORS else linking.IDENTITY
-        zeros = np.zeros(len(free))
-        return Drift(constants, free.on_scale(constants.slope, constants.intercept), zeros, zeros,
-                     np.zeros(len(free), bool))
+    n = len(free)
+    if n < 4 or threshold <= 0:
+        constants = linking.link(bank, free) if n >= linking.MIN_ANCHORS else linking.IDENTITY
+        zeros = np.zeros(n)
+        return Drift(constants, free.on_scale(constants.slope, constants.intercept), errors.new_a / constants.slope,
+                     errors.new_b * constants.slope, zeros, zeros, np.zeros(n, bool))
     screen = linking.screen_drift(bank, free, linking.STOCKING_LORD, threshold, errors, standard_errors=False)
-    kept = np.flatnonzero(screen.kept)
-    z_b, z_a = linking.drift_z(bank, free, screen.constants, errors, kept)
-    flagged = ~screen.kept
-    return Drift(screen.constants, free.on_scale(screen.constants.slope, screen.constants.intercept), z_b, z_a,
-                 flagged, dict(screen.dropped), screen.disagreement)
+    constants = screen.constants
+    placed = free.on_scale(constants.slope, constants.intercept)
+    a_se, b_se = errors.new_a / constants.slope, errors.new_b * constants.slope
+    earlier = earlier or [EarlierEstimates()] * n
+    bank_a_se = np.nan_to_num(errors.reference_a, nan=0.0) if errors.reference_a is not None else np.zeros(n)
+    bank_b_se = np.nan_to_num(errors.reference_b, nan=0.0) if errors.reference_b is not None else np.zeros(n)
+    d_b, s_b, d_a, s_a = (np.zeros(n) for _ in range(4))
+    for j in range(n):
+        before = earlier[j]
+        k = window - 1
+        d_b[j], s_b[j] = _shift([placed.b[j], *before.b[:k]], [b_se[j], *before.b_se[:k]],
+                                [bank.b[j], *before.b[k:]], [bank_b_se[j], *before.b_se[k:]])
+        log_a = [np.log(placed.a[j]), *np.log(before.a[:k])]
+        log_a_se = [a_se[j] / placed.a[j], *(np.array(before.a_se[:k]) / np.array(before.a[:k]))]
+        base_log_a = [np.log(bank.a[j]), *np.log(before.a[k:])]
+        base_log_a_se = [bank_a_se[j] / bank.a[j], *(np.array(before.a_se[k:]) / np.array(before.a[k:]))]
+        d_a[j], s_a[j] = _shift(log_a, log_a_se, base_log_a, base_log_a_se)
+    z_b = _robust_z(d_b / s_b)
+    z_a = _robust_z(d_a / s_a)
+    z_b = np.where(np.abs(d_b) >= linking.MIN_B_DRIFT, z_b, 0.0)
+    z_a = np.where(np.abs(d_a) >= np.log(linking.MIN_A_DRIFT_RATIO), z_a, 0.0)
+    flagged = (np.abs(z_b) > threshold) | (np.abs(z_a) > threshold)
+    reasons = {}
+    for j in np.flatnonzero(flagged):
+        which = "difficulty" if abs(z_b[j]) >= abs(z_a[j]) else "discrimination"
+        runs = 1 + min(window - 1, len(earlier[j].b))
+        reasons[int(j)] = (f"{which} drifted: b {bank.b[j]:.3f} -> {bank.b[j] + d_b[j]:.3f}, a {bank.a[j]:.3f} -> "
+                           f"{bank.a[j] * np.exp(d_a[j]):.3f} on the bank's scale over the last {runs} run(s) "
+                           f"(robust z {z_b[j]:+.1f} on b, {z_a[j]:+.1f} on log a; threshold {threshold:g})")
+    return Drift(constants, placed, a_se, b_se, z_b, z_a, flagged, reasons, screen.disagreement)
+
+
+def _shift(recent, recent_se, baseline, baseline_se) -> tuple[float, float]:
+    """Mean of ``recent`` minus mean of ``baseline``, and its standard error (independent estimates)."""
+    recent, baseline = np.asarray(recent, float), np.asarray(baseline, float)
+    se = np.sqrt((np.square(np.nan_to_num(recent_se, nan=0.0)).sum() / recent.size**2)
+                 + (np.square(np.nan_to_num(baseline_se, nan=0.0)).sum() / baseline.size**2))
+    return float(recent.mean() - baseline.mean()), float(max(se, 1e-6))
+
+
+def _robust_z(x: np.ndarray) -> np.ndarray:
+    """(x - median) / max(scaled MAD, 1): standardized shifts whose spread is below 1 are luck, not precision."""
+    centre = np.median(x)
+    return (x - centre) / max(1.4826 * np.median(np.abs(x - centre)), 1.0)
 
 
 def suspend(flagged_now: np.ndarray, flagged_before: np.ndarray, runs_to_suspend: int) -> np.ndarray:

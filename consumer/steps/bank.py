@@ -42,6 +42,8 @@ from .fit import Diagnostics
 from .link import Link, fixed_parameter_calibration
 
 WEEKLY, RECALIBRATION = "weekly", "recalibration"
+#: How many earlier drift watches of an item its baseline takes (beyond them, the bank value alone).
+DRIFT_HISTORY_RUNS = 8
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Bank:
     flag_streak: dict[int, int] = field(default_factory=dict)
     #: Each pretest item's estimates of its earlier runs, newest first.
     pretest_history: dict[int, list[dict]] = field(default_factory=dict)
+    #: Each operational item's free estimates of earlier runs' drift watches, on the bank's scale, newest first.
+    drift_history: dict[int, list[dict]] = field(default_factory=dict)
 
     def ids(self, status: str) -> list[int]:
         return [i for i, row in self.items.items() if row.status == status]
@@ -94,12 +98,13 @@ def load_bank(run: RunContext) -> Bank | None:
         streak = bank_db.consecutive_flags(conn, run.scope, operational)
         pretest = [i for i, row in items.items() if row.status == rules.PRETEST]
         history = bank_db.pretest_history(conn, run.scope, pretest, run.settings.promotion_runs)
+        earlier = bank_db.drift_history(conn, run.scope, operational, DRIFT_HISTORY_RUNS)
         span.set_attributes({"bank_items": len(items), "operational": len(operational)})
     counts = {status: sum(row.status == status for row in rows) for status in rules.STATUSES}
     run.log.info("loaded the bank of %s: %d operational, %d pretest, %d suspended items", run.scope.label,
                  counts[rules.OPERATIONAL], counts[rules.PRETEST], counts[rules.SUSPENDED])
     run.summary.counts["bank"] = counts
-    return Bank(items, streak, history)
+    return Bank(items, streak, history, earlier)
 
 
 def hold_scale(run: RunContext, observations: Observations, diagnostics: Diagnostics, bank: Bank) -> Link:
@@ -171,13 +176,21 @@ def _watch(run: RunContext, observations: Observations, diagnostics: Diagnostics
     reference_b_se, reference_a_se = anchor_io.reference_errors(values)
     errors = linking.AnchorErrors(new_b=diagnostics.errors.b[watched], new_a=diagnostics.errors.a[watched],
                                   reference_b=reference_b_se, reference_a=reference_a_se)
+    earlier = [_earlier(bank.drift_history.get(row.item_id, [])) for row in rows]
     drift = rules.watch_drift(reference, diagnostics.items.params.take(watched), errors,
-                              run.settings.drift_threshold)
+                              run.settings.drift_threshold, earlier, window=run.settings.drift_runs)
     if drift.disagreement:
         run.warn("the bank's operational items disagree with this window's free estimates as a whole (%s): the "
                  "population may differ in more than mean and SD, or the items changed; review the run",
                  drift.disagreement)
     return drift
+
+
+def _earlier(history: list[dict]) -> rules.EarlierEstimates:
+    """An item's earlier drift-watch estimates (newest first), those with standard errors."""
+    usable = [h for h in history if all(h.get(k) is not None for k in ("a", "b", "a_se", "b_se"))]
+    return rules.EarlierEstimates(tuple(h["a"] for h in usable), tuple(h["b"] for h in usable),
+                                  tuple(h["a_se"] for h in usable), tuple(h["b_se"] for h in usable))
 
 
 def _gates(settings) -> rules.PromotionGates:
@@ -278,6 +291,7 @@ def write_bank(conn, run: RunContext, observations: Observations, outcome: BankO
     drift = outcome.drift
     changed["drift_watched"] = bank_db.write_drift(conn, run.run_id, run.scope, fitted_at, [
         {"item_id": int(qid[j]), "a": _finite(drift.placed.a[k]), "b": _finite(drift.placed.b[k]),
+         "a_se": _finite(drift.placed_a_se[k]), "b_se": _finite(drift.placed_b_se[k]),
          "a_bank": float(outcome.watched_bank.a[k]), "b_bank": float(outcome.watched_bank.b[k]),
          "z_b": _finite(drift.z_b[k]), "z_a": _finite(drift.z_a[k]), "flagged": bool(drift.flagged[k])}
         for k, j in enumerate(outcome.watched)])

@@ -44,6 +44,8 @@ CREATE TABLE mirt_bank_drift (
     item_id     bigint NOT NULL,
     a           float8,
     b           float8,
+    a_se        float8,
+    b_se        float8,
     a_bank      float8 NOT NULL,
     b_bank      float8 NOT NULL,
     z_b         float8,
