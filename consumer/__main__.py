@@ -267,13 +267,11 @@ def _migrate_the_platforms_database(engine, only_questions: bool = False) -> Non
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .run import CalibrationRequest, calibrate
-    from .scope import require_in_bank, resolve
     from .warmup import report_compilation
     settings = _settings(args)
     configure_opentelemetry()
     engine = _engine(settings, args)
     _migrate_the_platforms_database(engine)
-    require_in_bank(engine, resolve(settings.scope_key, args.scope))  # a typo is no quiet week: exit 2, no run
     report_compilation()
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,

@@ -42,8 +42,9 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
               once_per_request: bool = False) -> RunSummary:
     """Run one calibration and return its summary.
 
-    A run that cannot start raises: ``ConfigError`` for bad overrides or
-    a scope the settings do not make (``consumer.scope.resolve``),
+    A run that cannot start raises: ``ConfigError`` for bad overrides,
+    a scope the settings do not make (``consumer.scope.resolve``) or no
+    question has (``UnknownScope``),
     ``DatabaseUnavailable`` when the database cannot be reached, and
     ``RunLockBusy`` when another run of the scope holds its lock (both worth
     retrying).
@@ -61,6 +62,7 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
     request = request or CalibrationRequest()
     settings = settings.with_overrides("request", **request.overrides)
     run = RunContext(engine, settings, request, should_stop or (lambda: False), progress)
+    scopes.require_in_bank(engine, run.scope)  # a typo is no quiet week: UnknownScope, nothing recorded
     started = time.perf_counter()
     with ledger.run_lock(engine, run.scope, run.run_id) as fence_token:
         earlier = earlier_answer(engine, settings, request) if once_per_request else None

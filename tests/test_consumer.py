@@ -183,8 +183,6 @@ def test_sigterm_during_a_run_writes_nothing_and_the_request_completes_after_res
     assert sorted(r[0] for r in rows(engine, "SELECT status FROM mirt_fit_meta")) == ["abandoned", "succeeded"]
 
 
-@pytest.mark.xfail(strict=True, reason="run.py does not wrap the load's statements in consumer.db.cancel.cancelled_when("
-                                      "conn, run.should_stop, stopped=...) yet, so the load runs to its end")
 def test_sigterm_during_the_loads_statement_cancels_it_and_exits_within_the_grace_period(engine, broker, consumers):
     small_platform(engine, n_persons=300, n_items=25, per_person=10)
     with engine.begin() as conn:  # attempt as a VIEW (as in production) over a query that takes its time

@@ -19,6 +19,7 @@ side by side.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -58,6 +59,7 @@ def fixed_parameter_calibration(
     tolerance: float = estimate.DEFAULT_TOLERANCE,
     max_iterations: int = estimate.DEFAULT_MAX_ITERATIONS,
     priors: Priors = NO_PRIORS,
+    checkpoint: Callable[[], None] | None = None,
 ) -> FixedCalibration:
     """MWU-MEM fixed-parameter calibration of the items of ``responses``.
 
@@ -65,6 +67,7 @@ def fixed_parameter_calibration(
     for items not to estimate), ``fixed`` the positions of the anchors and
     ``reference`` their parameters, which stay as they are. ``population``
     is the starting (mean, sd) of the population on the old scale.
+    ``checkpoint`` is called before every cycle; what it raises ends the calibration.
     """
     if model not in ("2PL", "3PL"):
         raise ValueError(f"fixed-parameter calibration is available for the 2PL and 3PL, not the {model}")
@@ -88,6 +91,8 @@ def fixed_parameter_calibration(
     cycle = estimate.em_cycle(estep, model, nodes, priors)
     converged, loglik, iteration, moved = False, float("nan"), 0, np.zeros(kept.size)
     for iteration in range(1, max_iterations + 1):
+        if checkpoint is not None:
+            checkpoint()
         estep.set_log_prior(quadrature.with_population(mean, sd).log_weights)
         point = cycle(x)
         loglik = point.loglik

@@ -65,7 +65,11 @@ class RunContext:
     def checkpoint(self) -> None:
         """Give the run up here if the process is shutting down (nothing has been written yet)."""
         if self.should_stop():
-            raise RunAbandoned("the consumer is shutting down; the run was given up before writing")
+            raise self.abandoned()
+
+    @staticmethod
+    def abandoned() -> RunAbandoned:
+        return RunAbandoned("the consumer is shutting down; the run was given up before writing")
 
     def progress(self, iteration: int, loglik: float, change: float) -> None:
         """The EM's progress callback: a shutdown checkpoint, then the caller's own callback."""

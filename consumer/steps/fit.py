@@ -63,7 +63,8 @@ def fit(run: RunContext, observations: Observations) -> Calibration:
     with run.step("fit") as span:
         items = estimate_items(observations.responses, settings.model, quadrature=run.quadrature,
                                tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations,
-                               min_responses=settings.min_responses, progress=run.progress, priors=priors)
+                               min_responses=settings.min_responses, progress=run.progress, priors=priors,
+                               checkpoint=run.checkpoint)
         items = holdback.unconverged(items)
         span.set_attributes({"model": items.model, "iterations": items.iterations, "converged": items.converged,
                              "items_estimated": int(items.estimated.sum())})

@@ -125,7 +125,8 @@ def fixed_parameter_calibration(run: RunContext, observations: Observations, kep
         observations.responses, items.params.on_scale(screened.slope, screened.intercept), positions,
         anchor_io.reference_parameters([x for x, _ in kept]), items.model,
         population=(screened.intercept, screened.slope), quadrature=run.quadrature,
-        tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations, priors=calibration.priors)
+        tolerance=settings.em_tolerance, max_iterations=settings.em_max_iterations, priors=calibration.priors,
+        checkpoint=run.checkpoint)
     if not result.converged:
         run.warn("fixed-parameter calibration stopped at MIRT_EM_MAX_ITERATIONS=%d before converging; the %d "
                  "items still moving are held back", settings.em_max_iterations, len(result.still_moving))

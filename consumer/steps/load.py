@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .. import anchors as anchor_io
 from ..db import queries
+from ..db.cancel import cancelled_when
 from ..db.connection import opened
 from ..db.queries import Observations
 from .context import RunContext, id_list
@@ -20,9 +21,13 @@ class Anchors:
 
 
 def load_observations(run: RunContext) -> Observations:
-    """The first answers of each student to each question of the scope inside the window, at most MIRT_MAX_OBS."""
+    """The first answers of each student to each question of the scope inside the window, at most MIRT_MAX_OBS.
+
+    A shutdown while the load's statement runs cancels it (``db.cancel``): the run is abandoned within the grace.
+    """
     s = run.summary
-    with run.step("load") as span, opened(run.engine, transaction=True) as conn:
+    with run.step("load") as span, opened(run.engine, transaction=True) as conn, \
+            cancelled_when(conn, run.should_stop, stopped=run.abandoned):
         queries.check_platform_schema(conn)
         observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs, run.scope)
         span.set_attributes({"observations": observations.n_obs, "users": observations.responses.n_persons,
