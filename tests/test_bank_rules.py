@@ -84,3 +84,25 @@ def test_the_impact_of_a_recalibration_counts_students_moved_past_their_standard
 
     assert (impact.n_scored, impact.n_moved) == (3, 1)
     assert impact.max_shift == pytest.approx(0.5) and impact.mean_shift == pytest.approx(0.2)
+
+
+def test_the_drift_watch_compares_the_last_runs_with_the_items_baseline_and_keeps_a_drift_out_of_it():
+    values, free, errors = noisy_estimates(300, se=0.12, seed=4, drift={10: 0.5})
+
+    def earlier(b_latest: float, j: int, flagged: tuple = (False, False, False)) -> bank.EarlierEstimates:
+        """Three earlier runs' estimates of item j on the bank's scale, newest first."""
+        return bank.EarlierEstimates(a=(values.a[j],) * 3, b=(b_latest, values.b[j], values.b[j]), a_se=(0.1,) * 3,
+                                     b_se=(0.12,) * 3, flagged=flagged)
+
+    histories = [earlier(values.b[j], j) for j in range(300)]
+    # Item 10 drifted a run ago and was flagged then: its last estimate is 0.5 higher, and stays out of its baseline.
+    histories[10] = earlier(values.b[10] + 0.5, 10, flagged=(True, False, False))
+
+    drift = bank.watch_drift(values, free, errors, earlier=histories, window=2)
+
+    assert drift.flagged[10], drift.z_b[10]
+    assert drift.flagged.sum() <= 2
+    recent, older = histories[10].split(1)
+    assert recent.b == (values.b[10] + 0.5,) and older.b == (values.b[10], values.b[10])
+    # Flagged a run ago but outside the window now: that run is left out of the baseline, not counted as steady.
+    assert histories[10].split(0)[1].b == (values.b[10], values.b[10])

@@ -64,6 +64,18 @@ class EarlierEstimates:
     b: tuple[float, ...] = ()
     a_se: tuple[float, ...] = ()
     b_se: tuple[float, ...] = ()
+    #: Whether that run flagged the item: a flagged run's estimate never joins the item's baseline.
+    flagged: tuple[bool, ...] = ()
+
+    def split(self, recent: int) -> tuple["EarlierEstimates", "EarlierEstimates"]:
+        """The ``recent`` latest estimates, and the older ones that were not flagged (the baseline's)."""
+        flagged = self.flagged + (False,) * (len(self.b) - len(self.flagged))
+        columns = (self.a, self.b, self.a_se, self.b_se, flagged)
+
+        def pick(keys) -> EarlierEstimates:
+            return EarlierEstimates(*(tuple(column[k] for k in keys) for column in columns))
+
+        return pick(range(min(recent, len(self.b)))), pick([k for k in range(recent, len(self.b)) if not flagged[k]])
 
 
 def watch_drift(bank: ItemParameters, free: ItemParameters, errors: linking.AnchorErrors,
@@ -77,7 +89,8 @@ def watch_drift(bank: ItemParameters, free: ItemParameters, errors: linking.Anch
     not drift this run (``linking.screen_drift``). Then each item's recent
     estimate (the mean of this run's and its ``window - 1`` latest earlier
     ones, ``earlier``) is compared with its baseline (the mean of its bank
-    value and its estimates before the window): the difference over its
+    value and its estimates before the window that were not flagged, so that
+    a drift does not leak into its own baseline): the difference over its
     standard error, as a robust z across the items. One run's noise
     averages out over the window, and the baseline's error shrinks as runs
     accumulate, while the bank value alone carries its calibration's error
@@ -100,15 +113,13 @@ def watch_drift(bank: ItemParameters, free: ItemParameters, errors: linking.Anch
     bank_b_se = np.nan_to_num(errors.reference_b, nan=0.0) if errors.reference_b is not None else np.zeros(n)
     d_b, s_b, d_a, s_a = (np.zeros(n) for _ in range(4))
     for j in range(n):
-        before = earlier[j]
-        k = window - 1
-        d_b[j], s_b[j] = _shift([placed.b[j], *before.b[:k]], [b_se[j], *before.b_se[:k]],
-                                [bank.b[j], *before.b[k:]], [bank_b_se[j], *before.b_se[k:]])
-        log_a = [np.log(placed.a[j]), *np.log(before.a[:k])]
-        log_a_se = [a_se[j] / placed.a[j], *(np.array(before.a_se[:k]) / np.array(before.a[:k]))]
-        base_log_a = [np.log(bank.a[j]), *np.log(before.a[k:])]
-        base_log_a_se = [bank_a_se[j] / bank.a[j], *(np.array(before.a_se[k:]) / np.array(before.a[k:]))]
-        d_a[j], s_a[j] = _shift(log_a, log_a_se, base_log_a, base_log_a_se)
+        recent, older = earlier[j].split(window - 1)
+        d_b[j], s_b[j] = _shift([placed.b[j], *recent.b], [b_se[j], *recent.b_se],
+                                [bank.b[j], *older.b], [bank_b_se[j], *older.b_se])
+        d_a[j], s_a[j] = _shift([np.log(placed.a[j]), *np.log(recent.a)],
+                                [a_se[j] / placed.a[j], *(np.array(recent.a_se) / np.array(recent.a))],
+                                [np.log(bank.a[j]), *np.log(older.a)],
+                                [bank_a_se[j] / bank.a[j], *(np.array(older.a_se) / np.array(older.a))])
     z_b = _robust_z(d_b / s_b)
     z_a = _robust_z(d_a / s_a)
     z_b = np.where(np.abs(d_b) >= linking.MIN_B_DRIFT, z_b, 0.0)
@@ -117,7 +128,7 @@ def watch_drift(bank: ItemParameters, free: ItemParameters, errors: linking.Anch
     reasons = {}
     for j in np.flatnonzero(flagged):
         which = "difficulty" if abs(z_b[j]) >= abs(z_a[j]) else "discrimination"
-        runs = 1 + min(window - 1, len(earlier[j].b))
+        runs = 1 + len(earlier[j].split(window - 1)[0].b)
         reasons[int(j)] = (f"{which} drifted: b {bank.b[j]:.3f} -> {bank.b[j] + d_b[j]:.3f}, a {bank.a[j]:.3f} -> "
                            f"{bank.a[j] * np.exp(d_a[j]):.3f} on the bank's scale over the last {runs} run(s) "
                            f"(robust z {z_b[j]:+.1f} on b, {z_a[j]:+.1f} on log a; threshold {threshold:g})")

@@ -190,7 +190,8 @@ def _earlier(history: list[dict]) -> rules.EarlierEstimates:
     """An item's earlier drift-watch estimates (newest first), those with standard errors."""
     usable = [h for h in history if all(h.get(k) is not None for k in ("a", "b", "a_se", "b_se"))]
     return rules.EarlierEstimates(tuple(h["a"] for h in usable), tuple(h["b"] for h in usable),
-                                  tuple(h["a_se"] for h in usable), tuple(h["b_se"] for h in usable))
+                                  tuple(h["a_se"] for h in usable), tuple(h["b_se"] for h in usable),
+                                  tuple(bool(h["flagged"]) for h in usable))
 
 
 def _gates(settings) -> rules.PromotionGates:
