@@ -26,7 +26,7 @@ def runs_have_scopes(conn: sa.Connection) -> bool:
 
 
 def run_row(conn: sa.Connection, run_id: str, scoped: bool) -> tuple | None:
-    """(run id, status, request id, scope, model_spec, fit_stats, summary, error, started, finished, fitted) of a run."""
+    """(run id, status, request id, scope, model_spec, fit_stats, summary, error, started, finished, fitted)."""
     scope = "scope" if scoped else "''"
     return conn.execute(sa.text(
         f"SELECT run_id::text, status, request_id, {scope}, model_spec, fit_stats, summary, "

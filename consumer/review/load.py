@@ -80,6 +80,46 @@ class AbilitySummary:
     quantiles: tuple[float, ...]  # at _QUANTILES
 
 
+@dataclass(frozen=True)
+class BankPopulation:
+    """Where one weekly bank run put its window's students on the bank's scale."""
+
+    run_id: str
+    fitted_at: datetime | None
+    mean: float
+    sd: float
+    mean_se: float
+    sd_se: float
+
+
+@dataclass(frozen=True)
+class DriftEstimate:
+    """One run's drift watch of one operational item: its free estimate on the bank's scale, against its bank value."""
+
+    run_id: str
+    fitted_at: datetime | None
+    a: float
+    b: float
+    a_se: float
+    b_se: float
+    a_bank: float
+    b_bank: float
+    z_b: float
+    z_a: float
+    flagged: bool
+
+
+@dataclass
+class BankHistory:
+    """What the bank's earlier runs tell about a bank run (scope with a bank); this run is the last of each list."""
+
+    populations: list[BankPopulation] = field(default_factory=list)  # oldest first
+    #: The drift watch of the items this run flagged or suspended, by question id, oldest first.
+    drift: dict[int, list[DriftEstimate]] = field(default_factory=dict)
+    #: (status, params) of those items in the bank now.
+    items: dict[int, tuple[str, dict]] = field(default_factory=dict)
+
+
 @dataclass
 class Review:
     """What the review page of one run is made from."""
@@ -93,6 +133,8 @@ class Review:
     history: list[AbilitySummary] = field(default_factory=list)  # oldest first, this run last
     #: question.meta->'irt' of this run's anchors as the platform holds it now (empty without a question table).
     anchor_meta: dict[int, dict] = field(default_factory=dict)
+    #: For a run of a scope with a bank (its fit_stats hold ``bank``): the bank's recent runs; else None.
+    bank: BankHistory | None = None
 
 
 def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS) -> Review:
@@ -117,7 +159,26 @@ def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS
         review.history = _ability_history(conn, shown)
         review.anchor_meta = reads.anchor_meta(conn, [int(x["question_id"]) for x in
                                                       run.model_spec.get("anchor_table") or []])
+        if isinstance(run.fit_stats.get("bank"), dict) and scoped:
+            review.bank = _bank_history(conn, run, history_runs)
     return review
+
+
+def _bank_history(conn: sa.Connection, run: RunRecord, runs: int) -> BankHistory:
+    """The population over the scope's last weekly bank runs, and the drift watch of the items this run
+    flagged or suspended, each up to this run."""
+    bank = run.fit_stats["bank"]
+    until = run.fitted_at or run.finished_at or run.started_at
+    if until is None:
+        return BankHistory()
+    populations = [BankPopulation(r[0], r[1], *(_number((r[2] or {}).get(k)) for k in ("mean", "sd", "mean_se",
+                                                                                         "sd_se")))
+                   for r in reads.bank_populations(conn, run.scope, until, runs)]
+    watched = sorted({int(q) for q in (bank.get("flagged") or {})} | {int(q) for q in (bank.get("suspended") or {})})
+    drift: dict[int, list[DriftEstimate]] = {}
+    for r in reads.bank_drift_rows(conn, run.scope, watched, until, runs):
+        drift.setdefault(int(r[0]), []).append(DriftEstimate(r[1], r[2], *(_number(v) for v in r[3:11]), bool(r[11])))
+    return BankHistory(populations, drift, reads.bank_item_params(conn, run.scope, watched))
 
 
 def _written(run: RunRecord) -> bool:
