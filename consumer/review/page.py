@@ -1,9 +1,10 @@
 """The review page of one run: what a psychometrician checks before accepting a calibration.
 
-``render(review)`` lays out, from what ``load`` read: a summary of the
-verdicts (fit, link, change, measurement), the run's metadata, the fit and
-the items held back or on bounds, misfit with its evidence, the link and
-the anchors' drift, measurement precision and the Wright map, the changes
+``render(review)`` lays out what ``view.build`` made of what ``load`` read:
+a summary of the verdicts (fit, link, bank, change, measurement), the run's
+metadata, the fit and the items held back or on bounds, misfit with its
+evidence, the link and the anchors' drift, for a run of a scope with a bank
+its Bank section, measurement precision and the Wright map, the changes
 since the previous run of the same scope, and the item table.
 """
 
@@ -18,10 +19,11 @@ from . import statistics as stats
 from .assets import EARLY_SCRIPT, ROWS_PER_PAGE, SCRIPT, STYLE
 from .load import Review
 from .markup import Markup, facts, join, paragraph, section, table, tag, text
-from .view import MOVED_LISTED, MOVEMENT_Z, PageView, Verdict, build, with_se
+from .view import BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build, with_se
 
 _SECTIONS = (("summary", "Summary"), ("run", "Run"), ("fit", "Fit"), ("misfit", "Item fit"), ("link", "Link"),
-             ("measurement", "Measurement"), ("changes", "Since the previous run"), ("items", "Items"))
+             ("bank", "Bank"), ("measurement", "Measurement"), ("changes", "Since the previous run"),
+             ("items", "Items"))
 
 
 def render(review: Review) -> str:
@@ -35,11 +37,13 @@ def render(review: Review) -> str:
         _fit_section(review),
         _misfit_section(review, view),
         _link_section(review, view),
+        _bank_section(review, view),
         _measurement_section(review, view),
         _changes_section(review, view),
         _items_section(review, view),
     ])
-    nav = join(tag("a", title, href=f"#{anchor}") for anchor, title in _SECTIONS)
+    nav = join(tag("a", title, href=f"#{anchor}") for anchor, title in _SECTIONS
+               if anchor != "bank" or view.bank is not None)
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'>"
             f"<title>Calibration run {text(run.run_id)}: review</title><style>{STYLE}</style>"
@@ -238,6 +242,95 @@ def _link_section(review: Review, view: PageView) -> Markup:
         parts.append(figures.tcc_difference(anchors.reference.take(kept), anchors.new.take(kept),
                                             anchors.linked.take(kept), grid))
     return section("link", "Link", *parts)
+
+
+def _bank_section(review: Review, view: PageView) -> Markup:
+    bank = view.bank
+    if bank is None:
+        return Markup("")
+    parts = [_verdict(bank.verdict)]
+    if bank.mode == "recalibration":
+        impact = bank.impact
+        parts += [paragraph("A free calibration of the window, linked onto the bank through its operational items "
+                            "(the Link section). It wrote its parameters to the history only: the bank, and the "
+                            "students' current scores, stay as they are until it is accepted."),
+                  facts([("students scored both ways", fmt.count(impact.get("students_scored"))),
+                         ("moved by more than their standard error", fmt.count(impact.get("moved_more_than_se"))),
+                         ("mean shift of theta", fmt.signed(impact.get("mean_shift"), 3)),
+                         ("largest shift", fmt.number(impact.get("max_abs_shift"))),
+                         ("to accept it", bank.accept)])]
+        return section("bank", "Bank: recalibration", *parts)
+    population = bank.population
+    parts += [tag("h3", "The population on the bank's scale"),
+              facts([("mean", with_se(population.get("mean"), population.get("mean_se"), 3)),
+                     ("standard deviation", with_se(population.get("sd"), population.get("sd_se"), 3)),
+                     ("operational items held at their bank values", fmt.count(bank.fixed_items)),
+                     ("operational items watched for drift", fmt.count(bank.drift_watched)),
+                     ("their free estimates' link onto the bank",
+                      f"{bank.drift_link.get('method') or fmt.MISSING}: slope "
+                      f"{fmt.number(bank.drift_link.get('slope'), 4)}, intercept "
+                      f"{fmt.number(bank.drift_link.get('intercept'), 4)}")]),
+              paragraph("Fixed-parameter calibration: with the operational items held at their bank values, the "
+                        "window's students are N(mean, SD\u00b2) on the bank's scale (the run's linking constants, "
+                        "method fipc: slope = SD, intercept = mean).", "quiet")]
+    if bank.mean_trend is not None:
+        runs = len(bank.population_rows)
+        parts += [tag("h3", f"Over the last {runs} weekly runs of this bank"),
+                  table(("fitted", "run", "mean", "SE", "SD", "SE"), bank.population_rows, numeric=range(2, 6)),
+                  figures.estimate_history(bank.mean_trend.labels, bank.mean_trend.values, bank.mean_trend.errors,
+                                           "mean theta (bank's scale)", "Population mean over the last runs",
+                                           "The window's mean ability on the bank's scale, run by run, with 95% "
+                                           "intervals."),
+                  figures.estimate_history(bank.sd_trend.labels, bank.sd_trend.values, bank.sd_trend.errors,
+                                           "SD of theta (bank's scale)", "Population SD over the last runs",
+                                           "The window's ability SD on the bank's scale, run by run, with 95% "
+                                           "intervals.")]
+    else:
+        parts.append(paragraph("No earlier weekly run of this bank: the trend starts here."))
+    parts += _bank_items_parts(bank)
+    parts += [tag("h3", f"Promoted from pretest ({len(bank.promoted):,})"),
+              table(("item", "answers", "b", "SE b", "RMSD", "passed"), bank.promoted, numeric=range(0, 5))
+              if bank.promoted else paragraph("None."),
+              paragraph(f"{bank.not_promoted:,} pretest items calibrated onto the bank's scale did not pass every "
+                        "gate yet (listed in the run's record).", "quiet") if bank.not_promoted else "",
+              tag("h3", "The promotion gates"),
+              table(("a pretest item becomes operational with", "setting", "value"), bank.gates, numeric=(2,))]
+    return section("bank", "Bank", *parts)
+
+
+def _bank_items_parts(bank: BankSection) -> list:
+    suspended = sum(item.suspended for item in bank.items)  # a run suspends only items it flags
+    parts = [tag("h3", f"Flagged for drift ({len(bank.items):,}; {suspended:,} of them suspended)")]
+    if not bank.items:
+        return parts + [paragraph("No operational item drifted from its bank value in this run.")]
+    parts.append(paragraph("Each item's free estimate of every run, placed on the bank's scale, against its bank "
+                           "value: an item flagged in MIRT_DRIFT_RUNS runs in a row is suspended (out of the fixed "
+                           "set, unscored) until a recalibration is accepted.", "quiet"))
+    for n, item in enumerate(bank.items):
+        title = f"Item {item.question_id}: {'suspended' if item.suspended else 'flagged'}"
+        rows = [(fmt.when(r.fitted_at), r.run_id[:8], with_se(r.b, r.b_se, 3), fmt.number(r.b_bank),
+                 fmt.signed(r.z_b, 1), with_se(r.a, r.a_se, 3), fmt.number(r.a_bank), fmt.signed(r.z_a, 1),
+                 fmt.yes_no(r.flagged)) for r in item.runs]
+        bank_now = ""
+        if fmt.is_number(item.bank_b_se):
+            bank_now = (f" Bank value's standard errors: {fmt.number(item.bank_b_se)} on b, "
+                        f"{fmt.number(item.bank_a_se)} on a.")
+        part = [tag("h4", title), paragraph(item.why + "." + bank_now),
+                table(("fitted", "run", "free b (SE)", "bank b", "z b", "free a (SE)", "bank a", "z log a",
+                       "flagged"), rows, numeric=range(2, 8))]
+        if n < BANK_ITEMS_DRAWN and item.runs:
+            part += [figures.estimate_history(item.b.labels, item.b.values, item.b.errors, "b (bank's scale)",
+                                              f"Item {item.question_id}: free b against its bank value",
+                                              f"Item {item.question_id}'s free difficulty run by run, with 95% "
+                                              "intervals, against its bank value (dashed).", item.b.reference,
+                                              item.b.flagged),
+                     figures.estimate_history(item.a.labels, item.a.values, item.a.errors, "a (bank's scale)",
+                                              f"Item {item.question_id}: free a against its bank value",
+                                              f"Item {item.question_id}'s free discrimination run by run, with 95% "
+                                              "intervals, against its bank value (dashed).", item.a.reference,
+                                              item.a.flagged)]
+        parts.append(join([Markup('<div class="bank-item">'), *part, Markup("</div>")]))
+    return parts
 
 
 def _measurement_section(review: Review, view: PageView) -> Markup:

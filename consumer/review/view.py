@@ -391,8 +391,12 @@ def _bank(review: Review, stored) -> BankSection | None:
         "weekly", verdict, population, mean_trend, sd_trend, rows,
         stored.get("fixed_items"), stored.get("drift_watched"), stored.get("drift_link") or {}, items,
         _promoted(review, promoted),
-        [(*GATES.get(k, (fmt.label(k), "")), fmt.plain(v)) for k, v in gates.items()],
+        [(*GATES.get(k, (fmt.label(k), "")), fmt.plain(gates[k])) for k in sorted(gates, key=_gate_order)],
         len(stored.get("not_promoted") or {}))
+
+
+def _gate_order(key: str) -> int:
+    return list(GATES).index(key) if key in GATES else len(GATES)
 
 
 def _bank_item(question_id: int, suspended: bool, why: str, history: BankHistory) -> BankItem:
