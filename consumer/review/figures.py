@@ -163,7 +163,7 @@ def estimate_history(labels: list[str], values: np.ndarray, errors: np.ndarray, 
     spread = np.where(np.isfinite(errors), 1.96 * errors, 0.0)
     shown = [values - spread, values + spread] + ([reference] if reference is not None else [])
     low, high = _padded(np.concatenate(shown), 0.15)
-    chart = Chart((-0.6, len(labels) - 0.4), (low, high), "run (fitted at)", y_label, title, width=340, height=220,
+    chart = Chart((-0.6, len(labels) - 0.4), (low, high), "run (fitted at)", y_label, title, width=380, height=220,
                   x_ticks=list(zip(x, labels)))
     if reference is not None and np.isfinite(reference).any():
         # The bank value of each run, as a level across its slot: flat unless a recalibration was accepted.
@@ -172,7 +172,7 @@ def estimate_history(labels: list[str], values: np.ndarray, errors: np.ndarray, 
     for k in np.flatnonzero(spread):
         chart.line([x[k], x[k]], [values[k] - spread[k], values[k] + spread[k]], COLOURS["blue"], width=1.2)
     chart.line(x, values, COLOURS["blue"], width=1.4)
-    chart.points(x, values, COLOURS["blue"], radius=3.5, label="estimate, 95% interval",
+    chart.points(x, values, COLOURS["blue"], radius=3.5, label="estimate (95%)",
                  titles=[f"{n}: {v:.3f} (SE {e:.3f})" for n, v, e in zip(labels, values, errors)])
     if flagged is not None and flagged.any():
         chart.points(np.where(flagged, x, np.nan), values, COLOURS["red"], radius=5, cross=True, label="flagged")
