@@ -1,9 +1,11 @@
-"""The pictures of the review page in docs/review.md: ``python docs/review_pictures.py PAGE.html``.
+"""The pictures of the review page in docs/review.md: ``python docs/review_pictures.py PAGE.html [NAME.png ...]``.
 
 Headless chromium takes them of PAGE.html, a page written by ``python -m consumer report RUN_ID``; the
-pictures land next to this script. The ones in docs/review.md are of a run of
-4,000 students on 100 items with a planted drifting anchor and three
-planted misfitting items, calibrated a week after a first run.
+pictures land next to this script; names after the page take only those. The ones in docs/review.md are of
+a run of 4,000 students on 100 items with a planted drifting anchor and three
+planted misfitting items, calibrated a week after a first run; ``review-bank.png``
+is of the third weekly run of a bank (``tests/bank_data.py``'s weeks, ``MIRT_DRIFT_RUNS=3``)
+whose item 5007 drifted a logit after the bank was adopted.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ HERE = Path(__file__).resolve().parent
 PICTURES = (("body", "#summary", 1400, "review-page.png"),
             ("#misfit", "#misfit", 900, "review-item-fit.png"),
             ("#link h3", "#link", 1500, "review-link.png"),
-            ("#measurement", "#measurement", 1250, "review-measurement.png"))
+            ("#measurement", "#measurement", 1250, "review-measurement.png"),
+            ("#bank", "#bank", 1800, "review-bank.png"))
 
 
-async def take(page_file: Path) -> None:
+async def take(page_file: Path, names: list[str]) -> None:
     async with Page.open(page_file, width=1200, height=900) as page:
         for top, bottom, most, name in PICTURES:
+            if names and name not in names or not await page.evaluate(f"!!document.querySelector({top!r})"):
+                continue
             box = await page.evaluate(f"""(() => {{
                 const a = document.querySelector({top!r}).getBoundingClientRect();
                 const b = document.querySelector({bottom!r}).getBoundingClientRect();
@@ -38,4 +43,4 @@ async def take(page_file: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(take(Path(sys.argv[1])))
+    asyncio.run(take(Path(sys.argv[1]), sys.argv[2:]))

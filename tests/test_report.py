@@ -14,7 +14,9 @@ from consumer.review import load_review, render
 from consumer.run import CalibrationRequest, calibrate
 from consumer.settings import Settings
 
-from .platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation
+from .bank_data import (DRIFTING, N_NEW, N_OPERATIONAL, SETTINGS, adopt_base_week, drifted, put_week,
+                        week_request)
+from .platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation, question_ids
 from .test_cli import cli
 from .test_run import REQUEST, plant_drift
 
@@ -33,6 +35,11 @@ def page_of(engine, run_id: str) -> str:
 def section(page: str, anchor: str) -> str:
     start = page.index(f'<section id="{anchor}">')
     return page[start:page.index("</section>", start)]
+
+
+def rows_of(engine, sql: str, **params) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
 
 
 def item_rows(page: str) -> dict[int, list[str]]:
@@ -204,3 +211,74 @@ def test_review_of_a_skipped_run_says_what_there_is_not(engine):
 def test_report_of_an_unknown_run_says_so(database_url):
     result = cli("report", "00000000-0000-0000-0000-00000000beef", env={"DATABASE_URL": database_url})
     assert result.returncode == 1 and "no calibration run 00000000-0000-0000-0000-00000000beef" in result.stderr
+
+
+def test_review_of_weekly_bank_runs_shows_the_population_the_drifting_item_and_the_promotions(engine):
+    base, params = adopt_base_week(engine)
+    with engine.begin() as conn:
+        for week, (mean, sd) in ((1, (0.5, 1.2)), (2, (0.6, 1.25))):
+            put_week(conn, week, drifted(params), mean, sd, n_items=N_OPERATIONAL + N_NEW)
+    first = calibrate(engine, SETTINGS, week_request(1))
+    second = calibrate(engine, SETTINGS, week_request(2))
+    assert first.status == second.status == "succeeded", (first.error, second.error)
+    drifting = int(question_ids(N_OPERATIONAL)[DRIFTING])
+    bank = second.fit["bank"]
+    assert str(drifting) in bank["suspended"] and bank["promoted"]
+
+    page = page_of(engine, second.run_id)
+
+    assert '<a href="#bank">Bank</a>' in page
+    shown = section(page, "bank")
+    verdict = (f"Scale held: {bank['fixed_items']} operational items fixed at their bank values; "
+               f"{len(bank['flagged'])} flagged for drift, {len(bank['suspended'])} suspended, "
+               f"{len(bank['promoted'])} promoted.")
+    assert verdict in shown and verdict in section(page, "summary")
+    population = bank["population"]
+    assert (f"<th scope=row>mean</th><td>{population['mean']:.3f} (SE {population['mean_se']:.3f})</td>" in shown)
+    assert (f"<th scope=row>standard deviation</th><td>{population['sd']:.3f} (SE {population['sd_se']:.3f})</td>"
+            in shown)
+    # The trend: both weekly runs, oldest first (the base run, before the bank, is not one of them).
+    assert "Over the last 2 weekly runs of this bank" in shown
+    table = shown[shown.index("Over the last 2 weekly runs"):shown.index("<figure")]
+    trend = re.findall(r"<td>[^<]+<td>([0-9a-f]{8})<td class=n>([^<]+)<td class=n>([^<]+)<td class=n>([^<]+)", table)
+    week_1 = first.fit["bank"]["population"]
+    assert trend == [(first.run_id[:8], f"{week_1['mean']:.3f}", f"{week_1['mean_se']:.3f}", f"{week_1['sd']:.3f}"),
+                     (second.run_id[:8], f"{population['mean']:.3f}", f"{population['mean_se']:.3f}",
+                      f"{population['sd']:.3f}")]
+    assert "Population mean over the last runs" in shown and "Population SD over the last runs" in shown
+    # The suspended item, run by run: its free b on the bank's scale, with its SE, against the bank value.
+    item = shown[shown.index(f"<h4>Item {drifting}: suspended</h4>"):]
+    item = item[:item.index("</div>")]
+    watched = rows_of(engine, "SELECT run_id::text, b, b_se, b_bank, flagged FROM mirt_bank_drift WHERE item_id = :i "
+                              "ORDER BY fitted_at", i=drifting)
+    assert [r[0] for r in watched] == [first.run_id, second.run_id] and all(r[4] for r in watched)
+    for run_id, b, b_se, b_bank, _ in watched:
+        assert re.search(rf"<td>{run_id[:8]}<td class=n>{b:.3f} \(SE {b_se:.3f}\)<td class=n>{b_bank:.3f}<", item)
+        assert b > b_bank + 0.5  # it became a logit harder
+    assert f"Item {drifting}: free b against its bank value" in item and "drift flagged in 2 runs in a row" in item
+    assert "suspended" in item_rows(page)[drifting][1]
+    # Promotions with what they showed, and the gates.
+    promoted = re.findall(r"<tr><td class=n>(\d+)<td class=n>[\d,]+<td class=n>[-\d.]+<td class=n>[\d.]+"
+                          r"<td class=n>[\d.]+<td>\d+ answers, SE of b", shown)
+    assert sorted(promoted) == sorted(bank["promoted"])
+    assert "<td>MIRT_PROMOTION_MIN_ANSWERS<td class=n>200" in shown and "<td>MIRT_PROMOTION_RUNS<td class=n>2" in shown
+
+    first_page = page_of(engine, first.run_id)
+    assert "No earlier weekly run of this bank: the trend starts here." in section(first_page, "bank")
+    base_page = page_of(engine, base.run_id)  # the run the bank was adopted from was not a bank run
+    assert '<section id="bank">' not in base_page and 'href="#bank"' not in base_page
+
+
+def test_review_of_a_recalibration_shows_its_impact_and_the_command_that_accepts_it(engine):
+    _, params = adopt_base_week(engine)
+    with engine.begin() as conn:
+        put_week(conn, 1, params, 0.4, 1.1, n_items=N_OPERATIONAL)
+    summary = calibrate(engine, SETTINGS, week_request(1, mode="recalibration"))
+    assert summary.status == "succeeded", summary.error
+    impact = summary.fit["bank"]["impact"]
+
+    shown = section(page_of(engine, summary.run_id), "bank")
+
+    assert (f"{impact['moved_more_than_se']:,} of {impact['students_scored']:,} students would move by more than "
+            "their standard error") in shown
+    assert f"python -m consumer bank accept {summary.run_id}" in shown

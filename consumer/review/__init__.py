@@ -1,12 +1,15 @@
 """``python -m consumer report RUN_ID``: the run review, one self-contained HTML page.
 
-- ``load``: the run, its results, the previous run of its scope and the last
-  runs' history, read from the database (and only read);
+- ``load``: the run, its results, the previous run of its scope, the last
+  runs' history and a bank run's, assembled from ``db.review``'s reads (the
+  SQL, and it only reads);
+- ``view``: the view model, what each section shows as plain data;
 - ``statistics``: test information, reliability, the anchors' drift, item
   movement: numbers from arrays, no I/O;
 - ``figures`` and ``svg``: the plots, as inline SVG;
-- ``page``, ``markup``, ``formats`` and ``assets``: the HTML, how numbers and
-  names are written, the style sheet and the few lines of JavaScript.
+- ``page``, ``markup``, ``formats`` and ``assets``: the HTML laid out from the
+  view model, how numbers and names are written, the style sheet and the few
+  lines of JavaScript.
 
 The page opens offline (nothing is fetched) and reads with JavaScript off.
 """

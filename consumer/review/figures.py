@@ -153,3 +153,27 @@ def ability_history(labels: list[str], quantiles: np.ndarray, means: np.ndarray)
     chart.points(x, means, COLOURS["orange"], radius=3.5, label="mean")
     return figure(chart.render(), "Students' abilities in each run: the box spans the quartiles, the whiskers the 5th "
                                   "to 95th percentiles, the bar is the median.", small=True)
+
+
+def estimate_history(labels: list[str], values: np.ndarray, errors: np.ndarray, y_label: str, title: str,
+                     caption: str, reference: np.ndarray | None = None, flagged: np.ndarray | None = None) -> Markup:
+    """Estimates over the last runs joined by a line, with 95% intervals; the value they are held against dashed,
+    and the runs that flagged them crossed."""
+    x = np.arange(len(labels), dtype=float)
+    spread = np.where(np.isfinite(errors), 1.96 * errors, 0.0)
+    shown = [values - spread, values + spread] + ([reference] if reference is not None else [])
+    low, high = _padded(np.concatenate(shown), 0.15)
+    chart = Chart((-0.6, len(labels) - 0.4), (low, high), "run (fitted at)", y_label, title, width=380, height=220,
+                  x_ticks=list(zip(x, labels)))
+    if reference is not None and np.isfinite(reference).any():
+        # The bank value of each run, as a level across its slot: flat unless a recalibration was accepted.
+        chart.line(np.column_stack([x - 0.45, x + 0.45]).ravel(), np.repeat(reference, 2), COLOURS["grey"], width=1.2,
+                   dash="4,3", label="bank value")
+    for k in np.flatnonzero(spread):
+        chart.line([x[k], x[k]], [values[k] - spread[k], values[k] + spread[k]], COLOURS["blue"], width=1.2)
+    chart.line(x, values, COLOURS["blue"], width=1.4)
+    chart.points(x, values, COLOURS["blue"], radius=3.5, label="estimate (95%)",
+                 titles=[f"{n}: {v:.3f} (SE {e:.3f})" for n, v, e in zip(labels, values, errors)])
+    if flagged is not None and flagged.any():
+        chart.points(np.where(flagged, x, np.nan), values, COLOURS["red"], radius=5, cross=True, label="flagged")
+    return figure(chart.render(), caption, small=True)

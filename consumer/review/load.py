@@ -1,4 +1,4 @@
-"""Everything the review page shows, read from the database in a few statements, and only read.
+"""Everything the review page shows, assembled from a few reads (``db.review``: the SQL, read only).
 
 A database without runs is not given the service's tables; a database
 migrated before calibration scopes (no ``scope`` column) reads as the whole
@@ -15,6 +15,7 @@ from datetime import datetime
 import numpy as np
 import sqlalchemy as sa
 
+from ..db import review as reads
 from ..errors import ServiceError
 from ..irt.model import ItemParameters
 
@@ -79,6 +80,46 @@ class AbilitySummary:
     quantiles: tuple[float, ...]  # at _QUANTILES
 
 
+@dataclass(frozen=True)
+class BankPopulation:
+    """Where one weekly bank run put its window's students on the bank's scale."""
+
+    run_id: str
+    fitted_at: datetime | None
+    mean: float
+    sd: float
+    mean_se: float
+    sd_se: float
+
+
+@dataclass(frozen=True)
+class DriftEstimate:
+    """One run's drift watch of one operational item: its free estimate on the bank's scale, against its bank value."""
+
+    run_id: str
+    fitted_at: datetime | None
+    a: float
+    b: float
+    a_se: float
+    b_se: float
+    a_bank: float
+    b_bank: float
+    z_b: float
+    z_a: float
+    flagged: bool
+
+
+@dataclass
+class BankHistory:
+    """What the bank's earlier runs tell about a bank run (scope with a bank); this run is the last of each list."""
+
+    populations: list[BankPopulation] = field(default_factory=list)  # oldest first
+    #: The drift watch of the items this run flagged or suspended, by question id, oldest first.
+    drift: dict[int, list[DriftEstimate]] = field(default_factory=dict)
+    #: (status, params) of those items in the bank now.
+    items: dict[int, tuple[str, dict]] = field(default_factory=dict)
+
+
 @dataclass
 class Review:
     """What the review page of one run is made from."""
@@ -92,33 +133,52 @@ class Review:
     history: list[AbilitySummary] = field(default_factory=list)  # oldest first, this run last
     #: question.meta->'irt' of this run's anchors as the platform holds it now (empty without a question table).
     anchor_meta: dict[int, dict] = field(default_factory=dict)
+    #: For a run of a scope with a bank (its fit_stats hold ``bank``): the bank's recent runs; else None.
+    bank: BankHistory | None = None
 
 
 def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS) -> Review:
     """The run, its results, the previous run of its scope and the last runs' history."""
     from ..db.engine import describe
     with engine.connect() as conn:
-        if conn.execute(sa.text("SELECT to_regclass('mirt_fit_meta') IS NULL")).scalar():
+        if not reads.has_table(conn, "mirt_fit_meta"):
             raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}: it has no mirt_fit_meta table, "
                               "so no runs at all", f"check DATABASE_URL; {_ELSEWHERE}")
-        scoped = bool(conn.execute(sa.text(
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'mirt_fit_meta' "
-            "AND column_name = 'scope' AND table_schema = current_schema()")).scalar())
+        scoped = reads.runs_have_scopes(conn)
         run = _run(conn, run_id, scoped)
         if run is None:
             raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
                               "list runs with: SELECT run_id, status, fitted_at FROM mirt_fit_meta ORDER BY "
                               f"started_at; {_ELSEWHERE}")
         review = Review(run, _items(conn, run.run_id), *_abilities(conn, run.run_id))
-        earlier = _earlier_runs(conn, run, scoped, history_runs)
+        earlier = reads.earlier_run_ids(conn, run.run_id, run.scope, scoped, history_runs)
         if earlier:
             review.previous = _run(conn, earlier[0], scoped)
             review.previous_items = _items(conn, earlier[0])
         shown = list(reversed(earlier[:history_runs - 1])) + ([run.run_id] if _written(run) else [])
         review.history = _ability_history(conn, shown)
-        review.anchor_meta = _anchor_meta(conn, [int(x["question_id"]) for x in
-                                                 run.model_spec.get("anchor_table") or []])
+        review.anchor_meta = reads.anchor_meta(conn, [int(x["question_id"]) for x in
+                                                      run.model_spec.get("anchor_table") or []])
+        if isinstance(run.fit_stats.get("bank"), dict) and scoped:
+            review.bank = _bank_history(conn, run, history_runs)
     return review
+
+
+def _bank_history(conn: sa.Connection, run: RunRecord, runs: int) -> BankHistory:
+    """The population over the scope's last weekly bank runs, and the drift watch of the items this run
+    flagged or suspended, each up to this run."""
+    bank = run.fit_stats["bank"]
+    until = run.fitted_at or run.finished_at or run.started_at
+    if until is None:
+        return BankHistory()
+    populations = [BankPopulation(r[0], r[1], *(_number((r[2] or {}).get(k)) for k in ("mean", "sd", "mean_se",
+                                                                                         "sd_se")))
+                   for r in reads.bank_populations(conn, run.scope, until, runs)]
+    watched = sorted({int(q) for q in (bank.get("flagged") or {})} | {int(q) for q in (bank.get("suspended") or {})})
+    drift: dict[int, list[DriftEstimate]] = {}
+    for r in reads.bank_drift_rows(conn, run.scope, watched, until, runs):
+        drift.setdefault(int(r[0]), []).append(DriftEstimate(r[1], r[2], *(_number(v) for v in r[3:11]), bool(r[11])))
+    return BankHistory(populations, drift, reads.bank_item_params(conn, run.scope, watched))
 
 
 def _written(run: RunRecord) -> bool:
@@ -126,20 +186,14 @@ def _written(run: RunRecord) -> bool:
 
 
 def _run(conn: sa.Connection, run_id: str, scoped: bool) -> RunRecord | None:
-    scope = "scope" if scoped else "''"
-    row = conn.execute(sa.text(
-        f"SELECT run_id::text, status, request_id, {scope}, model_spec, fit_stats, summary, "
-        "error, started_at, finished_at, fitted_at FROM mirt_fit_meta WHERE run_id::text = :r"), {"r": run_id}).first()
+    row = reads.run_row(conn, run_id, scoped)
     if row is None:
         return None
     return RunRecord(row[0], row[1], row[2], row[3], row[4] or {}, row[5] or {}, row[6] or {}, row[7], *row[8:])
 
 
 def _items(conn: sa.Connection, run_id: str) -> ItemResults:
-    columns = ", ".join(f"(params->>'{name}')::float8" for name in _ITEM_FIELDS)
-    rows = conn.execute(sa.text(
-        f"SELECT item_id, {columns} FROM mirt_item_params_history WHERE run_id = CAST(:r AS uuid) ORDER BY item_id"),
-        {"r": run_id}).all()
+    rows = reads.item_rows(conn, run_id, _ITEM_FIELDS)
     table = np.array([[np.nan if v is None else v for v in row[1:]] for row in rows], float).reshape(
         len(rows), len(_ITEM_FIELDS))
     return ItemResults(np.array([row[0] for row in rows], np.int64),
@@ -147,44 +201,13 @@ def _items(conn: sa.Connection, run_id: str) -> ItemResults:
 
 
 def _abilities(conn: sa.Connection, run_id: str) -> tuple[np.ndarray, np.ndarray]:
-    # Two float8 arrays in binary, one row: 400,000 students cross the wire as 6.4 MB, not 400,000 rows.
-    row = conn.execute(sa.text(
-        "SELECT coalesce(string_agg(float8send(theta), '' ORDER BY user_id), ''), "
-        "coalesce(string_agg(float8send(theta_se), '' ORDER BY user_id), '') "
-        "FROM mirt_ability_history WHERE run_id = CAST(:r AS uuid)"), {"r": run_id}).one()
-    return tuple(np.frombuffer(bytes(blob), dtype=">f8").astype(float) for blob in row)
-
-
-def _earlier_runs(conn: sa.Connection, run: RunRecord, scoped: bool, limit: int) -> list[str]:
-    """Succeeded runs that wrote results, of the run's scope, before it; the latest first."""
-    scope = "AND scope = :scope" if scoped else ""
-    return list(conn.execute(sa.text(
-        "SELECT run_id::text FROM mirt_fit_meta WHERE status = 'succeeded' "
-        f"AND coalesce(model_spec->>'dry_run', 'false') <> 'true' {scope} AND run_id::text <> :r "
-        "AND fitted_at < (SELECT coalesce(fitted_at, started_at) FROM mirt_fit_meta WHERE run_id::text = :r) "
-        "ORDER BY fitted_at DESC LIMIT :n"), {"r": run.run_id, "scope": run.scope, "n": limit}).scalars())
+    return tuple(np.frombuffer(blob, dtype=">f8").astype(float) for blob in reads.ability_blobs(conn, run_id))
 
 
 def _ability_history(conn: sa.Connection, run_ids: list[str]) -> list[AbilitySummary]:
-    if not run_ids:
-        return []
-    rows = conn.execute(sa.text(
-        "SELECT m.run_id::text, m.fitted_at, m.model_spec->'linking_constants', m.model_spec->>'model', "
-        "count(h.theta), avg(h.theta), stddev_samp(h.theta), "
-        "percentile_cont(CAST(:q AS float8[])) WITHIN GROUP (ORDER BY h.theta) "
-        "FROM mirt_fit_meta m LEFT JOIN mirt_ability_history h ON h.run_id = m.run_id "
-        "WHERE m.run_id::text = ANY(:ids) GROUP BY m.run_id, m.fitted_at ORDER BY m.fitted_at"),
-        {"ids": run_ids, "q": list(_QUANTILES)}).all()
     return [AbilitySummary(r[0], r[1], r[2] or {}, r[3] or "", int(r[4]), _number(r[5]), _number(r[6]),
-                           tuple(_number(v) for v in (r[7] or [None] * len(_QUANTILES)))) for r in rows]
-
-
-def _anchor_meta(conn: sa.Connection, question_ids: list[int]) -> dict[int, dict]:
-    if not question_ids or conn.execute(sa.text("SELECT to_regclass('question') IS NULL")).scalar():
-        return {}
-    rows = conn.execute(sa.text("SELECT id, meta->'irt' FROM question WHERE id = ANY(:ids)"),
-                        {"ids": question_ids}).all()
-    return {int(r[0]): r[1] for r in rows if isinstance(r[1], dict)}
+                           tuple(_number(v) for v in (r[7] or [None] * len(_QUANTILES))))
+            for r in reads.ability_summaries(conn, run_ids, _QUANTILES)]
 
 
 def _number(value) -> float:

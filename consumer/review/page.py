@@ -1,39 +1,35 @@
 """The review page of one run: what a psychometrician checks before accepting a calibration.
 
-``render(review)`` lays out, from what ``load`` read: a summary of the
-verdicts (fit, link, change, measurement), the run's metadata, the fit and
-the items held back or on bounds, misfit with its evidence, the link and
-the anchors' drift, measurement precision and the Wright map, the changes
+``render(review)`` lays out what ``view.build`` made of what ``load`` read:
+a summary of the verdicts (fit, link, bank, change, measurement), the run's
+metadata, the fit and the items held back or on bounds, misfit with its
+evidence, the link and the anchors' drift, for a run of a scope with a bank
+its Bank section, measurement precision and the Wright map, the changes
 since the previous run of the same scope, and the item table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..irt.estimate import A_BOUNDS, C_BOUNDS, D_BOUND
-from ..irt.model import ItemParameters
 from . import figures
 from . import formats as fmt
 from . import statistics as stats
 from .assets import EARLY_SCRIPT, ROWS_PER_PAGE, SCRIPT, STYLE
 from .load import Review
 from .markup import Markup, facts, join, paragraph, section, table, tag, text
+from .view import BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build, with_se
 
-#: |z| past which an item's change since the previous run is called a movement.
-MOVEMENT_Z = 3.0
-#: Most moved items listed by name.
-MOVED_LISTED = 50
 _SECTIONS = (("summary", "Summary"), ("run", "Run"), ("fit", "Fit"), ("misfit", "Item fit"), ("link", "Link"),
-             ("measurement", "Measurement"), ("changes", "Since the previous run"), ("items", "Items"))
+             ("bank", "Bank"), ("measurement", "Measurement"), ("changes", "Since the previous run"),
+             ("items", "Items"))
 
 
 def render(review: Review) -> str:
     """The page's HTML: one self-contained document."""
     run = review.run
-    view = _View.of(review)
+    view = build(review)
     body = join([
         _header(review, view),
         _summary(review, view),
@@ -41,11 +37,13 @@ def render(review: Review) -> str:
         _fit_section(review),
         _misfit_section(review, view),
         _link_section(review, view),
+        _bank_section(review, view),
         _measurement_section(review, view),
         _changes_section(review, view),
         _items_section(review, view),
     ])
-    nav = join(tag("a", title, href=f"#{anchor}") for anchor, title in _SECTIONS)
+    nav = join(tag("a", title, href=f"#{anchor}") for anchor, title in _SECTIONS
+               if anchor != "bank" or view.bank is not None)
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'>"
             f"<title>Calibration run {text(run.run_id)}: review</title><style>{STYLE}</style>"
@@ -55,133 +53,6 @@ def render(review: Review) -> str:
 
 # --- what the sections share -----------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Anchors:
-    ids: np.ndarray
-    reference: ItemParameters
-    new: ItemParameters  # on the calibration scale
-    linked: ItemParameters  # on the old scale, by the screen's constants
-    kept: np.ndarray
-    models: list[str | None]  # the reference model of each anchor, where known
-    drift: stats.AnchorDrift
-
-
-@dataclass(frozen=True)
-class _View:
-    """What several sections need, derived once."""
-
-    model: str
-    scope: str
-    grid: np.ndarray  # theta on the linked scale
-    anchors: _Anchors | None
-    flags: dict[int, list[str]]  # question id -> short flags
-    movement: stats.Movement | None
-    moved_ids: np.ndarray  # the question ids movement refers to
-    curves: dict[int, dict] | None  # question id -> stored node proportions; None when not recorded
-
-    @classmethod
-    def of(cls, review: Review) -> "_View":
-        spec, run = review.run.model_spec, review.run
-        theta = review.theta[np.isfinite(review.theta)]
-        if theta.size:
-            centre, spread = float(np.median(theta)), float(np.std(theta)) or 1.0
-            grid = np.linspace(np.floor(centre - 4 * spread), np.ceil(centre + 4 * spread), 161)
-        else:
-            grid = np.linspace(-4, 4, 161)
-        anchors = _anchors(review)
-        movement, moved_ids = _movement(review)
-        view = cls(spec.get("model") or run.summary.get("model", ""), fmt.scope(run.scope, spec.get("scope")), grid,
-                   anchors, {}, movement, moved_ids, _curves(review))
-        _collect_flags(review, view)
-        return view
-
-
-def _anchors(review: Review) -> _Anchors | None:
-    rows = review.run.model_spec.get("anchor_table") or []
-    if not rows:
-        return None
-    ids = np.array([int(x["question_id"]) for x in rows])
-    reference = ItemParameters(*(np.array([float(x["reference"].get(k) or 0.0) for x in rows]) for k in "abc"))
-    new = ItemParameters(*(np.array([float(x["new"].get(k) or 0.0) for x in rows]) for k in "abc"))
-    linked = ItemParameters(np.array([x["linked"]["a"] for x in rows], float),
-                            np.array([x["linked"]["b"] for x in rows], float), new.c)
-    kept = np.array([not x.get("dropped") for x in rows])
-    known = [_reference_meta(review, x) for x in rows]
-    position = {int(q): k for k, q in enumerate(review.items.question_ids)}
-    rows_in_table = np.array([position.get(int(q), -1) for q in ids])
-
-    def written(name):
-        values = review.items.values[name]
-        return np.where(rows_in_table >= 0, values[np.maximum(rows_in_table, 0)] if len(values) else np.nan, np.nan)
-
-    drift = stats.anchor_drift(reference, linked, kept, written("b_se"), written("a_se"),
-                               np.array([m.get("b_se", np.nan) for m in known], float),
-                               np.array([m.get("a_se", np.nan) for m in known], float))
-    return _Anchors(ids, reference, new, linked, kept, [m.get("model") for m in known], drift)
-
-
-def _reference_meta(review: Review, row: dict) -> dict:
-    """An anchor's reference model and SEs: as the run recorded them, else question.meta's if it has the same a, b."""
-    recorded = row["reference"]
-    if recorded.get("model"):
-        return recorded
-    meta = review.anchor_meta.get(int(row["question_id"])) or {}
-    same = all(isinstance(meta.get(k), (int, float)) and abs(float(meta[k]) - float(recorded[k])) < 1e-9
-               for k in ("a", "b"))
-    return {k: meta[k] for k in ("model", "a_se", "b_se") if k in meta} if same else {}
-
-
-def _movement(review: Review) -> tuple[stats.Movement | None, np.ndarray]:
-    before = review.previous_items
-    if before is None or not len(before) or not len(review.items):
-        return None, np.zeros(0, np.int64)
-    shared, now_at, before_at = np.intersect1d(review.items.question_ids, before.question_ids,
-                                               assume_unique=True, return_indices=True)
-    now_v, before_v = review.items.values, before.values
-    moved = stats.item_movement(review.items.params.take(now_at), now_v["b_se"][now_at], now_v["a_se"][now_at],
-                                before.params.take(before_at), before_v["b_se"][before_at], before_v["a_se"][before_at])
-    return moved, shared
-
-
-def _curves(review: Review) -> dict[int, dict] | None:
-    """The stored node proportions by question id (a run stores each under its index among the window's items)."""
-    stored = review.run.fit_stats.get("misfit_curves")
-    if stored is None:
-        return None
-    spec = review.run.model_spec
-    window = sorted(set(review.items.question_ids.tolist()) | {int(q) for q in spec.get("excluded_items") or {}})
-    if stored and len(window) != (review.run.summary.get("counts") or {}).get("items"):
-        return None  # the items of the window cannot be told (a dry run writes none)
-    return {int(c["question_id"]) if "question_id" in c else window[int(c["item"])]: c for c in stored}
-
-
-def _collect_flags(review: Review, view: _View) -> None:
-    spec, fit = review.run.model_spec, review.run.fit_stats
-
-    def add(question_id, flag):
-        view.flags.setdefault(int(question_id), []).append(flag)
-
-    held_back = spec.get("held_back_items") or {}
-    for q in held_back:
-        add(q, "held back")
-    for q in spec.get("excluded_items") or {}:
-        if q not in held_back:
-            add(q, "not estimated")
-    if view.anchors is not None:
-        for q, kept in zip(view.anchors.ids, view.anchors.kept):
-            add(q, "anchor" if kept else "anchor dropped")
-    for q in spec.get("anchors_skipped") or {}:
-        add(q, "anchor skipped")
-    for q in spec.get("misfitting_items") or {}:
-        add(q, "misfit")
-    for q in fit.get("items_at_bounds") or {}:
-        add(q, "on a bound")
-    if view.movement is not None:
-        z = np.fmax(np.abs(view.movement.b_z), np.abs(view.movement.log_a_z))
-        for q in view.moved_ids[np.nan_to_num(z) > MOVEMENT_Z]:
-            add(q, "moved")
-
-
 def _reasons_table(reasons: dict, what: str = "reason") -> Markup:
     rows = sorted(((int(q), why) for q, why in reasons.items()), key=lambda r: r[0])
     return table(("item", what), rows, numeric=(0,), scroll=len(rows) > 20)
@@ -189,7 +60,7 @@ def _reasons_table(reasons: dict, what: str = "reason") -> Markup:
 
 # --- sections --------------------------------------------------------------------------------
 
-def _header(review: Review, view: _View) -> Markup:
+def _header(review: Review, view: PageView) -> Markup:
     run, spec = review.run, review.run.model_spec
     request = spec.get("request") or {}
     dry = " (dry run: nothing written)" if spec.get("dry_run") else ""
@@ -201,62 +72,17 @@ def _header(review: Review, view: _View) -> Markup:
     return join([tag("h1", f"Calibration run {run.run_id}: review"), paragraph(line), error])
 
 
-def _summary(review: Review, view: _View) -> Markup:
-    spec, fit, summary = review.run.model_spec, review.run.fit_stats, review.run.summary
-    counts = summary.get("counts") or {}
-    held_back, at_bounds = spec.get("held_back_items") or {}, fit.get("items_at_bounds") or {}
-    misfits = spec.get("misfitting_items") or {}
-    verdicts = []
-    if fit:
-        converged = fit.get("converged")
-        problems = bool(held_back or at_bounds or misfits) or converged is False
-        verdicts.append(_verdict("Fit", "bad" if converged is False else "warn" if problems else "", [
-            f"{'Converged' if converged else 'Did not converge'} in {fmt.count(fit.get('iterations'))} EM passes; "
-            f"{fmt.count(counts.get('items_estimated'))} of {fmt.count(counts.get('items'))} items estimated.",
-            f"{len(held_back):,} held back, {len(at_bounds):,} on a bound, {len(misfits):,} misfitting "
-            f"(RMSD above {fmt.plain((spec.get('settings') or {}).get('item_fit_threshold'))})."]))
-    constants = review.run.constants
-    if constants:
-        dropped = spec.get("anchors_dropped") or {}
-        skipped = spec.get("anchors_skipped") or {}
-        if constants.get("method") in (None, "none"):
-            lines = ["Not linked: no anchors, so this run defines the scale (slope 1, intercept 0)."]
-        else:
-            lines = [f"{constants.get('method')} on {fmt.count(constants.get('n_anchors'))} anchors; "
-                     f"{len(dropped):,} dropped for drift, {len(skipped):,} skipped as malformed.",
-                     f"Slope {_with_se(constants.get('slope'), constants.get('slope_se'))}, intercept "
-                     f"{_with_se(constants.get('intercept'), constants.get('intercept_se'))}."]
-        note = _reference_model_note(view)
-        if note:
-            lines.append(note)
-        verdicts.append(_verdict("Link", "warn" if dropped or skipped or note else "", lines))
-    if view.movement is not None:
-        z = np.fmax(np.abs(view.movement.b_z), np.abs(view.movement.log_a_z))
-        moved = int(np.sum(np.nan_to_num(z) > MOVEMENT_Z))
-        verdicts.append(_verdict("Since the previous run", "warn" if moved else "", [
-            f"{moved:,} of {view.moved_ids.size:,} items moved by more than {MOVEMENT_Z:g} standard errors in b or "
-            f"log a since run {review.previous.run_id} ({fmt.when(review.previous.fitted_at)})."]))
-    elif review.run.status == "succeeded":
-        verdicts.append(_verdict("Since the previous run", "", [f"No earlier run of this scope ({view.scope}) to "
-                                                               "compare with."]))
-    if review.theta.size:
-        verdicts.append(_verdict("Measurement", "", [
-            f"{review.theta.size:,} students scored; empirical reliability "
-            f"{fmt.number(stats.empirical_reliability(review.theta, review.theta_se))}; median SE "
-            f"{fmt.number(float(np.median(review.theta_se)))}."]))
-    warnings = summary.get("warnings") or []
+def _summary(review: Review, view: PageView) -> Markup:
+    warnings = review.run.summary.get("warnings") or []
     listed = (join([tag("h3", f"Warnings the run logged ({len(warnings)})"),
                     Markup("<ul>" + "".join(f"<li>{text(w)}</li>" for w in warnings) + "</ul>")]) if warnings else "")
-    return section("summary", "Summary", Markup('<div class="verdicts">' + join(verdicts) + "</div>"), listed)
+    return section("summary", "Summary",
+                   Markup('<div class="verdicts">' + join(_verdict(v) for v in view.verdicts) + "</div>"), listed)
 
 
-def _verdict(title: str, level: str, lines: list[str]) -> Markup:
-    return Markup(f'<div class="verdict {level}"><h3>{text(title)}</h3>'
-                  + join(paragraph(line) for line in lines) + "</div>")
-
-
-def _with_se(value, se, decimals: int = 4) -> str:
-    return fmt.number(value, decimals) + (f" (SE {fmt.number(se, decimals)})" if fmt.is_number(se) else "")
+def _verdict(verdict: Verdict) -> Markup:
+    return Markup(f'<div class="verdict {verdict.level}"><h3>{text(verdict.title)}</h3>'
+                  + join(paragraph(line) for line in verdict.lines) + "</div>")
 
 
 def _run_section(review: Review) -> Markup:
@@ -314,8 +140,8 @@ def _fit_section(review: Review) -> Markup:
         rows += [("fixed-parameter calibration", f"{fmt.count(fipc.get('iterations'))} EM cycles, converged "
                                                  f"{fmt.yes_no(fipc.get('converged'))}"),
                  ("Stocking-Lord on the same anchors",
-                  f"slope {_with_se(sl.get('slope'), sl.get('slope_se'))}, "
-                  f"intercept {_with_se(sl.get('intercept'), sl.get('intercept_se'))}")]
+                  f"slope {with_se(sl.get('slope'), sl.get('slope_se'))}, "
+                  f"intercept {with_se(sl.get('intercept'), sl.get('intercept_se'))}")]
     held_back = spec.get("held_back_items") or {}
     excluded = {q: why for q, why in (spec.get("excluded_items") or {}).items() if q not in held_back}
     at_bounds = fit.get("items_at_bounds") or {}
@@ -333,7 +159,7 @@ def _fit_section(review: Review) -> Markup:
         _reasons_table(at_bounds, "bound") if at_bounds else paragraph("None."))
 
 
-def _misfit_section(review: Review, view: _View) -> Markup:
+def _misfit_section(review: Review, view: PageView) -> Markup:
     spec = review.run.model_spec
     misfits = spec.get("misfitting_items") or {}
     threshold = (spec.get("settings") or {}).get("item_fit_threshold")
@@ -363,31 +189,7 @@ def _misfit_section(review: Review, view: _View) -> Markup:
     return section("misfit", "Item fit", *parts, tag("h3", "Evidence"), paragraph(shown), join(plots))
 
 
-def _reference_model_note(view: _View) -> str:
-    anchors = view.anchors
-    if anchors is None:
-        return ""
-    named = sorted({m for m in anchors.models if m})
-    if named and named != [view.model]:
-        return (f"The anchors' reference parameters come from a {' and '.join(named)} calibration; this run fitted "
-                f"the {view.model}." + _model_consequence(view.model))
-    varied = np.ptp(np.log(anchors.reference.a)) > 0.05
-    if not named and view.model == "1PL" and varied:
-        return ("The anchors' reference discriminations vary (from "
-                f"{anchors.reference.a.min():.2f} to {anchors.reference.a.max():.2f}), as a 2PL's do; this run "
-                "fitted the 1PL." + _model_consequence("1PL"))
-    return ""
-
-
-def _model_consequence(model: str) -> str:
-    if model == "1PL":
-        return (" The 1PL gives every item one common slope, so the anchors' discriminations cannot agree with "
-                "their references: the a scatter is flat and drift on log a means little; the link rests on the "
-                "difficulties.")
-    return " Reference and new parameters are of different models: read the anchors' drift with that in mind."
-
-
-def _link_section(review: Review, view: _View) -> Markup:
+def _link_section(review: Review, view: PageView) -> Markup:
     spec, constants = review.run.model_spec, review.run.constants
     method = constants.get("method")
     parts = [table(("constant", "value", "standard error (jackknife)"), [
@@ -396,7 +198,7 @@ def _link_section(review: Review, view: _View) -> Markup:
         ("intercept B", fmt.number(constants.get("intercept"), 4), fmt.number(constants.get("intercept_se"), 4)),
         ("anchors linked on", fmt.count(constants.get("n_anchors")), "")], numeric=(1, 2)),
         paragraph("theta_old = A \u00d7 theta_new + B; b_old = A \u00d7 b_new + B; a_old = a_new / A.", "quiet")]
-    note = _reference_model_note(view)
+    note = view.reference_model_note
     if note:
         parts.append(paragraph(note, "note"))
     skipped = spec.get("anchors_skipped") or {}
@@ -442,22 +244,103 @@ def _link_section(review: Review, view: _View) -> Markup:
     return section("link", "Link", *parts)
 
 
-def _measurement_section(review: Review, view: _View) -> Markup:
-    items, theta, se = review.items, review.theta, review.theta_se
-    if not len(items):
+def _bank_section(review: Review, view: PageView) -> Markup:
+    bank = view.bank
+    if bank is None:
+        return Markup("")
+    parts = [_verdict(bank.verdict)]
+    if bank.mode == "recalibration":
+        impact = bank.impact
+        parts += [paragraph("A free calibration of the window, linked onto the bank through its operational items "
+                            "(the Link section). It wrote its parameters to the history only: the bank, and the "
+                            "students' current scores, stay as they are until it is accepted."),
+                  facts([("students scored both ways", fmt.count(impact.get("students_scored"))),
+                         ("moved by more than their standard error", fmt.count(impact.get("moved_more_than_se"))),
+                         ("mean shift of theta", fmt.signed(impact.get("mean_shift"), 3)),
+                         ("largest shift", fmt.number(impact.get("max_abs_shift"))),
+                         ("to accept it", bank.accept)])]
+        return section("bank", "Bank: recalibration", *parts)
+    population = bank.population
+    parts += [tag("h3", "The population on the bank's scale"),
+              facts([("mean", with_se(population.get("mean"), population.get("mean_se"), 3)),
+                     ("standard deviation", with_se(population.get("sd"), population.get("sd_se"), 3)),
+                     ("operational items held at their bank values", fmt.count(bank.fixed_items)),
+                     ("operational items watched for drift", fmt.count(bank.drift_watched)),
+                     ("their free estimates' link onto the bank",
+                      f"{bank.drift_link.get('method') or fmt.MISSING}: slope "
+                      f"{fmt.number(bank.drift_link.get('slope'), 4)}, intercept "
+                      f"{fmt.number(bank.drift_link.get('intercept'), 4)}")]),
+              paragraph("Fixed-parameter calibration: with the operational items held at their bank values, the "
+                        "window's students are N(mean, SD\u00b2) on the bank's scale (the run's linking constants, "
+                        "method fipc: slope = SD, intercept = mean).", "quiet")]
+    if bank.mean_trend is not None:
+        runs = len(bank.population_rows)
+        parts += [tag("h3", f"Over the last {runs} weekly runs of this bank"),
+                  table(("fitted", "run", "mean", "SE", "SD", "SE"), bank.population_rows, numeric=range(2, 6)),
+                  figures.estimate_history(bank.mean_trend.labels, bank.mean_trend.values, bank.mean_trend.errors,
+                                           "mean theta (bank's scale)", "Population mean over the last runs",
+                                           "The window's mean ability on the bank's scale, run by run, with 95% "
+                                           "intervals."),
+                  figures.estimate_history(bank.sd_trend.labels, bank.sd_trend.values, bank.sd_trend.errors,
+                                           "SD of theta (bank's scale)", "Population SD over the last runs",
+                                           "The window's ability SD on the bank's scale, run by run, with 95% "
+                                           "intervals.")]
+    else:
+        parts.append(paragraph("No earlier weekly run of this bank: the trend starts here."))
+    parts += _bank_items_parts(bank)
+    parts += [tag("h3", f"Promoted from pretest ({len(bank.promoted):,})"),
+              table(("item", "answers", "b", "SE b", "RMSD", "passed"), bank.promoted, numeric=range(0, 5))
+              if bank.promoted else paragraph("None."),
+              paragraph(f"{bank.not_promoted:,} pretest items calibrated onto the bank's scale did not pass every "
+                        "gate yet (listed in the run's record).", "quiet") if bank.not_promoted else "",
+              tag("h3", "The promotion gates"),
+              table(("a pretest item becomes operational with", "setting", "value"), bank.gates, numeric=(2,))]
+    return section("bank", "Bank", *parts)
+
+
+def _bank_items_parts(bank: BankSection) -> list:
+    suspended = sum(item.suspended for item in bank.items)  # a run suspends only items it flags
+    parts = [tag("h3", f"Flagged for drift ({len(bank.items):,}; {suspended:,} of them suspended)")]
+    if not bank.items:
+        return parts + [paragraph("No operational item drifted from its bank value in this run.")]
+    parts.append(paragraph("Each item's free estimate of every run, placed on the bank's scale, against its bank "
+                           "value: an item flagged in MIRT_DRIFT_RUNS runs in a row is suspended (out of the fixed "
+                           "set, unscored) until a recalibration is accepted.", "quiet"))
+    for n, item in enumerate(bank.items):
+        title = f"Item {item.question_id}: {'suspended' if item.suspended else 'flagged'}"
+        rows = [(fmt.when(r.fitted_at), r.run_id[:8], with_se(r.b, r.b_se, 3), fmt.number(r.b_bank),
+                 fmt.signed(r.z_b, 1), with_se(r.a, r.a_se, 3), fmt.number(r.a_bank), fmt.signed(r.z_a, 1),
+                 fmt.yes_no(r.flagged)) for r in item.runs]
+        bank_now = ""
+        if fmt.is_number(item.bank_b_se):
+            bank_now = (f" Bank value's standard errors: {fmt.number(item.bank_b_se)} on b, "
+                        f"{fmt.number(item.bank_a_se)} on a.")
+        part = [tag("h4", title), paragraph(item.why + "." + bank_now),
+                table(("fitted", "run", "free b (SE)", "bank b", "z b", "free a (SE)", "bank a", "z log a",
+                       "flagged"), rows, numeric=range(2, 8))]
+        if n < BANK_ITEMS_DRAWN and item.runs:
+            part += [figures.estimate_history(item.b.labels, item.b.values, item.b.errors, "b (bank's scale)",
+                                              f"Item {item.question_id}: free b against its bank value",
+                                              f"Item {item.question_id}'s free difficulty run by run, with 95% "
+                                              "intervals, against its bank value (dashed).", item.b.reference,
+                                              item.b.flagged),
+                     figures.estimate_history(item.a.labels, item.a.values, item.a.errors, "a (bank's scale)",
+                                              f"Item {item.question_id}: free a against its bank value",
+                                              f"Item {item.question_id}'s free discrimination run by run, with 95% "
+                                              "intervals, against its bank value (dashed).", item.a.reference,
+                                              item.a.flagged)]
+        parts.append(join([Markup('<div class="bank-item">'), *part, Markup("</div>")]))
+    return parts
+
+
+def _measurement_section(review: Review, view: PageView) -> Markup:
+    items, theta, se, measured = review.items, review.theta, review.theta_se, view.measurement
+    if measured is None:
         return section("measurement", "Measurement",
                        paragraph("No item parameters were written by this run, so there is nothing to measure with."))
-    counts = review.run.summary.get("counts") or {}
     grid = view.grid
-    bank = stats.test_information(items.params, grid)
-    per_student = (counts.get("observations") or 0) / max(counts.get("users") or 1, 1)
-    share = min(per_student / len(items), 1.0) if per_student else 1.0
-    typical = bank * share
-    csem = stats.conditional_sem(typical)
-    constants = review.run.constants
-    mean, sd = float(constants.get("intercept", 0.0)), float(constants.get("slope", 1.0))
-    marginal = stats.marginal_reliability(grid, typical, mean, sd)
-    rows = [("marginal reliability (model, typical student's answers)", fmt.number(marginal)),
+    mean, sd = measured.population_mean, measured.population_sd
+    rows = [("marginal reliability (model, typical student's answers)", fmt.number(measured.marginal_reliability)),
             ("population on the linked scale", f"N({mean:.3f}, {sd:.3f}\u00b2): the calibration's N(0, 1) carried "
                                                "by the linking constants")]
     if theta.size:
@@ -470,8 +353,9 @@ def _measurement_section(review: Review, view: _View) -> Markup:
                        "Marginal reliability: \u03c3\u00b2 / (\u03c3\u00b2 + E[1 / I(\u03b8)]) over the population, "
                        "with I the information of a typical student's answers (as many as the average student gave, "
                        "drawn from the estimated bank).", "quiet"),
-             figures.information(grid, typical, bank, per_student or float(len(items))),
-             figures.conditional_sem(grid, csem, theta, se)]
+             figures.information(grid, measured.typical_information, measured.bank_information,
+                                 measured.answers_per_student),
+             figures.conditional_sem(grid, measured.csem, theta, se)]
     if theta.size:
         parts.append(figures.wright(theta, items.values["b"], grid))
     parts.append(tag("h3", "Distributions"))
@@ -490,7 +374,7 @@ def _measurement_section(review: Review, view: _View) -> Markup:
     return section("measurement", "Measurement", *parts)
 
 
-def _changes_section(review: Review, view: _View) -> Markup:
+def _changes_section(review: Review, view: PageView) -> Markup:
     previous = review.previous
     parts = []
     if previous is None:
@@ -515,7 +399,7 @@ def _changes_section(review: Review, view: _View) -> Markup:
     return section("changes", "Since the previous run", *parts)
 
 
-def _movement_parts(review: Review, view: _View) -> list:
+def _movement_parts(review: Review, view: PageView) -> list:
     moved, ids = view.movement, view.moved_ids
     now_ids, before_ids = set(review.items.question_ids.tolist()), set(review.previous_items.question_ids.tolist())
     parts = [paragraph(f"{len(ids):,} items in both runs; {len(now_ids - before_ids):,} new in this run; "
@@ -551,8 +435,8 @@ def _history_parts(review: Review) -> list:
         return []
     labels = [fmt.when(h.fitted_at)[5:16] for h in history]
     rows = [(fmt.when(h.fitted_at), h.run_id[:8], h.model or fmt.MISSING, h.constants.get("method") or fmt.MISSING,
-             _with_se(h.constants.get("slope"), h.constants.get("slope_se")),
-             _with_se(h.constants.get("intercept"), h.constants.get("intercept_se")),
+             with_se(h.constants.get("slope"), h.constants.get("slope_se")),
+             with_se(h.constants.get("intercept"), h.constants.get("intercept_se")),
              fmt.count(h.constants.get("n_anchors")), fmt.count(h.students), fmt.number(h.mean), fmt.number(h.sd),
              fmt.number(h.quantiles[2]))
             for h in history]
@@ -569,7 +453,7 @@ def _history_parts(review: Review) -> list:
     return parts
 
 
-def _items_section(review: Review, view: _View) -> Markup:
+def _items_section(review: Review, view: PageView) -> Markup:
     items, v = review.items, review.items.values
     header = ["item", "flags", "a", "SE a", "b", "SE b"]
     columns = [fmt.numbers(v[name]) for name in ("a", "a_se", "b", "b_se")]

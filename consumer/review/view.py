@@ -1,0 +1,438 @@
+"""What the review page shows, as plain data: derived once from what ``load`` read, before any HTML.
+
+``build(review)`` gives a ``PageView``: the verdicts of the summary, each
+item's flags, the anchors' drift, the items' movement since the previous
+run, the misfit evidence, the measurement's numbers, and for a run of a
+scope with a bank its Bank section (the population on the bank's scale and
+its trend, the flagged and suspended items' drift over the runs, the
+promotions and the gates). ``page`` lays these out as HTML and formats
+nothing it has to compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..irt.model import ItemParameters
+from . import formats as fmt
+from . import statistics as stats
+from .load import BankHistory, DriftEstimate, Review
+
+#: |z| past which an item's change since the previous run is called a movement.
+MOVEMENT_Z = 3.0
+#: Most moved items listed by name.
+MOVED_LISTED = 50
+#: Flagged or suspended items drawn run by run in the Bank section (the rest are listed).
+BANK_ITEMS_DRAWN = 20
+
+#: The bank's promotion gates (fit_stats.bank.gates) as the page names them, with the setting each comes from.
+GATES = {"min_answers": ("fewest answers in the run", "MIRT_PROMOTION_MIN_ANSWERS"),
+         "max_b_se": ("largest standard error of b, on the bank's scale", "MIRT_PROMOTION_MAX_B_SE"),
+         "max_rmsd": ("largest RMSD", "MIRT_ITEM_FIT_THRESHOLD"),
+         "runs": ("runs in a row that estimated it, b steady between them", "MIRT_PROMOTION_RUNS"),
+         "drift_threshold": ("z past which b moved between two runs (and by 0.3 logits or more)",
+                             "MIRT_DRIFT_THRESHOLD")}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One card of the summary: a title, a level ('' fine, 'warn', 'bad') and its lines."""
+
+    title: str
+    level: str
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class Anchors:
+    ids: np.ndarray
+    reference: ItemParameters
+    new: ItemParameters  # on the calibration scale
+    linked: ItemParameters  # on the old scale, by the screen's constants
+    kept: np.ndarray
+    models: list[str | None]  # the reference model of each anchor, where known
+    drift: stats.AnchorDrift
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The measurement section's numbers: information over the grid, reliabilities, the population."""
+
+    bank_information: np.ndarray
+    typical_information: np.ndarray
+    answers_per_student: float
+    csem: np.ndarray
+    marginal_reliability: float
+    population_mean: float
+    population_sd: float
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Values with their standard errors over runs (oldest first), labelled by when each run was fitted."""
+
+    labels: list[str]
+    values: np.ndarray
+    errors: np.ndarray
+    #: The bank value each run compared with (NaN where none).
+    reference: np.ndarray | None = None
+    flagged: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class BankItem:
+    """A flagged or suspended operational item: why, and its free estimates of the last runs against its bank value."""
+
+    question_id: int
+    suspended: bool
+    why: str
+    status_now: str  # in the bank now ('' when not known)
+    runs: list[DriftEstimate]  # oldest first, this run last
+    b: Trend
+    a: Trend
+    bank_b_se: float  # NaN when not known
+    bank_a_se: float
+
+
+@dataclass(frozen=True)
+class BankSection:
+    """The Bank section of a run of a scope with a bank."""
+
+    mode: str  # 'weekly' or 'recalibration'
+    verdict: Verdict
+    population: dict[str, float] = field(default_factory=dict)  # mean, sd, mean_se, sd_se
+    mean_trend: Trend | None = None  # over the last weekly runs, when there are earlier ones
+    sd_trend: Trend | None = None
+    population_rows: list[tuple] = field(default_factory=list)  # (fitted, run, mean, mean SE, SD, SD SE)
+    fixed_items: int | None = None
+    drift_watched: int | None = None
+    drift_link: dict = field(default_factory=dict)
+    items: list[BankItem] = field(default_factory=list)  # suspended first, then flagged by |z|
+    #: (question id, answers, b, SE b, RMSD, what the run recorded) of the promoted items.
+    promoted: list[tuple] = field(default_factory=list)
+    gates: list[tuple[str, str, str]] = field(default_factory=list)  # (what, setting, value)
+    not_promoted: int = 0
+    impact: dict = field(default_factory=dict)
+    accept: str = ""
+
+
+@dataclass(frozen=True)
+class PageView:
+    """What several sections need, derived once."""
+
+    model: str
+    scope: str
+    grid: np.ndarray  # theta on the linked scale
+    anchors: Anchors | None
+    flags: dict[int, list[str]]  # question id -> short flags
+    movement: stats.Movement | None
+    moved_ids: np.ndarray  # the question ids movement refers to
+    moved: int  # items that moved by more than MOVEMENT_Z standard errors
+    curves: dict[int, dict] | None  # question id -> stored node proportions; None when not recorded
+    reference_model_note: str
+    verdicts: list[Verdict]
+    measurement: Measurement | None
+    bank: BankSection | None
+
+
+def build(review: Review) -> PageView:
+    """The page's data, from what ``load`` read."""
+    spec, run = review.run.model_spec, review.run
+    model = spec.get("model") or run.summary.get("model", "")
+    scope = fmt.scope(run.scope, spec.get("scope"))
+    theta = review.theta[np.isfinite(review.theta)]
+    if theta.size:
+        centre, spread = float(np.median(theta)), float(np.std(theta)) or 1.0
+        grid = np.linspace(np.floor(centre - 4 * spread), np.ceil(centre + 4 * spread), 161)
+    else:
+        grid = np.linspace(-4, 4, 161)
+    anchors = _anchors(review)
+    movement, moved_ids = _movement(review)
+    moved = 0
+    if movement is not None:
+        moved = int(np.sum(np.nan_to_num(np.fmax(np.abs(movement.b_z), np.abs(movement.log_a_z))) > MOVEMENT_Z))
+    note = _reference_model_note(anchors, model)
+    bank = _bank(review, run.fit_stats.get("bank"))
+    return PageView(model, scope, grid, anchors, _flags(review, anchors, movement, moved_ids, bank), movement,
+                    moved_ids, moved, _curves(review), note,
+                    _verdicts(review, scope, note, movement, moved_ids, moved, bank),
+                    _measurement(review, grid), bank)
+
+
+def with_se(value, se, decimals: int = 4) -> str:
+    """``value`` and, where known, its standard error: "1.1000 (SE 0.0200)"."""
+    return fmt.number(value, decimals) + (f" (SE {fmt.number(se, decimals)})" if fmt.is_number(se) else "")
+
+
+# --- the anchors, movement, misfit evidence ---------------------------------------------------
+
+def _anchors(review: Review) -> Anchors | None:
+    rows = review.run.model_spec.get("anchor_table") or []
+    if not rows:
+        return None
+    ids = np.array([int(x["question_id"]) for x in rows])
+    reference = ItemParameters(*(np.array([float(x["reference"].get(k) or 0.0) for x in rows]) for k in "abc"))
+    new = ItemParameters(*(np.array([float(x["new"].get(k) or 0.0) for x in rows]) for k in "abc"))
+    linked = ItemParameters(np.array([x["linked"]["a"] for x in rows], float),
+                            np.array([x["linked"]["b"] for x in rows], float), new.c)
+    kept = np.array([not x.get("dropped") for x in rows])
+    known = [_reference_meta(review, x) for x in rows]
+    position = {int(q): k for k, q in enumerate(review.items.question_ids)}
+    rows_in_table = np.array([position.get(int(q), -1) for q in ids])
+
+    def written(name):
+        values = review.items.values[name]
+        return np.where(rows_in_table >= 0, values[np.maximum(rows_in_table, 0)] if len(values) else np.nan, np.nan)
+
+    drift = stats.anchor_drift(reference, linked, kept, written("b_se"), written("a_se"),
+                               np.array([m.get("b_se", np.nan) for m in known], float),
+                               np.array([m.get("a_se", np.nan) for m in known], float))
+    return Anchors(ids, reference, new, linked, kept, [m.get("model") for m in known], drift)
+
+
+def _reference_meta(review: Review, row: dict) -> dict:
+    """An anchor's reference model and SEs: as the run recorded them, else question.meta's if it has the same a, b."""
+    recorded = row["reference"]
+    if recorded.get("model"):
+        return recorded
+    meta = review.anchor_meta.get(int(row["question_id"])) or {}
+    same = all(isinstance(meta.get(k), (int, float)) and abs(float(meta[k]) - float(recorded[k])) < 1e-9
+               for k in ("a", "b"))
+    return {k: meta[k] for k in ("model", "a_se", "b_se") if k in meta} if same else {}
+
+
+def _movement(review: Review) -> tuple[stats.Movement | None, np.ndarray]:
+    before = review.previous_items
+    if before is None or not len(before) or not len(review.items):
+        return None, np.zeros(0, np.int64)
+    shared, now_at, before_at = np.intersect1d(review.items.question_ids, before.question_ids,
+                                               assume_unique=True, return_indices=True)
+    now_v, before_v = review.items.values, before.values
+    moved = stats.item_movement(review.items.params.take(now_at), now_v["b_se"][now_at], now_v["a_se"][now_at],
+                                before.params.take(before_at), before_v["b_se"][before_at], before_v["a_se"][before_at])
+    return moved, shared
+
+
+def _curves(review: Review) -> dict[int, dict] | None:
+    """The stored node proportions by question id (a run stores each under its index among the window's items)."""
+    stored = review.run.fit_stats.get("misfit_curves")
+    if stored is None:
+        return None
+    spec = review.run.model_spec
+    window = sorted(set(review.items.question_ids.tolist()) | {int(q) for q in spec.get("excluded_items") or {}})
+    if stored and len(window) != (review.run.summary.get("counts") or {}).get("items"):
+        return None  # the items of the window cannot be told (a dry run writes none)
+    return {int(c["question_id"]) if "question_id" in c else window[int(c["item"])]: c for c in stored}
+
+
+def _flags(review: Review, anchors: Anchors | None, movement: stats.Movement | None, moved_ids: np.ndarray,
+           bank: BankSection | None) -> dict[int, list[str]]:
+    spec, fit = review.run.model_spec, review.run.fit_stats
+    flags: dict[int, list[str]] = {}
+
+    def add(question_id, flag):
+        flags.setdefault(int(question_id), []).append(flag)
+
+    held_back = spec.get("held_back_items") or {}
+    for q in held_back:
+        add(q, "held back")
+    for q in spec.get("excluded_items") or {}:
+        if q not in held_back:
+            add(q, "not estimated")
+    if anchors is not None:
+        for q, kept in zip(anchors.ids, anchors.kept):
+            add(q, "anchor" if kept else "anchor dropped")
+    for q in spec.get("anchors_skipped") or {}:
+        add(q, "anchor skipped")
+    for q in spec.get("misfitting_items") or {}:
+        add(q, "misfit")
+    for q in fit.get("items_at_bounds") or {}:
+        add(q, "on a bound")
+    if movement is not None:
+        z = np.fmax(np.abs(movement.b_z), np.abs(movement.log_a_z))
+        for q in moved_ids[np.nan_to_num(z) > MOVEMENT_Z]:
+            add(q, "moved")
+    if bank is not None:
+        for item in bank.items:
+            add(item.question_id, "suspended" if item.suspended else "drift flagged")
+        for row in bank.promoted:
+            add(row[0], "promoted")
+    return flags
+
+
+def _reference_model_note(anchors: Anchors | None, model: str) -> str:
+    if anchors is None:
+        return ""
+    named = sorted({m for m in anchors.models if m})
+    if named and named != [model]:
+        return (f"The anchors' reference parameters come from a {' and '.join(named)} calibration; this run fitted "
+                f"the {model}." + _model_consequence(model))
+    varied = np.ptp(np.log(anchors.reference.a)) > 0.05
+    if not named and model == "1PL" and varied:
+        return ("The anchors' reference discriminations vary (from "
+                f"{anchors.reference.a.min():.2f} to {anchors.reference.a.max():.2f}), as a 2PL's do; this run "
+                "fitted the 1PL." + _model_consequence("1PL"))
+    return ""
+
+
+def _model_consequence(model: str) -> str:
+    if model == "1PL":
+        return (" The 1PL gives every item one common slope, so the anchors' discriminations cannot agree with "
+                "their references: the a scatter is flat and drift on log a means little; the link rests on the "
+                "difficulties.")
+    return " Reference and new parameters are of different models: read the anchors' drift with that in mind."
+
+
+# --- the summary's verdicts, the measurement ---------------------------------------------------
+
+def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.ndarray, moved: int,
+              bank: BankSection | None) -> list[Verdict]:
+    spec, fit, summary = review.run.model_spec, review.run.fit_stats, review.run.summary
+    counts = summary.get("counts") or {}
+    held_back, at_bounds = spec.get("held_back_items") or {}, fit.get("items_at_bounds") or {}
+    misfits = spec.get("misfitting_items") or {}
+    verdicts = []
+    if fit:
+        converged = fit.get("converged")
+        problems = bool(held_back or at_bounds or misfits) or converged is False
+        verdicts.append(Verdict("Fit", "bad" if converged is False else "warn" if problems else "", [
+            f"{'Converged' if converged else 'Did not converge'} in {fmt.count(fit.get('iterations'))} EM passes; "
+            f"{fmt.count(counts.get('items_estimated'))} of {fmt.count(counts.get('items'))} items estimated.",
+            f"{len(held_back):,} held back, {len(at_bounds):,} on a bound, {len(misfits):,} misfitting "
+            f"(RMSD above {fmt.plain((spec.get('settings') or {}).get('item_fit_threshold'))})."]))
+    constants = review.run.constants
+    if constants:
+        dropped = spec.get("anchors_dropped") or {}
+        skipped = spec.get("anchors_skipped") or {}
+        if constants.get("method") in (None, "none"):
+            lines = ["Not linked: no anchors, so this run defines the scale (slope 1, intercept 0)."]
+        else:
+            lines = [f"{constants.get('method')} on {fmt.count(constants.get('n_anchors'))} anchors; "
+                     f"{len(dropped):,} dropped for drift, {len(skipped):,} skipped as malformed.",
+                     f"Slope {with_se(constants.get('slope'), constants.get('slope_se'))}, intercept "
+                     f"{with_se(constants.get('intercept'), constants.get('intercept_se'))}."]
+        if note:
+            lines.append(note)
+        verdicts.append(Verdict("Link", "warn" if dropped or skipped or note else "", lines))
+    if bank is not None:
+        verdicts.append(bank.verdict)
+    if movement is not None:
+        verdicts.append(Verdict("Since the previous run", "warn" if moved else "", [
+            f"{moved:,} of {moved_ids.size:,} items moved by more than {MOVEMENT_Z:g} standard errors in b or "
+            f"log a since run {review.previous.run_id} ({fmt.when(review.previous.fitted_at)})."]))
+    elif review.run.status == "succeeded":
+        verdicts.append(Verdict("Since the previous run", "", [f"No earlier run of this scope ({scope}) to "
+                                                              "compare with."]))
+    if review.theta.size:
+        verdicts.append(Verdict("Measurement", "", [
+            f"{review.theta.size:,} students scored; empirical reliability "
+            f"{fmt.number(stats.empirical_reliability(review.theta, review.theta_se))}; median SE "
+            f"{fmt.number(float(np.median(review.theta_se)))}."]))
+    return verdicts
+
+
+def _measurement(review: Review, grid: np.ndarray) -> Measurement | None:
+    items = review.items
+    if not len(items):
+        return None
+    counts = review.run.summary.get("counts") or {}
+    bank = stats.test_information(items.params, grid)
+    per_student = (counts.get("observations") or 0) / max(counts.get("users") or 1, 1)
+    share = min(per_student / len(items), 1.0) if per_student else 1.0
+    typical = bank * share
+    constants = review.run.constants
+    mean, sd = float(constants.get("intercept", 0.0)), float(constants.get("slope", 1.0))
+    return Measurement(bank, typical, per_student or float(len(items)), stats.conditional_sem(typical),
+                       stats.marginal_reliability(grid, typical, mean, sd), mean, sd)
+
+
+# --- the bank ---------------------------------------------------------------------------------
+
+def _bank(review: Review, stored) -> BankSection | None:
+    """The Bank section of a run whose fit_stats hold ``bank`` (a weekly run or a recalibration of a scope's bank)."""
+    if not isinstance(stored, dict):
+        return None
+    history = review.bank or BankHistory()
+    if stored.get("mode") == "recalibration":
+        impact = stored.get("impact") or {}
+        accept = stored.get("accept") or f"python -m consumer bank accept {review.run.run_id}"
+        if review.run.scope and "--scope" not in accept:
+            accept += f" --scope {review.run.scope}"
+        verdict = Verdict("Bank", "warn" if impact.get("moved_more_than_se") else "", [
+            f"Recalibration, linked onto the bank: {fmt.count(impact.get('moved_more_than_se'))} of "
+            f"{fmt.count(impact.get('students_scored'))} students would move by more than their standard error "
+            f"(mean shift {fmt.signed(impact.get('mean_shift'), 3)}, largest {fmt.number(impact.get('max_abs_shift'))}"
+            ").", f"The bank is unchanged until someone accepts it: {accept}"])
+        return BankSection("recalibration", verdict, impact=impact, accept=accept)
+    flagged, suspended = stored.get("flagged") or {}, stored.get("suspended") or {}
+    promoted = stored.get("promoted") or {}
+    population = dict(stored.get("population") or {})
+    mean = with_se(population.get("mean"), population.get("mean_se"), 3)
+    sd = with_se(population.get("sd"), population.get("sd_se"), 3)
+    verdict = Verdict("Bank", "warn" if flagged or suspended else "", [
+        f"Scale held: {fmt.count(stored.get('fixed_items'))} operational items fixed at their bank values; "
+        f"{len(flagged):,} flagged for drift, {len(suspended):,} suspended, {len(promoted):,} promoted.",
+        f"This window's students on the bank's scale: mean {mean}, SD {sd}."])
+    populations = history.populations
+    labels = [fmt.when(p.fitted_at)[5:16] for p in populations]
+    mean_trend = sd_trend = None
+    if len(populations) > 1:
+        mean_trend = Trend(labels, np.array([p.mean for p in populations]), np.array([p.mean_se for p in populations]))
+        sd_trend = Trend(labels, np.array([p.sd for p in populations]), np.array([p.sd_se for p in populations]))
+    rows = [(fmt.when(p.fitted_at), p.run_id[:8], fmt.number(p.mean), fmt.number(p.mean_se), fmt.number(p.sd),
+             fmt.number(p.sd_se)) for p in populations]
+    items = [_bank_item(int(q), q in suspended, suspended.get(q) or flagged.get(q) or "", history)
+             for q in {**flagged, **suspended}]
+    items.sort(key=lambda item: (not item.suspended, -_largest_z(item), item.question_id))
+    gates = stored.get("gates") or {}
+    return BankSection(
+        "weekly", verdict, population, mean_trend, sd_trend, rows,
+        stored.get("fixed_items"), stored.get("drift_watched"), stored.get("drift_link") or {}, items,
+        _promoted(review, promoted),
+        [(*GATES.get(k, (fmt.label(k), "")), fmt.plain(gates[k])) for k in sorted(gates, key=_gate_order)],
+        len(stored.get("not_promoted") or {}))
+
+
+def _gate_order(key: str) -> int:
+    return list(GATES).index(key) if key in GATES else len(GATES)
+
+
+def _bank_item(question_id: int, suspended: bool, why: str, history: BankHistory) -> BankItem:
+    runs = history.drift.get(question_id, [])
+    labels = [fmt.when(r.fitted_at)[5:16] for r in runs]
+    column = lambda name: np.array([getattr(r, name) for r in runs], float)  # noqa: E731
+    flagged = np.array([r.flagged for r in runs], bool)
+    status, params = history.items.get(question_id, ("", {}))
+    last = runs[-1] if runs else None
+
+    def bank_se(name: str) -> float:  # the bank value's SE, where the bank still holds the value the run compared with
+        same = last is not None and fmt.is_number(params.get(name)) and abs(params[name] - getattr(last,
+                                                                                               f"{name}_bank")) < 1e-9
+        return float(params[f"{name}_se"]) if same and fmt.is_number(params.get(f"{name}_se")) else float("nan")
+
+    return BankItem(question_id, suspended, why, status, runs,
+                    Trend(labels, column("b"), column("b_se"), column("b_bank"), flagged),
+                    Trend(labels, column("a"), column("a_se"), column("a_bank"), flagged),
+                    bank_se("b"), bank_se("a"))
+
+
+def _largest_z(item: BankItem) -> float:
+    if not item.runs:
+        return 0.0
+    last = item.runs[-1]
+    return float(np.nanmax([abs(last.z_b), abs(last.z_a), 0.0]))
+
+
+def _promoted(review: Review, promoted: dict) -> list[tuple]:
+    """The promoted items with what they showed against the gates: this run's answers, b, its SE and RMSD."""
+    position = {int(q): k for k, q in enumerate(review.items.question_ids)}
+    values = review.items.values
+    rows = []
+    for q in sorted(promoted, key=int):
+        k = position.get(int(q))
+        get = (lambda name: float(values[name][k])) if k is not None else (lambda name: float("nan"))
+        rows.append((int(q), fmt.count(get("n_responses")), fmt.number(get("b")), fmt.number(get("b_se")),
+                     fmt.number(get("rmsd")), promoted[q]))
+    return rows
