@@ -1,6 +1,6 @@
 """Which items the EM holds back on a thin design under plain ML, by tolerance and with or without SQUAREM.
 
-The identification watch (``estimate._Watch``) must hold back the items
+The identification watch (``watch.Watch``) must hold back the items
 whose answers do not identify them (slope on a bound, difficulty off the
 grid, or a path heading there) and nothing else, however tight the
 tolerance and however slow the EM. The design is the thin one of issue 17:

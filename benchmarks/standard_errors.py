@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from consumer.irt import information
+from consumer.irt import information, information_design
 from consumer.irt.estimate import estimate_items
 from consumer.irt.priors import Priors
 from consumer.irt.expected import FinalEStep
@@ -86,7 +86,7 @@ def timed(f, *args, **kwargs):
 def item_blocks(responses, params, model, priors, final) -> tuple[np.ndarray, np.ndarray]:
     """The SEs of a and b from each item's own block only (what was used before past the cut-off)."""
     blocks = information.item_information(responses, params, free_c=model == "3PL", final=final)
-    blocks = blocks + information._prior_curvature(params, priors or Priors(), model)
+    blocks = blocks + information_design.prior_curvature(params, priors or Priors(), model)
     a, d = params.a, params.d
     ok = np.isfinite(blocks).all(axis=(1, 2))
     se_a, se_b = np.full(len(params), np.nan), np.full(len(params), np.nan)

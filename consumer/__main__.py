@@ -244,16 +244,16 @@ def _migrate_the_platforms_database(engine, only_questions: bool = False) -> Non
     nothing there.
     """
     import sqlalchemy as sa
-    from .db import queries
+    from .db import platform
     from .db.engine import describe, is_embedded, unavailable
-    from .db.migrations import MIGRATIONS_TABLE
+    from .db.migrations import ever_migrated
     from .errors import PlatformSchemaError
     try:
         with engine.connect() as conn:
-            if conn.execute(sa.text(f"SELECT to_regclass('{MIGRATIONS_TABLE}') IS NULL")).scalar():
+            if not ever_migrated(conn):
                 if not only_questions:
-                    queries.check_platform_schema(conn)
-                elif conn.execute(sa.text("SELECT to_regclass('question') IS NULL")).scalar():
+                    platform.check_platform_schema(conn)
+                elif not platform.has_table(conn, "question"):
                     raise PlatformSchemaError("the platform's tables are not as expected: table (or view) question "
                                               "is missing", "check that DATABASE_URL points at the platform's "
                                               "database; tag-anchors tags rows of question(id, meta)")

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from .db import platform
-from .db.embedded import DEMO_DATABASE
+from .db import platform, queries
+from .db.embedded import DEMO_DATABASE, recreate_database
 from .db.engine import embedded_engine
 from .db.migrations import migrate
 from .irt.simulate import simulate
@@ -192,8 +192,7 @@ def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> R
         print("calibration-completed event, as subscribers receive it:")
         print(json.dumps(event, indent=2))
         with engine.connect() as conn:
-            stored = conn.execute(sa.text("SELECT summary FROM mirt_fit_meta WHERE run_id = CAST(:r AS uuid)"),
-                                  {"r": event["run_id"]}).scalar()
+            stored = queries.run_summary(conn, event["run_id"])
         return RunSummary.from_dict(stored)
     finally:
         if previous_host is None:
@@ -206,8 +205,7 @@ def _through_pubsub(engine: sa.Engine, settings: Settings, request_id: str) -> R
 def _fresh_database(settings: Settings) -> sa.Engine:
     admin = embedded_engine(settings.embedded_data_dir, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {DEMO_DATABASE}")
+        recreate_database(conn, DEMO_DATABASE)
     admin.dispose()
     return embedded_engine(settings.embedded_data_dir, DEMO_DATABASE)
 
@@ -243,11 +241,7 @@ def _attempts(truth, rng, now):
 
 def _print_comparison(engine, summary, truth, question_ids, student_ids) -> None:
     with engine.connect() as conn:
-        items = conn.execute(sa.text(
-            "SELECT item_id, (params->>'a')::float8, (params->>'b')::float8 FROM mirt_item_params "
-            "WHERE run_id = :r ORDER BY item_id"), {"r": summary.run_id}).all()
-        people = conn.execute(sa.text(
-            "SELECT user_id, theta, theta_se FROM mirt_ability WHERE run_id = :r"), {"r": summary.run_id}).all()
+        items, people = queries.run_estimates(conn, summary.run_id)
     on_old = truth.params.on_scale(*OLD_SCALE)
     j = np.array([row[0] for row in items]) - FIRST_QUESTION_ID
     a = np.array([row[1] for row in items])

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from .anchors import AnchorCriteria, choose_anchor_candidates
 from .db import bank as bank_db
-from .db import queries
+from .db import tagging as tagging_db
 from .errors import ServiceError
 from .scope import Scope
 
@@ -49,18 +49,18 @@ def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, scope: Scope, *,
             raise NothingToTag(f"{scope.label} has a bank: its operational items hold the scale, and anchors "
                                "tagged from a run would chain that run's estimation error into the next",
                                "nothing to tag; see the bank's items with python -m consumer bank show")
-        latest = queries.latest_succeeded_run(conn, scope)
+        latest = tagging_db.latest_succeeded_run(conn, scope)
         if latest is None:
             raise NothingToTag(f"no succeeded calibration run{'' if scope.whole_bank else ' of ' + scope.label} "
                                "to take anchors from",
                                "run a calibration first (python -m consumer calibrate)")
         run_id, model = latest
-        params = queries.run_item_params(conn, run_id)
-        anchors, odd = queries.questions_not_taggable(conn, scope)
-        present = queries.existing_question_ids(conn, [item_id for item_id, _ in params])
+        params = tagging_db.run_item_params(conn, run_id)
+        anchors, odd = tagging_db.questions_not_taggable(conn, scope)
+        present = tagging_db.existing_question_ids(conn, [item_id for item_id, _ in params])
         ids = np.array([item_id for item_id, _ in params], dtype=np.int64)
         column = lambda key: np.array([np.nan if p.get(key) is None else p[key] for _, p in params], float)
-        excluded = anchors | odd | queries.run_misfits(conn, run_id) | (set(ids.tolist()) - present)
+        excluded = anchors | odd | tagging_db.run_misfits(conn, run_id) | (set(ids.tolist()) - present)
         chosen, ruled_out = choose_anchor_candidates(ids, column("a"), column("b"), column("b_se"),
                                                      column("n_responses"), excluded, criteria)
         by_id = dict(params)
@@ -76,7 +76,7 @@ def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, scope: Scope, *,
             log.warning("%d questions have meta.tags that is not a JSON array; they are left alone: %s",
                         len(odd), ", ".join(str(i) for i in sorted(odd)[:20]))
         if not dry_run and irt:
-            result.tagged = queries.tag_anchors(conn, irt)
+            result.tagged = tagging_db.tag_anchors(conn, irt)
     log.info("%s %d new anchors of %s from run %s (%s); %d existing anchors kept as they are",
              "dry run: would tag" if dry_run else "tagged", len(irt), scope.label, run_id, model, len(anchors))
     return result

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from consumer.irt import kernels
-from consumer.irt.estimate import A_BOUNDS, _HoldBack, _Point, _run_em, _Watch, estimate_items
+from consumer.irt.estimate import A_BOUNDS, _run_em, estimate_items
+from consumer.irt.mstep import Point as _Point
+from consumer.irt.watch import HoldBack as _HoldBack, Watch as _Watch
 from consumer.irt.priors import Priors
 from consumer.irt.model import log_curves, model_name
 from consumer.irt.quadrature import Quadrature

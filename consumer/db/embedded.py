@@ -22,6 +22,12 @@ _servers: dict[Path, object] = {}
 DEMO_DATABASE = "mirt_demo"
 
 
+def recreate_database(conn, database: str) -> None:
+    """Drop ``database`` (ending its sessions) and create it empty, on an AUTOCOMMIT connection to another one."""
+    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    conn.exec_driver_sql(f"CREATE DATABASE {database}")
+
+
 def embedded_url(data_dir: Path, database: str = "postgres") -> str:
     """A pg8000 URL for the embedded server in ``data_dir``, starting it if needed."""
     try:

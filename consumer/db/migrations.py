@@ -45,6 +45,11 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+def ever_migrated(conn: sa.Connection) -> bool:
+    """Whether the service's migrations ever ran on this database (its migrations table is there)."""
+    return conn.execute(sa.text(f"SELECT to_regclass('{MIGRATIONS_TABLE}') IS NOT NULL")).scalar()
+
+
 def migrate(engine: sa.Engine) -> list[Migration]:
     """Apply the pending migrations; returns those applied (none when up to date).
 

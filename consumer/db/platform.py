@@ -1,8 +1,10 @@
-"""The platform's tables as SPEC describes them, for the demo, the tests and the benchmarks.
+"""The platform's tables as SPEC describes them: checked before the service touches a database, made for tests.
 
 In production the platform owns ``attempt`` (a view there) and ``question``;
-the service only reads them and its migrations never create them. Here they
-are made, filled in bulk with COPY, and dropped again.
+the service only reads them and its migrations never create them: before it
+touches a database it checks that they are there (``check_platform_schema``,
+``has_table``). For the demo, the tests and the benchmarks they are made
+here, filled in bulk with COPY, and dropped again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,45 @@ from typing import Iterable
 
 import numpy as np
 import sqlalchemy as sa
+
+from ..errors import PlatformSchemaError
+
+#: The platform's tables and the columns the service reads (SPEC).
+PLATFORM_COLUMNS = {
+    "attempt": ("student_id", "question_id", "correct", "completed_at"),
+    "question": ("id", "meta"),
+}
+
+
+def check_platform_schema(conn: sa.Connection) -> None:
+    """Raise ``PlatformSchemaError`` naming every missing platform table or column."""
+    rows = conn.execute(sa.text(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_name IN ('attempt', 'question') AND table_schema = ANY (current_schemas(false))"
+    )).all()
+    present: dict[str, set[str]] = {}
+    for table, column in rows:
+        present.setdefault(table, set()).add(column)
+    problems = []
+    for table, columns in PLATFORM_COLUMNS.items():
+        if table not in present:
+            problems.append(f"table (or view) {table} is missing")
+            continue
+        missing = [c for c in columns if c not in present[table]]
+        if missing:
+            problems.append(f"{table} lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if problems:
+        raise PlatformSchemaError(
+            "the platform's tables are not as expected: " + "; ".join(problems),
+            "check that DATABASE_URL points at the platform's database; the service reads "
+            "attempt(student_id, question_id, correct, completed_at) and question(id, meta)",
+        )
+
+
+def has_table(conn: sa.Connection, name: str) -> bool:
+    """Whether a table or view ``name`` is on the search path."""
+    return conn.execute(sa.text("SELECT to_regclass(CAST(:name AS text)) IS NOT NULL"), {"name": name}).scalar()
+
 
 PLATFORM_DDL = (
     "CREATE TABLE question (id bigint PRIMARY KEY, meta jsonb NOT NULL DEFAULT '{}'::jsonb)",

@@ -1,4 +1,7 @@
-"""Every SQL statement a calibration run issues, and the bulk paths they need.
+"""The SQL statements of a calibration run and of its records, and the bulk paths they need.
+
+(The check of the platform's tables is ``platform``'s, the item bank's
+statements ``bank``'s, tag-anchors' ``tagging``'s.)
 
 Loading is set-based: PostgreSQL filters the window, keeps each student's
 first answer to each question, applies the cap and packs every student's
@@ -20,41 +23,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from .. import scope as scopes
-from ..errors import PlatformSchemaError
 from ..irt.responses import Responses
 from ..scope import Scope
-
-#: The platform's tables and the columns the service reads (SPEC).
-PLATFORM_COLUMNS = {
-    "attempt": ("student_id", "question_id", "correct", "completed_at"),
-    "question": ("id", "meta"),
-}
-
-
-def check_platform_schema(conn: sa.Connection) -> None:
-    """Raise ``PlatformSchemaError`` naming every missing platform table or column."""
-    rows = conn.execute(sa.text(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE table_name IN ('attempt', 'question') AND table_schema = ANY (current_schemas(false))"
-    )).all()
-    present: dict[str, set[str]] = {}
-    for table, column in rows:
-        present.setdefault(table, set()).add(column)
-    problems = []
-    for table, columns in PLATFORM_COLUMNS.items():
-        if table not in present:
-            problems.append(f"table (or view) {table} is missing")
-            continue
-        missing = [c for c in columns if c not in present[table]]
-        if missing:
-            problems.append(f"{table} lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    if problems:
-        raise PlatformSchemaError(
-            "the platform's tables are not as expected: " + "; ".join(problems),
-            "check that DATABASE_URL points at the platform's database; the service reads "
-            "attempt(student_id, question_id, correct, completed_at) and question(id, meta)",
-        )
-
 
 @dataclass(frozen=True)
 class Observations:
@@ -128,7 +98,7 @@ _LOADS = {False: _Load.over(_WINDOW), True: _Load.over(_SCOPED_WINDOW)}
 _LOAD_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 
-def _scope_parameters(scope: Scope) -> dict:
+def scope_parameters(scope: Scope) -> dict:
     return {} if scope.whole_bank else {"scope_key": scope.key, "scope": scope.name}
 
 
@@ -141,7 +111,7 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
     for statement in _LOAD_SETTINGS:
         conn.exec_driver_sql(statement)
     load = _LOADS[not scope.whole_bank]
-    window = {"since": since, "until": until, **_scope_parameters(scope)}
+    window = {"since": since, "until": until, **scope_parameters(scope)}
     attempts = int(conn.execute(load.count, window).scalar())
     capped = False
     if attempts > cap:
@@ -200,16 +170,16 @@ def _index_items(question_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _ANCHOR = "jsonb_typeof(meta->'tags') = 'array' AND meta->'tags' @> '[\"anchor\"]'::jsonb"
 
 
-def _questions_of(scope: Scope) -> str:
-    """A WHERE condition on question for ``scope`` (its parameters from ``_scope_parameters``)."""
+def questions_of(scope: Scope) -> str:
+    """A WHERE condition on question for ``scope`` (its parameters from ``scope_parameters``)."""
     return "true" if scope.whole_bank else _IN_SCOPE
 
 
 def load_anchor_rows(conn: sa.Connection, scope: Scope) -> list[tuple[int, object]]:
     """(question id, meta->'irt') of every question of ``scope`` tagged "anchor"."""
     return [tuple(row) for row in conn.execute(sa.text(
-        f"SELECT id, meta->'irt' FROM question WHERE {_ANCHOR} AND {_questions_of(scope)} ORDER BY id"
-    ), _scope_parameters(scope))]
+        f"SELECT id, meta->'irt' FROM question WHERE {_ANCHOR} AND {questions_of(scope)} ORDER BY id"
+    ), scope_parameters(scope))]
 
 
 def scopes_in_bank(conn: sa.Connection, scope_key: str) -> list[str]:
@@ -227,7 +197,7 @@ def check_scope(conn: sa.Connection, scope: Scope) -> None:
     the window passes: that is a quiet week, not a mistake.
     """
     if scope.whole_bank or conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM question WHERE {_IN_SCOPE})"),
-                                        _scope_parameters(scope)).scalar():
+                                        scope_parameters(scope)).scalar():
         return
     raise scopes.unknown(scope, scopes_in_bank(conn, scope.key))
 
@@ -265,6 +235,22 @@ def finished_run_summary(conn: sa.Connection, request_id: str, scope: Scope,
         "SELECT summary FROM mirt_fit_meta WHERE request_id = :request_id AND scope = :scope "
         "AND status = ANY(:finished) AND summary IS NOT NULL ORDER BY finished_at DESC LIMIT 1"
     ), {"request_id": request_id, "scope": scope.name, "finished": list(finished)}).scalar()
+
+
+def run_summary(conn: sa.Connection, run_id: str) -> dict | None:
+    """The summary recorded for run ``run_id``."""
+    return conn.execute(sa.text("SELECT summary FROM mirt_fit_meta WHERE run_id = CAST(:r AS uuid)"),
+                        {"r": run_id}).scalar()
+
+
+def run_estimates(conn: sa.Connection, run_id: str) -> tuple[list, list]:
+    """What run ``run_id`` left current: (item id, a, b) of its items by id, (user id, theta, SE) of its students."""
+    items = conn.execute(sa.text(
+        "SELECT item_id, (params->>'a')::float8, (params->>'b')::float8 FROM mirt_item_params "
+        "WHERE run_id = :r ORDER BY item_id"), {"r": run_id}).all()
+    people = conn.execute(sa.text(
+        "SELECT user_id, theta, theta_se FROM mirt_ability WHERE run_id = :r"), {"r": run_id}).all()
+    return items, people
 
 
 def _storable(text: str) -> str:
@@ -390,55 +376,3 @@ def abandon_stale_runs(conn: sa.Connection, scope: Scope) -> list[str]:
         "UPDATE mirt_fit_meta SET status = 'abandoned', finished_at = now(), error = :why "
         "WHERE status = 'running' AND scope = ANY(:scopes) RETURNING run_id"
     ), {"scopes": stale, "why": STALE_RUN})]
-
-
-# --- anchor tagging --------------------------------------------------------------------------
-
-def latest_succeeded_run(conn: sa.Connection, scope: Scope) -> tuple[str, str] | None:
-    """(run id, model) of ``scope``'s latest succeeded run that wrote parameters."""
-    row = conn.execute(sa.text(
-        "SELECT run_id::text, model_spec->>'model' FROM mirt_fit_meta WHERE status = 'succeeded' AND scope = :scope "
-        "AND coalesce((model_spec->>'dry_run')::boolean, false) = false ORDER BY fitted_at DESC LIMIT 1"
-    ), {"scope": scope.name}).first()
-    return (row[0], row[1]) if row else None
-
-
-def run_item_params(conn: sa.Connection, run_id: str) -> list[tuple[int, dict]]:
-    return [(int(r[0]), r[1]) for r in conn.execute(sa.text(
-        "SELECT item_id, params FROM mirt_item_params_history WHERE run_id = CAST(:r AS uuid) ORDER BY item_id"
-    ), {"r": run_id})]
-
-
-def run_misfits(conn: sa.Connection, run_id: str) -> set[int]:
-    """Items the run flagged for misfit."""
-    spec = conn.execute(sa.text("SELECT model_spec FROM mirt_fit_meta WHERE run_id = CAST(:r AS uuid)"),
-                        {"r": run_id}).scalar() or {}
-    return {int(k) for k in spec.get("misfitting_items", {})}
-
-
-def questions_not_taggable(conn: sa.Connection, scope: Scope) -> tuple[set[int], set[int]]:
-    """Ids of ``scope``'s questions already tagged anchor, and of those whose meta.tags is not an array."""
-    anchors, odd = set(), set()
-    for question_id, kind, is_anchor in conn.execute(sa.text(
-            "SELECT id, jsonb_typeof(meta->'tags'), coalesce(meta->'tags' @> '[\"anchor\"]'::jsonb, false) "
-            f"FROM question WHERE {_questions_of(scope)}"), _scope_parameters(scope)):
-        if is_anchor and kind == "array":
-            anchors.add(int(question_id))
-        elif kind not in (None, "array"):
-            odd.add(int(question_id))
-    return anchors, odd
-
-
-def existing_question_ids(conn: sa.Connection, ids: list[int]) -> set[int]:
-    return {int(r[0]) for r in conn.execute(sa.text("SELECT id FROM question WHERE id = ANY(:ids)"),
-                                            {"ids": ids})}
-
-
-def tag_anchors(conn: sa.Connection, irt_by_question: dict[int, dict]) -> int:
-    """Add the "anchor" tag and store meta.irt for each question, keeping every other tag and key."""
-    payload = json.dumps({str(k): v for k, v in irt_by_question.items()})
-    return conn.execute(sa.text(
-        "UPDATE question q SET meta = jsonb_set(jsonb_set(coalesce(q.meta, '{}'::jsonb), '{tags}', "
-        "coalesce(q.meta->'tags', '[]'::jsonb) || '[\"anchor\"]'::jsonb), '{irt}', p.value) "
-        "FROM jsonb_each(CAST(:payload AS jsonb)) p WHERE q.id = p.key::bigint"
-    ), {"payload": payload}).rowcount

@@ -4,8 +4,8 @@ The method of Bock & Aitkin (1981, Psychometrika 46, 443-459) on the sparse
 response list: the E-step spreads each person's posterior over the
 quadrature grid and adds it to the expected counts of the items the person
 answered (``kernels.EStep``); the M-step maximises each item's expected
-complete-data log-likelihood by Newton-Raphson (``kernels.newton_2pl`` /
-``kernels.newton_1pl``). The population is N(0, 1), the metric logistic
+complete-data log-likelihood (``mstep``: Newton-Raphson for the 1PL and
+2PL, Fisher scoring for the 3PL). The population is N(0, 1), the metric logistic
 (D = 1), the grid and the convergence rule (the largest change of any slope
 or intercept below ``tolerance``) those of R mirt, so that the estimates can
 be held against mirt's. Plain 1PL/2PL uses no item priors.
@@ -17,7 +17,8 @@ package ``SQUAREM`` and a fallback to plain EM whenever an extrapolated point
 would lower the log-likelihood; see ``_run_em``. On simulated sparse data it
 needs a third to a half of the E-step passes of plain EM and lands on the
 same fixed point: the convergence rule is applied to a plain EM cycle from
-the point returned.
+the point returned. Items that turn out not to be identified are held back
+while it runs (``watch``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from typing import Callable
 import numpy as np
 
 from . import kernels
-from .model import ItemParameters, log_curves, model_name
-from .priors import NO_PRIORS, Priors, log_prior
+from .model import ItemParameters, model_name
+from .mstep import A_BOUNDS, C_BOUNDS, D_BOUND, Point, em_cycle, priors_at, unpack
+from .priors import NO_PRIORS, Priors
 from .quadrature import Quadrature
 from .responses import Responses
+from .watch import HoldBack, Watch
 
 #: Progress callback: (iteration, log-likelihood, largest parameter change).
 #: Called once for every point the EM accepts, with the number of E-step
@@ -44,14 +47,9 @@ DEFAULT_TOLERANCE = 1e-4
 DEFAULT_MAX_ITERATIONS = 500
 DEFAULT_MIN_RESPONSES = 20
 
-_NEWTON_STEPS = 25
-_NEWTON_TOLERANCE = 1e-10
-# A Newton step longer than this (in slope or intercept) is shortened: the
-# first EM cycles can start far from the optimum of a sparse item.
-_MAX_STEP = 2.0
-# The smallest tolerance for which the E-step may store log curves and
-# posteriors in float32 (see kernels.EStep).
-_FLOAT32_TOLERANCE = 1e-6
+#: The smallest tolerance for which the E-step may store log curves and
+#: posteriors in float32 (see kernels.EStep).
+FLOAT32_TOLERANCE = 1e-6
 
 # SQUAREM step-length control (the R package's defaults step.min0 = 1,
 # step.max0 = 1, mstep = 4): the step length alpha is kept in
@@ -60,24 +58,6 @@ _FLOAT32_TOLERANCE = 1e-6
 # when one fails.
 _SQUAREM_STEP_MAX0 = 1.0
 _SQUAREM_MSTEP = 4.0
-
-#: Bounds every estimation path keeps the estimates in (an item that ends on one is reported).
-A_BOUNDS = (0.02, 10.0)
-D_BOUND = 25.0
-C_BOUNDS = (1e-4, 0.5)
-
-# Identification watch (see ``_Watch``): from this many E-step passes on, an
-# item whose slope sits on a bound or whose difficulty lies beyond the
-# quadrature grid, at an accepted point and in the EM step from it, is held
-# back; and so is an item still moving by more than the tolerance whose own
-# path, extrapolated from how its steps shrank over the last _STALL_WINDOW
-# passes (at most _STALL_HORIZON passes ahead), ends there. (A rule on the
-# likelihood's total gain held back well identified items whenever EM was
-# slow: at tight tolerances or without acceleration.)
-_WATCH_FROM = 10
-_STALL_WINDOW = 20
-_STALL_HORIZON = 1000
-_G_BOUNDS = (float(np.log(C_BOUNDS[0] / (1 - C_BOUNDS[0]))), float(np.log(C_BOUNDS[1] / (1 - C_BOUNDS[1]))))
 
 
 @dataclass(frozen=True)
@@ -190,176 +170,12 @@ def _start_values(counts_n: np.ndarray, counts_r: np.ndarray) -> tuple[np.ndarra
     return a, np.log(p / (1.0 - p)) * np.sqrt(_OGIVE**2 + a**2) / _OGIVE
 
 
-@dataclass(frozen=True)
-class _Point:
-    """One E-step pass and the M-step after it.
-
-    ``x`` stacks the slopes and intercepts (shape 2 x items), ``loglik`` is
-    the marginal log-likelihood at ``x``, ``mapped`` the parameters one plain
-    EM cycle gives from ``x``, and ``change`` the largest |mapped - x|.
-    """
-
-    x: np.ndarray
-    loglik: float
-    mapped: np.ndarray
-    change: float
-    #: What the EM maximises: the log-likelihood, plus the log prior under priors (default: loglik).
-    objective: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.objective is None:
-            object.__setattr__(self, "objective", self.loglik)
-
-
 class _OutOfPasses(Exception):
     pass
 
 
-def em_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray,
-             priors: Priors = NO_PRIORS) -> Callable[[np.ndarray], _Point]:
-    """The plain EM map of ``model`` under ``priors``: x -> _Point(x, loglik(x), EM(x), change).
-
-    The 1PL and the 2PL (with or without priors on a and b) take compiled
-    Newton M-steps; the 3PL the general Fisher scoring of ``_general_cycle``.
-    Empirical priors take their locations from x (``Priors.at``) before the
-    M-step: the cycle first maximises the log prior over the locations, then
-    the EM's surrogate over the items, so the objective (log-likelihood plus
-    log prior at the locations x gives) never falls.
-    """
-    if model == "3PL":
-        return _general_cycle(estep, model, nodes, priors)
-
-    def cycle(x: np.ndarray) -> _Point:
-        a, d = x
-        estep.set_2pl(a, d, nodes)
-        counts, loglik = estep.run()
-        if model == "1PL":
-            slope, new_d = kernels.newton_1pl(counts, nodes, float(a[0]), d, _NEWTON_STEPS, _NEWTON_TOLERANCE,
-                                              _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND)
-            new_a = np.full_like(a, slope)
-            objective = loglik
-        else:
-            here = _priors_at(x, priors)
-            new_a, new_d = kernels.newton_2pl(counts, nodes, a, d, _NEWTON_STEPS, _NEWTON_TOLERANCE,
-                                              _MAX_STEP, A_BOUNDS[0], A_BOUNDS[1], D_BOUND, *here.kernel_arguments())
-            objective = loglik + float(_log_prior(x, here).sum()) if here.on_a_b else loglik
-        mapped = np.stack([new_a, new_d])
-        change = float(np.abs(mapped - x).max(initial=0.0))
-        return _Point(x, loglik, mapped, change, objective)
-
-    return cycle
-
-
-def _general_cycle(estep: kernels.EStep, model: str, nodes: np.ndarray,
-                   priors: Priors) -> Callable[[np.ndarray], _Point]:
-    """The EM map for the 3PL, or the 2PL under priors: x = (a, d[, logit c]) per item."""
-    n_nodes = nodes.size
-
-    def cycle(x: np.ndarray) -> _Point:
-        a, d, c = _unpack(x)
-        estep.set_log_curves(log_curves(a, d, c, nodes))
-        padded, loglik = estep.run()
-        counts = padded[:, :n_nodes].reshape(a.size, 2, n_nodes)
-        here = _priors_at(x, priors)
-        mapped = _fisher_scoring(counts, nodes, x, here)
-        objective = loglik + float(_log_prior(x, here).sum())
-        return _Point(x, loglik, mapped, float(np.abs(mapped - x).max(initial=0.0)), objective)
-
-    return cycle
-
-
-def _unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    a, d = x[0], x[1]
-    return a, d, (1.0 / (1.0 + np.exp(-x[2])) if x.shape[0] == 3 else None)
-
-
-def _priors_at(x: np.ndarray, priors: Priors) -> Priors:
-    """``priors`` with the locations the items at x = (a, d[, logit c]) give them (fixed priors unchanged)."""
-    if not (priors.on_a_b and priors.empirical):
-        return priors
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return priors.at(x[0], -x[1] / x[0])
-
-
-def _log_prior(x: np.ndarray, priors: Priors) -> np.ndarray:
-    """Log prior density per item at x = (a, d[, logit c]) (constants dropped; locations fixed)."""
-    return log_prior(*_unpack(x), priors)
-
-
-def _item_objective(x: np.ndarray, n: np.ndarray, r: np.ndarray, nodes: np.ndarray, priors: Priors) -> np.ndarray:
-    """Each item's expected complete-data log-likelihood plus its log prior."""
-    a, d, c = _unpack(x)
-    curves = log_curves(a, d, c, nodes)
-    return (r * curves[:, 1] + (n - r) * curves[:, 0]).sum(axis=1) + _log_prior(x, priors)
-
-
-def _fisher_scoring(counts: np.ndarray, nodes: np.ndarray, x: np.ndarray, priors: Priors) -> np.ndarray:
-    """M-step: maximise every item's objective by Fisher scoring, halving steps that do not improve it.
-
-    The expected information sum_q n_q grad P grad P' / (P Q) (plus the
-    priors' curvature) is positive definite, so every step goes uphill;
-    halving guards the first cycles, far from the optimum. Estimates are
-    kept inside ``A_BOUNDS``, ``D_BOUND`` and ``C_BOUNDS``.
-    """
-    n = counts[:, 0] + counts[:, 1]
-    r = counts[:, 1]
-    t = nodes[None, :]
-    k = x.shape[0]
-    x = x.copy()
-    objective = _item_objective(x, n, r, nodes, priors)
-    for _ in range(_NEWTON_STEPS):
-        a, d, c = _unpack(x)
-        sig = 1.0 / (1.0 + np.exp(-(a[:, None] * t + d[:, None])))
-        lower = 0.0 if c is None else c[:, None]
-        p = np.clip(lower + (1.0 - lower) * sig, 1e-12, 1 - 1e-12)
-        dp = np.empty((k,) + p.shape)
-        dp[0] = (1.0 - lower) * sig * (1.0 - sig) * t
-        dp[1] = (1.0 - lower) * sig * (1.0 - sig)
-        if k == 3:
-            dp[2] = (1.0 - sig) * (c * (1.0 - c))[:, None]
-        weight = (r - n * p) / (p * (1.0 - p))
-        gradient = np.einsum("kjq,jq->jk", dp, weight)
-        information = np.einsum("kjq,ljq,jq->jkl", dp, dp, n / (p * (1.0 - p)))
-        if priors.on_a_b:
-            b = -d / a
-            gradient[:, 0] += -1.0 / a - (np.log(a) - priors.a_meanlog) / (priors.a_sdlog**2 * a)
-            information[:, 0, 0] += 1.0 / (priors.a_sdlog**2 * a**2)
-            grad_b = np.stack([d / a**2, -1.0 / a], axis=1)
-            gradient[:, :2] += -((b - priors.b_mean) / priors.b_sd**2)[:, None] * grad_b
-            information[:, :2, :2] += grad_b[:, :, None] * grad_b[:, None, :] / priors.b_sd**2
-        if k == 3:
-            gradient[:, 2] += (priors.c_alpha - 1) * (1 - c) - (priors.c_beta - 1) * c
-            information[:, 2, 2] += (priors.c_alpha + priors.c_beta - 2) * c * (1 - c)
-        information += 1e-9 * np.eye(k)
-        step = np.linalg.solve(information, gradient[:, :, None])[:, :, 0].T
-        longest = np.abs(step).max(axis=0)
-        scale = np.where(longest > _MAX_STEP, _MAX_STEP / np.maximum(longest, 1e-300), 1.0)
-        moved = np.zeros(x.shape[1], bool)
-        for _ in range(12):
-            candidate = _clip(x + scale * step)
-            value = _item_objective(candidate, n, r, nodes, priors)
-            better = (value >= objective - 1e-10) & ~moved
-            x[:, better] = candidate[:, better]
-            objective[better] = value[better]
-            moved |= better
-            if moved.all():
-                break
-            scale = np.where(moved, scale, scale / 2)
-        if float((np.abs(scale * step) * moved).max(initial=0.0)) < _NEWTON_TOLERANCE:
-            break
-    return x
-
-
-def _clip(x: np.ndarray) -> np.ndarray:
-    x[0] = np.clip(x[0], *A_BOUNDS)
-    x[1] = np.clip(x[1], -D_BOUND, D_BOUND)
-    if x.shape[0] == 3:
-        x[2] = np.clip(x[2], *_G_BOUNDS)
-    return x
-
-
 def _bounds_reached(x: np.ndarray, kept: np.ndarray) -> dict[int, str]:
-    a, d, c = _unpack(x)
+    a, d, c = unpack(x)
     reached: dict[int, str] = {}
     for j, item in enumerate(kept):
         hits = []
@@ -374,118 +190,15 @@ def _bounds_reached(x: np.ndarray, kept: np.ndarray) -> dict[int, str]:
     return reached
 
 
-def _unidentified_at(x: np.ndarray, grid_edge: float, common_slope: bool) -> dict[int, str]:
-    """Positions of the items whose estimates at ``x`` say their answers do not identify them, with why."""
-    a, d, _ = _unpack(x)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b = -d / a
-    found: dict[int, str] = {}
-    for j in range(a.size):
-        if not common_slope and a[j] >= A_BOUNDS[1] * 0.9999:
-            found[j] = (f"slope ran away to the bound a = {A_BOUNDS[1]:g} (its answers split almost perfectly "
-                        f"by ability)")
-        elif not common_slope and a[j] <= A_BOUNDS[0] * 1.0001:
-            found[j] = (f"slope fell to the bound a = {A_BOUNDS[0]:g} (its answers do not rise with ability; "
-                        f"check its answer key)")
-        elif not abs(b[j]) <= grid_edge or abs(d[j]) >= D_BOUND * 0.9999:
-            found[j] = f"difficulty b = {b[j]:.3g} beyond the ability grid (+-{grid_edge:g})"
-    return found
-
-
-def unidentified(params: ItemParameters, quadrature: Quadrature, model: str) -> dict[int, str]:
-    """The items of ``params`` (NaN ones skipped) on a slope bound or with a difficulty off the grid, with why."""
-    finite = np.flatnonzero(np.isfinite(params.a) & np.isfinite(params.b))
-    x = np.stack([params.a[finite], params.d[finite]])
-    found = _unidentified_at(x, float(np.abs(quadrature.nodes).max()), common_slope=model_name(model) == "1PL")
-    return {int(finite[j]): why for j, why in found.items()}
-
-
-class _HoldBack(Exception):
-    """Raised from inside the EM when items turn out not to be identified: stop, drop them, go on."""
-
-    def __init__(self, point: "_Point", passes: int, items: dict[int, str]) -> None:
-        super().__init__(items)
-        self.point, self.passes, self.items = point, passes, items
-
-
-class _Watch:
-    """Watches the accepted points of one EM run for items the data do not identify.
-
-    Two signs, both within a bounded number of passes: an estimate that
-    reaches a slope bound or leaves the ability grid, at a point and in the
-    plain EM step from it (a slope running away under near-separation, a
-    slope collapsing on an item whose answers do not rise with ability, a
-    difficulty no answer pins down); and an item whose own path heads there:
-    a converging EM shrinks each item's steps by a ratio below 1 a pass
-    towards a limit inside the bounds, however slowly, while an item on a
-    flat ridge keeps its pace (or slows too little) and its extrapolated
-    limit lies on a bound or off the grid (``_heading_off``). Each item is
-    judged by its own steps, never by the likelihood's total.
-    """
-
-    def __init__(self, first_pass: int, tolerance: float, grid_edge: float, common_slope: bool) -> None:
-        self.first_pass = first_pass
-        self.tolerance = tolerance
-        self.grid_edge = grid_edge
-        self.common_slope = common_slope
-        self.seen: list[tuple[int, float]] = []
-
-    def __call__(self, passes: int, point: "_Point") -> None:
-        total = self.first_pass + passes
-        step = point.mapped - point.x
-        self.seen.append((total, np.abs(step).max(axis=0)))
-        if total < _WATCH_FROM or point.change < self.tolerance:
-            return
-        found = {j: why for j, why in _unidentified_at(point.x, self.grid_edge, self.common_slope).items()
-                 if j in _unidentified_at(point.mapped, self.grid_edge, self.common_slope)}
-        if not found:
-            found = self._heading_off(total, point, step)
-        if found:
-            raise _HoldBack(point, passes, found)
-
-    def _heading_off(self, total: int, point: "_Point", step: np.ndarray) -> dict[int, str]:
-        """Items still moving whose own path, extrapolated to its limit, ends on a slope bound or off the grid.
-
-        Each item's plain EM step is compared with its step ``_STALL_WINDOW``
-        passes before: a converging EM shrinks it by a ratio rho < 1 a pass
-        and so has moved, after this step, a further step * rho / (1 - rho)
-        at most (Aitken's extrapolation of a geometric path); an item whose
-        steps do not shrink is projected ``_STALL_HORIZON`` passes ahead at
-        its pace. Only items whose projected limit is not identified are
-        held back, so a slow EM converging inside the bounds loses none.
-        """
-        while len(self.seen) > 1 and self.seen[1][0] <= total - _STALL_WINDOW:
-            del self.seen[0]
-        then, before = self.seen[0]
-        if then > total - _STALL_WINDOW:
-            return {}
-        now = self.seen[-1][1]
-        moving = now > self.tolerance
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rho = np.where(before > 0, (now / before) ** (1.0 / (total - then)), np.inf)
-            ahead = np.where(rho < 1.0 - 1.0 / _STALL_HORIZON, rho / (1.0 - rho), _STALL_HORIZON)
-        limit = point.mapped + step * ahead
-        found = _unidentified_at(limit, self.grid_edge, self.common_slope)
-        return {j: (f"its EM path heads off the identified range: {why} at the limit its steps lead to "
-                    f"(still moving by {now[j]:.2g} a pass, the steps shrinking by a factor {rho[j]:.3g} a pass)")
-                for j, why in found.items() if moving[j]}
-
-    def at_end(self, point: "_Point") -> None:
-        """Items that ended the EM on a slope bound or off the grid are not identified either."""
-        found = _unidentified_at(point.x, self.grid_edge, self.common_slope)
-        if found:
-            raise _HoldBack(point, 0, found)
-
-
 def _run_em(
-    cycle: Callable[[np.ndarray], _Point],
+    cycle: Callable[[np.ndarray], Point],
     start: np.ndarray,
     tolerance: float,
     max_passes: int,
     accelerate: bool,
-    on_accept: Callable[[int, _Point], None],
+    on_accept: Callable[[int, Point], None],
     checkpoint: Callable[[], None] | None = None,
-) -> tuple[_Point, int, bool]:
+) -> tuple[Point, int, bool]:
     """Iterate the EM map ``cycle`` from ``start``; return (last accepted point, passes, converged).
 
     Plain EM accepts every point x, EM(x), EM(EM(x)), ... With
@@ -512,9 +225,9 @@ def _run_em(
     it raises ends the iteration.
     """
     passes = 0
-    accepted: _Point | None = None
+    accepted: Point | None = None
 
-    def evaluate(x: np.ndarray) -> _Point:
+    def evaluate(x: np.ndarray) -> Point:
         nonlocal passes
         if passes >= max_passes:
             raise _OutOfPasses
@@ -523,7 +236,7 @@ def _run_em(
         passes += 1
         return cycle(x)
 
-    def accept(point: _Point) -> bool:
+    def accept(point: Point) -> bool:
         nonlocal accepted
         accepted = point
         on_accept(passes, point)
@@ -586,7 +299,7 @@ def estimate_items(
     Items with fewer than ``min_responses`` answers, or whose answers are all
     right or all wrong, carry no information on their parameters: they are
     not estimated and are listed in ``excluded``. Items whose answers turn
-    out not to identify their parameters while the EM runs (``_Watch``) are
+    out not to identify their parameters while the EM runs (``Watch``) are
     held back the same way, named in ``held_back`` too, and the EM goes
     on for the others from where it was.
 
@@ -624,9 +337,9 @@ def estimate_items(
     passes, converged, final = 0, False, None
     # float32 tables are exact enough for tolerances down to 1e-6 (their
     # rounding moves the EM map by about 3e-8); below that, float64.
-    dtype = np.float32 if tolerance >= _FLOAT32_TOLERANCE else np.float64
+    dtype = np.float32 if tolerance >= FLOAT32_TOLERANCE else np.float64
 
-    def cycle_over(items: np.ndarray) -> Callable[[np.ndarray], _Point]:
+    def cycle_over(items: np.ndarray) -> Callable[[np.ndarray], Point]:
         """The EM map over the responses to ``items`` (a fresh E-step each time items are held back)."""
         mask = np.zeros(responses.n_items, bool)
         mask[items] = True
@@ -636,9 +349,9 @@ def estimate_items(
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         while kept.size and passes < max_iterations:
             cycle = cycle_over(kept)
-            watch = _Watch(passes, tolerance, grid_edge, common_slope=model == "1PL")
+            watch = Watch(passes, tolerance, grid_edge, common_slope=model == "1PL")
 
-            def on_accept(done: int, point: _Point, offset: int = passes, watch: _Watch = watch) -> None:
+            def on_accept(done: int, point: Point, offset: int = passes, watch: Watch = watch) -> None:
                 history.append(point.objective)
                 if progress is not None:
                     progress(offset + done, point.objective, point.change)
@@ -650,7 +363,7 @@ def estimate_items(
                 passes += used
                 watch.at_end(final)
                 break
-            except _HoldBack as stop:
+            except HoldBack as stop:
                 passes += stop.passes
                 final, converged = stop.point, False
                 still = np.ones(kept.size, bool)
@@ -676,7 +389,7 @@ def estimate_items(
 
     estimated = np.zeros(responses.n_items, bool)
     estimated[kept] = True
-    a, d, c = _unpack(x)
+    a, d, c = unpack(x)
     full_a = np.full(responses.n_items, np.nan)
     full_d = np.full(responses.n_items, np.nan)
     full_c = np.zeros(responses.n_items)
@@ -703,5 +416,5 @@ def estimate_items(
         log_posterior=float(log_posterior),
         held_back=dict(sorted(held_back.items())),
         still_moving=still_moving,
-        priors=_priors_at(x, priors) if model != "1PL" and final is not None else priors,
+        priors=priors_at(x, priors) if model != "1PL" and final is not None else priors,
     )

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import estimate, kernels
+from . import estimate, kernels, mstep
 from .priors import NO_PRIORS, Priors
 from .model import ItemParameters
 from .quadrature import Quadrature
@@ -86,9 +86,9 @@ def fixed_parameter_calibration(
     pinned = x[:, anchors].copy()
 
     mean, sd = population
-    dtype = np.float32 if tolerance >= estimate._FLOAT32_TOLERANCE else np.float64
+    dtype = np.float32 if tolerance >= estimate.FLOAT32_TOLERANCE else np.float64
     estep = kernels.EStep(data, quadrature.with_population(mean, sd).log_weights, dtype=dtype)
-    cycle = estimate.em_cycle(estep, model, nodes, priors)
+    cycle = mstep.em_cycle(estep, model, nodes, priors)
     converged, loglik, iteration, moved = False, float("nan"), 0, np.zeros(kept.size)
     for iteration in range(1, max_iterations + 1):
         if checkpoint is not None:
@@ -109,7 +109,7 @@ def fixed_parameter_calibration(
             converged = True
             break
 
-    a, d, c = estimate._unpack(x)
+    a, d, c = mstep.unpack(x)
     full_a, full_d, full_c = (np.full(len(start), np.nan) for _ in range(3))
     full_a[kept], full_d[kept] = a, d
     full_c[kept] = 0.0 if c is None else c

@@ -5,7 +5,7 @@ named with its reason. The rules, in the order a run meets them:
 
 - during the EM, an item whose answers turn out not to identify its
   parameters (a slope on a bound, a difficulty off the grid, a stall) is
-  held back and the EM goes on without it (``estimate._Watch``);
+  held back and the EM goes on without it (``watch.Watch``);
 - after the EM, an item still moving when the EM stopped at its cap has no
   estimate yet (``unconverged``);
 - after a fixed-parameter calibration, a free item that ended on a slope
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .estimate import ItemCalibration, unidentified
+from .estimate import ItemCalibration
 from .quadrature import Quadrature
+from .watch import unidentified
 
 
 def unconverged(fit: ItemCalibration) -> ItemCalibration:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import anchors as anchor_io
-from ..db import queries
+from ..db import platform, queries
 from ..db.cancel import cancelled_when
 from ..db.connection import opened
 from ..db.queries import Observations
@@ -28,7 +28,7 @@ def load_observations(run: RunContext) -> Observations:
     s = run.summary
     with run.step("load") as span, opened(run.engine, transaction=True) as conn, \
             cancelled_when(conn, run.should_stop, stopped=run.abandoned):
-        queries.check_platform_schema(conn)
+        platform.check_platform_schema(conn)
         observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs, run.scope)
         span.set_attributes({"observations": observations.n_obs, "users": observations.responses.n_persons,
                              "items": int(observations.question_ids.size)})
