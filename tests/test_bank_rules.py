@@ -106,3 +106,15 @@ def test_the_drift_watch_compares_the_last_runs_with_the_items_baseline_and_keep
     assert recent.b == (values.b[10] + 0.5,) and older.b == (values.b[10], values.b[10])
     # Flagged a run ago but outside the window now: that run is left out of the baseline, not counted as steady.
     assert histories[10].split(0)[1].b == (values.b[10], values.b[10])
+
+
+def test_a_discrimination_that_doubled_is_flagged_and_a_merely_noisy_one_is_not():
+    values, free, errors = noisy_estimates(300, se=0.05, seed=6)
+    a = free.a.copy()
+    a[20] *= 2.0  # doubled: far past the margin a discrimination flag asks for
+    a[40] *= 1.25  # within its noise band's reach, and under the 1.5 ratio that matters
+    drift = bank.watch_drift(values, ItemParameters(a, free.b, free.c), errors)
+
+    assert drift.flagged[20] and "discrimination drifted" in drift.reasons[20]
+    assert not drift.flagged[40]
+    assert drift.z_a[20] > 3 + bank.A_DRIFT_MARGIN

@@ -33,6 +33,10 @@ from . import linking
 from .model import ItemParameters
 
 OPERATIONAL, PRETEST, SUSPENDED = "operational", "pretest", "suspended"
+#: A discrimination flag asks for a robust z this much past the threshold: an estimated a has heavier tails
+#: than its standard error says (skewed at high a, and the bank's a keeps its calibration's error), and on
+#: simulated weeks with no drift in a, log-a z past 3 were the drift watch's false flags.
+A_DRIFT_MARGIN = 1.0
 STATUSES = (OPERATIONAL, PRETEST, SUSPENDED)
 
 
@@ -94,9 +98,10 @@ def watch_drift(bank: ItemParameters, free: ItemParameters, errors: linking.Anch
     standard error, as a robust z across the items. One run's noise
     averages out over the window, and the baseline's error shrinks as runs
     accumulate, while the bank value alone carries its calibration's error
-    for good. An item is flagged when a z passes ``threshold`` and its shift
-    is at least ``linking.MIN_B_DRIFT`` (or a discrimination ratio of
-    ``MIN_A_DRIFT_RATIO``). Fewer than four items: nothing is flagged.
+    for good. An item is flagged when its b's z passes ``threshold`` and the
+    shift is at least ``linking.MIN_B_DRIFT``, or its log a's z passes
+    ``threshold + A_DRIFT_MARGIN`` and a changed by a factor of at least
+    ``MIN_A_DRIFT_RATIO``. Fewer than four items: nothing is flagged.
     """
     n = len(free)
     if n < 4 or threshold <= 0:
@@ -124,7 +129,7 @@ def watch_drift(bank: ItemParameters, free: ItemParameters, errors: linking.Anch
     z_a = _robust_z(d_a / s_a)
     z_b = np.where(np.abs(d_b) >= linking.MIN_B_DRIFT, z_b, 0.0)
     z_a = np.where(np.abs(d_a) >= np.log(linking.MIN_A_DRIFT_RATIO), z_a, 0.0)
-    flagged = (np.abs(z_b) > threshold) | (np.abs(z_a) > threshold)
+    flagged = (np.abs(z_b) > threshold) | (np.abs(z_a) > threshold + A_DRIFT_MARGIN)
     reasons = {}
     for j in np.flatnonzero(flagged):
         which = "difficulty" if abs(z_b[j]) >= abs(z_a[j]) else "discrimination"
