@@ -190,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
                             help="who makes the change, recorded with it (default: $USER)")
     bank.set_defaults(handler=_bank)
 
+    runs = commands.add_parser("runs", help="list the latest calibration runs (to review, accept or compare)",
+                               description="The latest runs, newest first: when, scope, status, mode (linked, "
+                                           "bank, recalibration), what each reported, and its id.")
+    runs.add_argument("--limit", type=int, default=20, metavar="N", help="how many, at least 1 (default 20)")
+    runs.add_argument("--status", choices=["running", "succeeded", "skipped", "failed", "abandoned"],
+                      help="only runs that ended so")
+    runs.add_argument("--json", action="store_true", help="print them as one JSON array")
+    runs.add_argument("--scope", metavar="NAME", help="only this scope's runs (default: every scope)")
+    _demo_database_flag(runs)
+    runs.set_defaults(handler=_runs)
+
     report = commands.add_parser(
         "report", help="write the review page of one calibration run (one self-contained HTML file)",
         description="What a psychometrician checks before accepting a calibration: the run's metadata, the fit "
@@ -441,6 +452,20 @@ def _bank(args: argparse.Namespace) -> int:
         print(json.dumps(shown, default=str) if args.json else bank_admin.format_show(shown))
         return 0
     print(json.dumps(asdict(change)))
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .runs import format_runs, latest_runs
+    from .scope import resolve
+    if args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    settings = _settings(args)
+    engine = _engine(settings, args)
+    _migrate_the_platforms_database(engine, only_questions=True)
+    scope = resolve(settings.scope_key, args.scope) if args.scope else None
+    found = latest_runs(engine, scope, args.limit, args.status)
+    print(json.dumps(found) if args.json else format_runs(found))
     return 0
 
 

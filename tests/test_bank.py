@@ -13,6 +13,7 @@ from consumer.db import platform
 from consumer.irt.model import ItemParameters
 from consumer.irt.simulate import simulate
 from consumer.run import CalibrationRequest, calibrate
+from consumer.runs import format_runs, latest_runs
 from consumer.scope import WHOLE_BANK
 from consumer.settings import Settings
 from consumer.tagging import NothingToTag, tag_anchors
@@ -197,3 +198,24 @@ def test_a_recalibration_changes_the_bank_only_when_accepted(engine, adopted):
     assert recorded == [("recalibrated", "lead", summary.run_id)]
     with pytest.raises(bank_admin.BankRefused, match="already accepted"):
         bank_admin.accept(engine, WHOLE_BANK, summary.run_id, "lead")
+
+
+def test_runs_lists_the_latest_runs_with_their_mode_so_that_one_finds_the_one_to_accept(engine, adopted):
+    params = adopted
+    with engine.begin() as conn:
+        put_week(conn, 1, params, 0.4, 1.1, n_items=N_OPERATIONAL)
+    weekly = calibrate(engine, SETTINGS, week_request(1))
+    recalibration = calibrate(engine, SETTINGS, CalibrationRequest(
+        request_id="recalibrate", as_of=AS_OF - timedelta(days=14), overrides={"lookback_days": 7},
+        mode="recalibration"))
+
+    listed = latest_runs(engine, WHOLE_BANK)
+
+    assert [r["run_id"] for r in listed] == [recalibration.run_id, weekly.run_id, rows(
+        engine, "SELECT run_id::text FROM mirt_fit_meta WHERE request_id = 'week-0'")[0][0]]
+    assert [r["mode"] for r in listed] == ["recalibration", "bank", "linked"]
+    assert listed[1]["linking_constants"]["intercept"] == pytest.approx(
+        weekly.fit["bank"]["population"]["mean"])
+    table = format_runs(listed)
+    assert recalibration.run_id in table and "population N(" in table
+    assert [r["run_id"] for r in latest_runs(engine, WHOLE_BANK, limit=1)] == [recalibration.run_id]

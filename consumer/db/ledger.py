@@ -86,3 +86,31 @@ def answered(engine: sa.Engine, request_id: str, scope: Scope, finished: tuple[s
             return queries.finished_run_summary(conn, request_id, scope, finished)
     except sa.exc.DBAPIError as exc:
         raise unavailable(engine, exc) from exc
+
+
+def recent_runs(conn: sa.Connection, scope: Scope | None, limit: int, status: str | None = None) -> list[dict]:
+    """The latest runs, newest first: of ``scope`` (None: every scope), with ``status`` when given."""
+    where = ["true"]
+    values: dict = {"limit": limit}
+    if scope is not None:
+        where.append("scope = :scope")
+        values["scope"] = scope.name
+    if status is not None:
+        where.append("status = :status")
+        values["status"] = status
+    rows = conn.execute(sa.text(
+        "SELECT run_id::text, scope, status, request_id, started_at, finished_at, model_spec->>'model', "
+        "model_spec->'linking_constants', model_spec->'request'->>'mode', fit_stats->'bank'->>'mode', "
+        "(model_spec->>'dry_run')::boolean, summary->'counts', error FROM mirt_fit_meta "
+        f"WHERE {' AND '.join(where)} ORDER BY started_at DESC LIMIT :limit"), values)
+    return [{"run_id": r[0], "scope": r[1], "status": r[2], "request_id": r[3],
+             "started_at": r[4].isoformat(timespec="seconds") if r[4] else None,
+             "finished_at": r[5].isoformat(timespec="seconds") if r[5] else None, "model": r[6],
+             "linking_constants": r[7] or {}, "mode": _mode(r[8], r[9]), "dry_run": bool(r[10]),
+             "counts": r[11] or {}, "error": r[12]} for r in rows]
+
+
+def _mode(requested: str | None, ran: str | None) -> str:
+    if requested == "recalibration" or ran == "recalibration":
+        return "recalibration"
+    return "bank" if ran == "weekly" else "linked"
