@@ -147,12 +147,12 @@ def show(engine: sa.Engine, scope: Scope, flagged_runs: int = 8) -> dict:
         if not rows:
             raise BankRefused(f"{scope.label} has no bank", "adopt one: python -m consumer bank adopt")
         operational = [row.item_id for row in rows if row.status == rules.OPERATIONAL]
-        streak = bank_db.consecutive_flags(conn, scope, operational)
+        streak = bank_db.recent_flags(conn, scope, operational, flagged_runs)
         flagged = sorted(streak)
         history = bank_db.drift_history(conn, scope, flagged, flagged_runs) if flagged else {}
         changes = bank_db.recent_changes(conn, scope, 20)
     return {"scope": scope.name, "statuses": {s: sum(row.status == s for row in rows) for s in rules.STATUSES},
-            "flagged": {str(i): {"runs_in_a_row": streak[i], "history": history.get(i, [])[::-1]} for i in flagged},
+            "flagged": {str(i): {"flagged_runs": streak[i], "of_runs": flagged_runs, "history": history.get(i, [])[::-1]} for i in flagged},
             "recent_changes": changes}
 
 
@@ -160,11 +160,11 @@ def format_show(shown: dict) -> str:
     lines = [f"bank of {shown['scope'] or 'the whole bank'}: "
              + ", ".join(f"{n} {status}" for status, n in shown["statuses"].items())]
     if shown["flagged"]:
-        lines.append("flagged for drift in the latest run(s):")
+        lines.append("flagged for drift in the latest runs:")
         for item_id, flag in shown["flagged"].items():
             trail = " ".join(f"{h['b']:+.2f}" if h["b"] is not None else "-" for h in flag["history"])
             bank_b = flag["history"][-1]["b_bank"] if flag["history"] else float("nan")
-            lines.append(f"  {item_id}: {flag['runs_in_a_row']} run(s) in a row; bank b {bank_b:+.2f}; "
+            lines.append(f"  {item_id}: flagged in {flag['flagged_runs']} of the last {flag['of_runs']} run(s); bank b {bank_b:+.2f}; "
                          f"free b by run: {trail}")
     else:
         lines.append("no operational item flagged for drift in the latest run")

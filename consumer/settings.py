@@ -134,7 +134,8 @@ SPECS: dict[str, Spec] = {
     "drift_threshold": Spec("MIRT_DRIFT_THRESHOLD", linking.DEFAULT_DRIFT_THRESHOLD, _non_negative_float,
                             "a number >= 0", "robust z past which an anchor counts as drifted (0: no screening)"),
     "drift_runs": Spec("MIRT_DRIFT_RUNS", 2, _positive_int, "a whole number > 0",
-                       "bank mode: an operational item flagged for drift in this many runs in a row is suspended"),
+                       "bank mode: an operational item flagged for drift in this many of its last runs (one more) is "
+                       "suspended; also the runs its recent estimate averages"),
     "promotion_min_answers": Spec("MIRT_PROMOTION_MIN_ANSWERS", bank.PromotionGates.min_answers, _positive_int,
                                   "a whole number > 0", "bank mode: fewest answers in a run for a pretest item "
                                   "to be promoted"),

@@ -49,7 +49,7 @@ def test_a_shift_too_small_to_matter_is_not_drift_however_precise():
     assert not drift.flagged[5]
 
 
-def test_an_item_is_suspended_only_when_flagged_in_enough_runs_in_a_row():
+def test_an_item_is_suspended_only_when_flagged_in_enough_of_its_last_runs():
     flagged_now = np.array([True, True, False, True])
     streak_before = np.array([0, 1, 3, 2])
     assert bank.suspend(flagged_now, streak_before, runs_to_suspend=2).tolist() == [False, True, False, True]

@@ -57,25 +57,14 @@ def put_items(conn: sa.Connection, scope: Scope, rows: list[dict], change: str, 
         "changed_at = excluded.changed_at"), values).rowcount
 
 
-def consecutive_flags(conn: sa.Connection, scope: Scope, item_ids: list[int]) -> dict[int, int]:
-    """Per item: in how many of the scope's latest drift watches in a row, up to the last, it was flagged."""
-    rows = conn.execute(sa.text(
-        "WITH runs AS (SELECT DISTINCT run_id, fitted_at FROM mirt_bank_drift WHERE scope = :scope), "
-        "ranked AS (SELECT run_id, row_number() OVER (ORDER BY fitted_at DESC) AS n FROM runs) "
-        "SELECT d.item_id, d.flagged, r.n FROM mirt_bank_drift d JOIN ranked r USING (run_id) "
-        "WHERE d.scope = :scope AND d.item_id = ANY(:ids) ORDER BY d.item_id, r.n"),
-        {"scope": scope.name, "ids": item_ids})
-    streak: dict[int, int] = {}
-    broken: set[int] = set()
-    for item_id, flagged, n in rows:
-        item_id = int(item_id)
-        if item_id in broken:
-            continue
-        if flagged and n == streak.get(item_id, 0) + 1:
-            streak[item_id] = n
-        else:
-            broken.add(item_id)
-    return streak
+def recent_flags(conn: sa.Connection, scope: Scope, item_ids: list[int], runs: int) -> dict[int, int]:
+    """Per item: how many of the scope's latest ``runs`` drift watches flagged it (items never flagged left out)."""
+    return {int(item_id): int(n) for item_id, n in conn.execute(sa.text(
+        "WITH latest AS (SELECT run_id FROM (SELECT DISTINCT run_id, fitted_at FROM mirt_bank_drift "
+        "WHERE scope = :scope) r ORDER BY fitted_at DESC LIMIT :runs) "
+        "SELECT item_id, count(*) FROM mirt_bank_drift WHERE scope = :scope AND flagged "
+        "AND run_id IN (SELECT run_id FROM latest) AND item_id = ANY(:ids) GROUP BY item_id"),
+        {"scope": scope.name, "ids": item_ids, "runs": runs})}
 
 
 def write_drift(conn: sa.Connection, run_id: uuid.UUID, scope: Scope, fitted_at: datetime,

@@ -14,8 +14,9 @@ Measurement 26, 77-87, on its effect on scores).
   across the bank (median and scaled MAD), with a minimum effect size
   (``linking.MIN_B_DRIFT``, ``MIN_A_DRIFT_RATIO``): an item is flagged when
   a z passes the threshold and its shift matters.
-  An item flagged in ``runs_to_suspend`` consecutive runs leaves the fixed
-  set (``suspend``): one week's noise is a flag, a trend is a suspension.
+  An item flagged in ``runs_to_suspend`` of its last ``runs_to_suspend + 1``
+  runs leaves the fixed set (``suspend``): one week's noise is a flag, a
+  trend is a suspension.
 - ``promotion_gates``: a pretest item becomes operational when its answers,
   the standard error of its b, its RMSD and its convergence pass, and its
   estimates of its last runs agree with each other.
@@ -155,10 +156,12 @@ def _robust_z(x: np.ndarray) -> np.ndarray:
 
 
 def suspend(flagged_now: np.ndarray, flagged_before: np.ndarray, runs_to_suspend: int) -> np.ndarray:
-    """Which items leave the fixed set: flagged now and in the ``runs_to_suspend - 1`` runs before.
+    """Which items leave the fixed set: flagged now and in ``runs_to_suspend - 1`` of the runs before.
 
-    ``flagged_before`` holds, per item, how many runs in a row up to the
-    last one flagged it.
+    ``flagged_before`` holds, per item, how many of its last
+    ``runs_to_suspend`` runs flagged it: a drift whose first run fell just
+    under the threshold is still caught on the next two flags, while a
+    single run's noise never suspends an item.
     """
     return flagged_now & (flagged_before + 1 >= runs_to_suspend)
 

@@ -304,7 +304,7 @@ def _bank_items_parts(bank: BankSection) -> list:
     if not bank.items:
         return parts + [paragraph("No operational item drifted from its bank value in this run.")]
     parts.append(paragraph("Each item's free estimate of every run, placed on the bank's scale, against its bank "
-                           "value: an item flagged in MIRT_DRIFT_RUNS runs in a row is suspended (out of the fixed "
+                           "value: an item flagged in MIRT_DRIFT_RUNS of its last MIRT_DRIFT_RUNS + 1 runs is suspended (out of the fixed "
                            "set, unscored) until a recalibration is accepted.", "quiet"))
     for n, item in enumerate(bank.items):
         title = f"Item {item.question_id}: {'suspended' if item.suspended else 'flagged'}"

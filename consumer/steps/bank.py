@@ -5,7 +5,7 @@ through anchors. Its weekly run:
 
 1. compares each operational item's free estimate, linked onto the bank's
    scale, with its bank value (``irt.bank.watch_drift``); an item flagged in
-   ``MIRT_DRIFT_RUNS`` runs in a row is suspended: it leaves the fixed set;
+   ``MIRT_DRIFT_RUNS`` of its last ``MIRT_DRIFT_RUNS + 1`` runs is suspended: it leaves the fixed set;
 2. calibrates the window with every other operational item held at its
    bank value (fixed-parameter calibration, MWU-MEM): the population's mean
    and SD on the bank's scale are the run's constants (method ``bank``),
@@ -51,7 +51,8 @@ class Bank:
     """A scope's bank as the run found it: its items by id, and each operational item's run of drift flags."""
 
     items: dict[int, bank_db.BankRow]
-    flag_streak: dict[int, int] = field(default_factory=dict)
+    #: Per operational item: how many of the last MIRT_DRIFT_RUNS runs flagged it.
+    flags_before: dict[int, int] = field(default_factory=dict)
     #: Each pretest item's estimates of its earlier runs, newest first.
     pretest_history: dict[int, list[dict]] = field(default_factory=dict)
     #: Each operational item's free estimates of earlier runs' drift watches, on the bank's scale, newest first.
@@ -95,7 +96,7 @@ def load_bank(run: RunContext) -> Bank | None:
             return None
         items = {row.item_id: row for row in rows}
         operational = [i for i, row in items.items() if row.status == rules.OPERATIONAL]
-        streak = bank_db.consecutive_flags(conn, run.scope, operational)
+        streak = bank_db.recent_flags(conn, run.scope, operational, run.settings.drift_runs)
         pretest = [i for i, row in items.items() if row.status == rules.PRETEST]
         history = bank_db.pretest_history(conn, run.scope, pretest, run.settings.promotion_runs)
         earlier = bank_db.drift_history(conn, run.scope, operational, DRIFT_HISTORY_RUNS)
@@ -121,9 +122,10 @@ def hold_scale(run: RunContext, observations: Observations, diagnostics: Diagnos
         operational = [(i, position[i]) for i in bank.ids(rules.OPERATIONAL) if i in position]
         watched = np.array([j for i, j in operational if items.estimated[j]], dtype=np.int64)
         drift = _watch(run, observations, diagnostics, bank, watched)
-        streak = np.array([bank.flag_streak.get(int(qid[j]), 0) for j in watched], dtype=np.int64)
+        streak = np.array([bank.flags_before.get(int(qid[j]), 0) for j in watched], dtype=np.int64)
         leaving = rules.suspend(drift.flagged, streak, settings.drift_runs)
-        suspended = {int(watched[k]): f"drift flagged in {settings.drift_runs} runs in a row: {drift.reasons[k]}"
+        suspended = {int(watched[k]): f"drift flagged in {settings.drift_runs} of its last {settings.drift_runs + 1} "
+                                      f"runs: {drift.reasons[k]}"
                      for k in np.flatnonzero(leaving)}
         fixed = [(anchor_io.parse_anchor(i, {**bank.items[i].params, "model": bank.items[i].model}), j)
                  for i, j in operational if j not in suspended]
