@@ -179,8 +179,14 @@ def _watch(run: RunContext, observations: Observations, diagnostics: Diagnostics
     errors = linking.AnchorErrors(new_b=diagnostics.errors.b[watched], new_a=diagnostics.errors.a[watched],
                                   reference_b=reference_b_se, reference_a=reference_a_se)
     earlier = [_earlier(bank.drift_history.get(row.item_id, [])) for row in rows]
-    drift = rules.watch_drift(reference, diagnostics.items.params.take(watched), errors,
-                              run.settings.drift_threshold, earlier, window=run.settings.drift_runs)
+    try:
+        drift = rules.watch_drift(reference, diagnostics.items.params.take(watched), errors,
+                                  run.settings.drift_threshold, earlier, window=run.settings.drift_runs)
+    except linking.LinkingError as problem:
+        raise CalibrationRefused(f"this window's free estimates cannot be linked onto the bank of "
+                                 f"{run.scope.label}: {problem}",
+                                 "check the bank's parameters (python -m consumer bank show) and the window's "
+                                 "answers; widen MIRT_LOOKBACK_DAYS") from None
     if drift.disagreement:
         run.warn("the bank's operational items disagree with this window's free estimates as a whole (%s): the "
                  "population may differ in more than mean and SD, or the items changed; review the run",
