@@ -64,7 +64,7 @@ def adopt(engine: sa.Engine, scope: Scope, by: str, run_id: str | None = None) -
     """Make the scope's current item parameters (or ``run_id``'s) its bank, every item operational."""
     with engine.begin() as conn:
         if bank_db.has_bank(conn, scope):
-            raise BankRefused(f"{scope.label} already has a bank",
+            raise BankRefused(f"{scope.item_bank} was adopted already",
                               "to change its parameters, run a recalibration (calibrate --recalibrate) and accept it "
                               "(bank accept RUN_ID)")
         if run_id is not None:
@@ -75,18 +75,19 @@ def adopt(engine: sa.Engine, scope: Scope, by: str, run_id: str | None = None) -
         usable = [(item_id, model, _params(params), source) for item_id, model, params, source in rows
                   if _params(params) is not None and params.get("status") in (None, rules.OPERATIONAL)]
         if not usable:
-            raise BankRefused(f"{scope.label} has no item parameters to make a bank of"
+            raise BankRefused(f"there are no item parameters to make {scope.item_bank} of"
                               + (f" in run {run_id}" if run_id else ""),
                               "run a calibration first (python -m consumer calibrate)")
         models = sorted({model for _, model, _, _ in usable})
         if len(models) > 1:
-            raise BankRefused(f"{scope.label}'s current item parameters mix models ({', '.join(models)})",
+            raise BankRefused(f"the current item parameters{'' if scope.whole_bank else ' of ' + scope.label} mix models "
+                              f"({', '.join(models)})",
                               "adopt one run's parameters instead: bank adopt --run RUN_ID")
         now = datetime.now(timezone.utc)
         written = bank_db.put_items(conn, scope, [
             {"item_id": item_id, "status": rules.OPERATIONAL, "model": model, "params": params, "run_id": source,
              "reason": "adopted as the bank's scale"} for item_id, model, params, source in usable], "adopted", by, now)
-    log.info("adopted a bank of %d operational items for %s (%s, from %s) by %s", written, scope.label, models[0],
+    log.info("adopted %s: %d operational items (%s, from %s) by %s", scope.item_bank, written, models[0],
              f"run {run_id}" if run_id else "the current item parameters", by)
     return BankChange(scope.name, "adopted", written, run_id, by, {rules.OPERATIONAL: written})
 
@@ -95,11 +96,12 @@ def accept(engine: sa.Engine, scope: Scope, run_id: str, by: str) -> BankChange:
     """Replace the operational and suspended items' bank parameters with those of recalibration ``run_id``."""
     with engine.begin() as conn:
         if not bank_db.has_bank(conn, scope):
-            raise BankRefused(f"{scope.label} has no bank to accept a recalibration into",
+            raise BankRefused(f"no item bank has been adopted{'' if scope.whole_bank else ' for ' + scope.label} to accept a "
+                              "recalibration into",
                               "adopt one first: python -m consumer bank adopt")
         _check_run(conn, run_id, scope, recalibration=True)
         if bank_db.accepted_before(conn, scope, run_id):
-            raise BankRefused(f"recalibration {run_id} was already accepted into the bank of {scope.label}")
+            raise BankRefused(f"recalibration {run_id} was already accepted into {scope.item_bank}")
         held = {row.item_id: row for row in bank_db.bank_items(conn, scope)
                 if row.status in (rules.OPERATIONAL, rules.SUSPENDED)}
         rows = []
@@ -111,8 +113,8 @@ def accept(engine: sa.Engine, scope: Scope, run_id: str, by: str) -> BankChange:
         if not rows:
             raise BankRefused(f"recalibration {run_id} estimated none of the bank's operational items")
         written = bank_db.put_items(conn, scope, rows, "recalibrated", by, datetime.now(timezone.utc))
-    log.info("accepted recalibration %s into the bank of %s by %s: %d items' bank parameters replaced", run_id,
-             scope.label, by, written)
+    log.info("accepted recalibration %s into %s by %s: %d items' bank parameters replaced", run_id,
+             scope.item_bank, by, written)
     return BankChange(scope.name, "recalibrated", written, run_id, by, {rules.OPERATIONAL: written})
 
 
@@ -120,7 +122,7 @@ def _check_run(conn: sa.Connection, run_id: str, scope: Scope, recalibration: bo
     try:
         uuid.UUID(run_id)
     except ValueError:
-        raise ConfigError(f"{run_id!r} is not a run id (a UUID)", "take one from mirt_fit_meta or a run's log") from None
+        raise ConfigError(f"{run_id!r} is not a run id (a UUID)", "take one from python -m consumer runs") from None
     record = bank_db.run_record(conn, run_id)
     if record is None:
         raise BankRefused(f"there is no run {run_id}", "check the run id")
@@ -145,7 +147,8 @@ def show(engine: sa.Engine, scope: Scope, flagged_runs: int = 8) -> dict:
     with engine.connect() as conn:
         rows = bank_db.bank_items(conn, scope)
         if not rows:
-            raise BankRefused(f"{scope.label} has no bank", "adopt one: python -m consumer bank adopt")
+            raise BankRefused(f"no item bank has been adopted{'' if scope.whole_bank else ' for ' + scope.label}",
+                              "adopt one: python -m consumer bank adopt")
         operational = [row.item_id for row in rows if row.status == rules.OPERATIONAL]
         streak = bank_db.recent_flags(conn, scope, operational, flagged_runs)
         flagged = sorted(streak)
@@ -157,7 +160,7 @@ def show(engine: sa.Engine, scope: Scope, flagged_runs: int = 8) -> dict:
 
 
 def format_show(shown: dict) -> str:
-    lines = [f"bank of {shown['scope'] or 'the whole bank'}: "
+    lines = [f"item bank{' of scope ' + shown['scope'] if shown['scope'] else ''}: "
              + ", ".join(f"{n} {status}" for status, n in shown["statuses"].items())]
     if shown["flagged"]:
         lines.append("flagged for drift in the latest runs:")
@@ -170,6 +173,7 @@ def format_show(shown: dict) -> str:
         lines.append("no operational item flagged for drift in the latest run")
     if shown["recent_changes"]:
         lines.append("latest changes:")
-        lines += [f"  {c['changed_at']} {c['change']:<13} {c['item_id']:>10} -> {c['status']} by {c['changed_by']}"
-                  for c in shown["recent_changes"]]
+        lines += [f"  {c['changed_at']} {c['change']:<13} "
+                  f"{c['first_item'] if c['items'] == 1 else str(c['items']) + ' items':>10} -> {c['status']} "
+                  f"by {c['changed_by']}" for c in shown["recent_changes"]]
     return "\n".join(lines)

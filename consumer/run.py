@@ -106,7 +106,7 @@ def _steps(run: RunContext, fence_token: int) -> None:
     bank = load_bank(run)
     recalibrating = run.request.mode == RECALIBRATION
     if recalibrating and bank is None:
-        raise CalibrationRefused(f"{run.scope.label} has no bank to recalibrate",
+        raise CalibrationRefused(f"no item bank has been adopted for {run.scope.label}: there is nothing to recalibrate",
                                  "adopt one first (python -m consumer bank adopt), or run an ordinary calibration")
     anchors = load_anchors(run) if bank is None else Anchors(bank.as_anchors())
     calibration = fit(run, observations)

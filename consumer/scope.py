@@ -47,6 +47,11 @@ class Scope:
         return not self.name
 
     @property
+    def item_bank(self) -> str:
+        """The item bank that holds this scope's scale (``bank_admin``), as a log line names it."""
+        return "the item bank" if self.whole_bank else f"the item bank of {self.label}"
+
+    @property
     def label(self) -> str:
         """How log lines and pages name it."""
         return "the whole bank" if self.whole_bank else f"scope {self.name} (meta.{self.key})"

@@ -46,7 +46,7 @@ def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, scope: Scope, *,
                 dry_run: bool = False) -> TaggingResult:
     with engine.begin() as conn:
         if bank_db.has_bank(conn, scope):
-            raise NothingToTag(f"{scope.label} has a bank: its operational items hold the scale, and anchors "
+            raise NothingToTag(f"{scope.item_bank} holds the scale: its operational items are the anchors, and anchors "
                                "tagged from a run would chain that run's estimation error into the next",
                                "nothing to tag; see the bank's items with python -m consumer bank show")
         latest = tagging_db.latest_succeeded_run(conn, scope)

@@ -100,9 +100,9 @@ def test_adopting_makes_every_current_item_operational_and_records_who_did_it(en
     assert statuses == [("operational", N_OPERATIONAL)]
     history = rows(engine, "SELECT DISTINCT change, changed_by FROM mirt_bank_history")
     assert history == [("adopted", "tester")]
-    with pytest.raises(bank_admin.BankRefused, match="already has a bank"):
+    with pytest.raises(bank_admin.BankRefused, match="was adopted already"):
         bank_admin.adopt(engine, WHOLE_BANK, "tester")
-    with pytest.raises(NothingToTag, match="has a bank"):
+    with pytest.raises(NothingToTag, match="holds the scale"):
         tag_anchors(engine, AnchorCriteria(), WHOLE_BANK)
 
 

@@ -135,7 +135,10 @@ def accepted_before(conn: sa.Connection, scope: Scope, run_id: str) -> bool:
 
 
 def recent_changes(conn: sa.Connection, scope: Scope, limit: int) -> list[dict]:
-    return [{"item_id": int(r[0]), "change": r[1], "status": r[2], "run_id": r[3], "changed_by": r[4],
-             "changed_at": r[5].isoformat(timespec="seconds"), "reason": r[6]} for r in conn.execute(sa.text(
-        "SELECT item_id, change, status, run_id::text, changed_by, changed_at, reason FROM mirt_bank_history "
-        "WHERE scope = :scope ORDER BY id DESC LIMIT :n"), {"scope": scope.name, "n": limit})]
+    """The latest changes to the bank, one line per change of a run or a person at one time (items counted)."""
+    return [{"change": r[0], "status": r[1], "run_id": r[2], "changed_by": r[3],
+             "changed_at": r[4].isoformat(timespec="seconds"), "items": int(r[5]), "first_item": int(r[6])}
+            for r in conn.execute(sa.text(
+                "SELECT change, status, run_id::text, changed_by, changed_at, count(*), min(item_id) "
+                "FROM mirt_bank_history WHERE scope = :scope GROUP BY change, status, run_id, changed_by, changed_at "
+                "ORDER BY changed_at DESC, change LIMIT :n"), {"scope": scope.name, "n": limit})]

@@ -102,7 +102,7 @@ def load_bank(run: RunContext) -> Bank | None:
         earlier = bank_db.drift_history(conn, run.scope, operational, DRIFT_HISTORY_RUNS)
         span.set_attributes({"bank_items": len(items), "operational": len(operational)})
     counts = {status: sum(row.status == status for row in rows) for status in rules.STATUSES}
-    run.log.info("loaded the bank of %s: %d operational, %d pretest, %d suspended items", run.scope.label,
+    run.log.info("loaded %s: %d operational, %d pretest, %d suspended items", run.scope.item_bank,
                  counts[rules.OPERATIONAL], counts[rules.PRETEST], counts[rules.SUSPENDED])
     run.summary.counts["bank"] = counts
     return Bank(items, streak, history, earlier)
@@ -115,7 +115,7 @@ def hold_scale(run: RunContext, observations: Observations, diagnostics: Diagnos
     items = diagnostics.items
     if items.model != _bank_model(bank):
         raise CalibrationRefused(
-            f"the bank of {run.scope.label} holds {_bank_model(bank)} parameters, and this run fits the {items.model}",
+            f"{run.scope.item_bank} holds {_bank_model(bank)} parameters, and this run fits the {items.model}",
             f"set MIRT_MODEL={_bank_model(bank)}, or recalibrate the bank in the {items.model} and accept it")
     with run.step("link") as span:
         position = {int(q): j for j, q in enumerate(qid)}
@@ -131,7 +131,7 @@ def hold_scale(run: RunContext, observations: Observations, diagnostics: Diagnos
                  for i, j in operational if j not in suspended]
         if len(fixed) < settings.min_anchors:
             raise CalibrationRefused(
-                f"only {len(fixed)} operational items of the bank of {run.scope.label} were answered in the window; "
+                f"only {len(fixed)} operational items of {run.scope.item_bank} were answered in the window; "
                 f"at least MIRT_MIN_ANCHORS={settings.min_anchors} are needed to hold its scale",
                 "widen MIRT_LOOKBACK_DAYS, or check that the bank's items are still administered")
         start = dataclasses.replace(drift.constants, method=linking.STOCKING_LORD)
@@ -183,8 +183,7 @@ def _watch(run: RunContext, observations: Observations, diagnostics: Diagnostics
         drift = rules.watch_drift(reference, diagnostics.items.params.take(watched), errors,
                                   run.settings.drift_threshold, earlier, window=run.settings.drift_runs)
     except linking.LinkingError as problem:
-        raise CalibrationRefused(f"this window's free estimates cannot be linked onto the bank of "
-                                 f"{run.scope.label}: {problem}",
+        raise CalibrationRefused(f"this window's free estimates cannot be linked onto {run.scope.item_bank}: {problem}",
                                  "check the bank's parameters (python -m consumer bank show) and the window's "
                                  "answers; widen MIRT_LOOKBACK_DAYS") from None
     if drift.disagreement:
