@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from . import kernels
+from .defaults import A_BOUNDS, C_BOUNDS, D_BOUND, DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_RESPONSES, DEFAULT_TOLERANCE
 from .model import ItemParameters, log_curves, model_name
 from .priors import NO_PRIORS, Priors, log_prior
 from .quadrature import Quadrature
@@ -39,10 +40,6 @@ from .responses import Responses
 #: passes so far, the log-likelihood at that point, and the largest change a
 #: plain EM cycle from that point makes.
 Progress = Callable[[int, float, float], None]
-
-DEFAULT_TOLERANCE = 1e-4
-DEFAULT_MAX_ITERATIONS = 500
-DEFAULT_MIN_RESPONSES = 20
 
 _NEWTON_STEPS = 25
 _NEWTON_TOLERANCE = 1e-10
@@ -60,11 +57,6 @@ _FLOAT32_TOLERANCE = 1e-6
 # when one fails.
 _SQUAREM_STEP_MAX0 = 1.0
 _SQUAREM_MSTEP = 4.0
-
-#: Bounds every estimation path keeps the estimates in (an item that ends on one is reported).
-A_BOUNDS = (0.02, 10.0)
-D_BOUND = 25.0
-C_BOUNDS = (1e-4, 0.5)
 
 # Identification watch (see ``_Watch``): from this many E-step passes on, an
 # item whose slope sits on a bound or whose difficulty lies beyond the

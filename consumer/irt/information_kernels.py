@@ -27,16 +27,31 @@ The inner loops of the last two are written out for the 2PL (two own
 parameters, three polynomials), the case of the largest calibrations.
 
 Each is a plain Python function that cuts the work into one chunk per
-thread and runs a compiled function per chunk (``kernels.in_chunks``; why
+thread and runs a compiled function per chunk (``chunks.in_chunks``; why
 not numba's ``parallel=True``: see ``kernels``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import float32, float64, int32, int64, njit, uint8
 
-from .kernels import in_chunks
+from .chunks import in_chunks
+
+# The argument types of the compiled functions that Python calls (see ``kernels``: each is compiled for
+# these when this module is imported, or loaded from numba's cache). This module does not import ``kernels``,
+# so that two processes can compile the two side by side.
+_OFFSETS = int64[::1]
+_ITEMS = int32[::1]
+_OUTCOMES = uint8[::1]
+_INDEX = int64[::1]
+_INDEX_2D = int64[:, ::1]
+_VECTOR = float64[::1]
+_MATRIX = float64[:, ::1]
+_ARRAY_3D = float64[:, :, ::1]
+_ARRAY_4D = float64[:, :, :, ::1]
+_MATRIX32 = float32[:, ::1]
+_ARRAY32_3D = float32[:, :, ::1]
 
 
 #: Posterior mass below this fraction of a person's largest node is left out of their covariances.
@@ -99,7 +114,9 @@ def subtract_covariances(ptr, item, correct, rows, log_prior, scores, local_inde
     return out
 
 
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit((int64, int64, _OFFSETS, _ITEMS, _OUTCOMES, _MATRIX, _VECTOR, _ARRAY_4D, _INDEX_2D, _INDEX_2D, _MATRIX,
+       _INDEX, _INDEX, int64, _MATRIX),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _subtract_band(c, n_chunks, ptr, item, correct, rows, log_prior, scores, local_index, global_slot, pop_scores,
                    global_index, bounds, max_rows, out):
     """``subtract_covariances`` for the rows bounds[c]:bounds[c + 1] of ``out``.
@@ -262,7 +279,9 @@ def first_pass(ptr, item, correct, table, log_prior, local_index, global_slot, p
     return products.sum(axis=0), gcov.sum(axis=0), cross.sum(axis=0), mass.sum(axis=0)
 
 
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit((int64, int64, _OFFSETS, _ITEMS, _OUTCOMES, _MATRIX32, _VECTOR, _INDEX_2D, _INDEX_2D, _MATRIX, _VECTOR,
+       _INDEX, _ARRAY32_3D, float64, _ARRAY_4D, _ARRAY_3D, _ARRAY_4D, _MATRIX),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _first_pass_chunk(c, n_chunks, ptr, item, correct, table, log_prior, local_index, global_slot, pop_scores,
                       nodes, slot, cache, floor, products, gcov, cross, mass):
     """``first_pass`` for chunk c of the persons, into ``products[c]``, ``gcov[c]``, ``cross[c]``, ``mass[c]``."""
@@ -630,7 +649,9 @@ def propagation_sweep(ptr, item, local_index, comp, cache, precision, delta, n_c
     return sums.sum(axis=0), skipped.sum()
 
 
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit((int64, int64, _OFFSETS, _ITEMS, _INDEX_2D, _INDEX, _ARRAY32_3D, _ARRAY_3D, _ARRAY32_3D, int64, _ARRAY_4D,
+       _INDEX),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _sweep_chunk(c, n_chunks, ptr, item, local_index, comp, cache, precision, delta, max_m, sums, skipped):
     """``propagation_sweep`` for chunk c of the persons, into ``sums[c]`` and ``skipped[c]``."""
     n_persons = ptr.size - 1
@@ -768,7 +789,8 @@ def offdiag_product(ptr, item, local_index, slot, cache, x, n_chunks):
     return out.sum(axis=0)
 
 
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit((int64, int64, _OFFSETS, _ITEMS, _INDEX_2D, _INDEX, _ARRAY32_3D, _MATRIX, int64, _ARRAY_3D),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _offdiag_chunk(c, n_chunks, ptr, item, local_index, slot, cache, x, max_m, out):
     """``offdiag_product`` for chunk c of the persons, into ``out[c]``."""
     n_persons = ptr.size - 1
@@ -832,7 +854,8 @@ def inverse_bands(lt, width, n_chunks):
     return acc.sum(axis=0)
 
 
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit((int64, int64, _MATRIX, int64, _ARRAY_3D),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _bands_chunk(c, n_chunks, lt, width, acc):
     """``inverse_bands`` for the rows c, c + n_chunks, ... of lt, into ``acc[c]``."""
     n = lt.shape[0]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..irt.estimate import A_BOUNDS, C_BOUNDS, D_BOUND
+from ..irt.defaults import A_BOUNDS, C_BOUNDS, D_BOUND
 from ..irt.model import ItemParameters
 from . import figures
 from . import formats as fmt
