@@ -4,6 +4,7 @@
   directory): never silent for long, its run finds the kernels compiled, and
   the command it ends with shows the run's review page; the next demo finds
   them in the cache and does not speak of compiling;
+- no command imports the compiled kernels before its run needs them;
 - a first ``calibrate`` on an empty numba cache says that it is compiling;
 - the progress line in a terminal is cleared before the next log line;
 - Pub/Sub unreachable: ``serve`` and ``publish --wait`` fail within seconds,
@@ -113,6 +114,25 @@ def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_
     assert again["status"] == 0, "\n".join(again["messages"][-10:])
     print(f"second demo: {again['seconds']:.1f} s, longest silence {again['longest'][0]:.1f} s")
     assert not [m for m in again["messages"] if "compiling" in m or "compiled" in m], again["messages"][:5]
+
+
+#: Run in a fresh process: import what every command imports, print the kernel modules that came along.
+_KERNELS_IMPORTED = """
+import sys
+import consumer.__main__, consumer.bank_admin, consumer.demo, consumer.review, consumer.tagging
+from consumer.warmup import KERNEL_MODULES
+print(",".join(m for m in KERNEL_MODULES if m in sys.modules))
+"""
+
+
+def test_no_command_imports_the_kernels_before_its_run_needs_them():
+    """Importing a kernel module compiles it on a cold cache: the command line, the demo's module and the
+    other commands' modules leave that to ``consumer.warmup``, so that a command that never fits starts at
+    once and the demo's compiling happens in the background, said in the log."""
+    done = subprocess.run([sys.executable, "-c", _KERNELS_IMPORTED], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported before any run: {done.stdout.strip()}"
 
 
 def test_a_first_calibrate_on_an_empty_numba_cache_says_it_is_compiling(database_url, tmp_path):
