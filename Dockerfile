@@ -60,10 +60,10 @@ COPY infra/docker/selfcheck.py infra/docker/warm_numba.py /opt/irt-calibration/
 
 USER ${APP_UID}:${APP_UID}
 # Refuse to produce an image whose code or data files are missing (every module imports,
-# the event schemas and migrations are there), then compile the numba kernels once,
-# against the installed package, so that the first run in a new container does not spend
-# ~10 s compiling (Kubernetes copies this cache into a writable volume at start: see
-# infra/k8s/deployment.yaml).
+# the event schemas and migrations are there), then compile the numba kernels once (importing
+# them compiles them), against the installed package, into NUMBA_CACHE_DIR, so that the first
+# run in a new container does not spend ~13 s compiling (Kubernetes copies this cache into a
+# writable volume at start: see infra/k8s/deployment.yaml).
 RUN python /opt/irt-calibration/selfcheck.py \
  && python /opt/irt-calibration/warm_numba.py
 

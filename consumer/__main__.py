@@ -277,13 +277,14 @@ def _migrate_the_platforms_database(engine, only_questions: bool = False) -> Non
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from .run import CalibrationRequest, calibrate
-    from .warmup import report_compilation
+    from .calibration import CalibrationRequest
+    from .warmup import load_kernels
     settings = _settings(args)
     configure_opentelemetry()
     engine = _engine(settings, args)
     _migrate_the_platforms_database(engine)
-    report_compilation()
+    load_kernels()
+    from .run import calibrate
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
                                  dry_run=args.dry_run, as_of=args.as_of, scope=args.scope,
@@ -308,11 +309,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .bus.publisher import require_reachable
-    from .bus.subscriber import CalibrationConsumer
     from .db.engine import READINESS_TIMEOUT_SECONDS, check_connection, create_engine
     from .errors import DatabaseUnavailable
     from .health import HealthServer
-    from .warmup import report_compilation
+    from .warmup import load_kernels
     settings = _settings(args)
     settings.require_project()
     configure_opentelemetry()
@@ -323,9 +323,10 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("%s; serving anyway: requests wait in the subscription until it answers", problem)
     with _google_credentials_explained():
         require_reachable()
+        load_kernels()
+        from .bus.subscriber import CalibrationConsumer  # (its runs import the kernels)
         consumer = CalibrationConsumer(settings, engine)
         consumer.check_subscription()
-    report_compilation()
 
     def database_ok() -> bool:
         try:
@@ -482,18 +483,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import warmup
-    settings = Settings.load()
-    # The first run after an install compiles the numerical kernels: start on it before anything else.
-    kernels = warmup.start(settings.model, shape=(args.students, args.items, args.answers), parts=["fit"])
-    try:
-        from .demo import check_options, run_demo
-        check_options(students=args.students, items=args.items, answers=args.answers, seed=args.seed,
-                      settings=settings)
-        return run_demo(students=args.students, items=args.items, answers=args.answers, seed=args.seed,
-                        kernels=kernels)
-    finally:
-        kernels.stop()
+    from .demo import run_demo
+    return run_demo(students=args.students, items=args.items, answers=args.answers, seed=args.seed)
 
 
 def _initial_log_format() -> str:

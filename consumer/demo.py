@@ -14,10 +14,10 @@ as ``calibrate`` does, and the demo says so. It ends with the command that
 writes the run's review page (``report RUN_ID --demo``).
 
 The first demo after an install compiles the numerical kernels (see
-``consumer.warmup``): the fit's in a background process started first
-thing, the rest in this one, while the embedded PostgreSQL starts (in a
-thread) and the answers are simulated and loaded; the run waits for them,
-saying so every few seconds, and then takes about a second.
+``consumer.warmup``): in a background thread started first thing, while the
+embedded PostgreSQL starts (in another) and the answers are simulated and
+loaded; the run waits for them, the log saying so every few seconds, and
+then takes about a second.
 """
 
 from __future__ import annotations
@@ -39,12 +39,11 @@ from .db.embedded import DEMO_DATABASE, recreate_database
 from .db.engine import embedded_engine
 from .db.migrations import migrate
 from .irt.simulate import simulate
-from . import warmup
+from .calibration import CalibrationRequest, RunSummary
 from .errors import ConfigError, ServiceError
-from .run import CalibrationRequest, RunSummary, calibrate
 from .settings import Settings
 from .telemetry import FitProgress
-from .warmup import report_compilation
+from .warmup import KernelImport
 
 log = logging.getLogger("consumer.demo")
 
@@ -76,29 +75,21 @@ def check_options(students: int, items: int, answers: int, seed: int, settings: 
         raise ConfigError("; ".join(problems))
 
 
-def run_demo(students: int = 4000, items: int = 400, answers: int = 40, seed: int = 2026,
-             kernels: warmup.Warmup | None = None) -> int:
-    """The demo; ``kernels``: the fit's kernels already compiling in the background, if the caller started that."""
+def run_demo(students: int = 4000, items: int = 400, answers: int = 40, seed: int = 2026) -> int:
+    """The demo."""
     # The demo's bank is one scale: a MIRT_SCOPE_KEY meant for the platform's bank does not apply to it.
     settings = Settings.load().with_overrides("demo", scope_key="")
     check_options(students, items, answers, seed, settings)
-    report_compilation()
     # The first run after an install compiles the numerical kernels: in the background, while the
     # database starts and fills, so that the calibration finds them compiled.
-    own = kernels is None
-    if own:
-        kernels = warmup.start(settings.model, shape=(students, items, answers), parts=["fit"])
+    kernels = KernelImport()
     # Meanwhile the database starts (a thread: the server is another process) while this one simulates.
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="database") as background:
-        try:
-            database = background.submit(_fresh_database, settings)
-            return _demo(settings, kernels, database, students, items, answers, seed)
-        finally:
-            if own:
-                kernels.stop()
+        database = background.submit(_fresh_database, settings)
+        return _demo(settings, kernels, database, students, items, answers, seed)
 
 
-def _demo(settings: Settings, kernels: warmup.Warmup, database: concurrent.futures.Future, students: int,
+def _demo(settings: Settings, kernels: KernelImport, database: concurrent.futures.Future, students: int,
           items: int, answers: int, seed: int) -> int:
     now = datetime.now(timezone.utc)
     log.info("demo: simulating a week of answers: %d students, %d answers each, %d questions", students, answers,
@@ -122,9 +113,8 @@ def _demo(settings: Settings, kernels: warmup.Warmup, database: concurrent.futur
              students, answers, items, attempts[0].size, anchor_positions.size, slope, intercept)
 
     migrate(engine)
-    # The scoring's kernel compiles here, while the fit's compile in the background (a process of their own).
-    warmup.compile_kernels(["scoring"], settings.model, ((students, items, answers),))
     kernels.wait()
+    from .run import calibrate  # (it imports the kernels: only now are they ready)
     request_id = f"demo-{seed}"
     try:
         summary = _through_pubsub(engine, settings, request_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
-from .irt import bank, estimate, linking
+from .irt import bank, defaults, linking
 from .irt.model import MODELS, model_name
 from .irt.quadrature import DEFAULT_POINTS
 
@@ -125,7 +125,7 @@ SPECS: dict[str, Spec] = {
                           "answers completed in this many days before the run are used"),
     "max_obs": Spec("MIRT_MAX_OBS", 500_000, _positive_int, "a whole number > 0",
                     "cap on responses per run; the most recent are kept"),
-    "min_responses": Spec("MIRT_MIN_RESPONSES", estimate.DEFAULT_MIN_RESPONSES, _positive_int,
+    "min_responses": Spec("MIRT_MIN_RESPONSES", defaults.DEFAULT_MIN_RESPONSES, _positive_int,
                           "a whole number > 0", "items with fewer responses are not estimated"),
     "linking_method": Spec("MIRT_LINKING_METHOD", linking.STOCKING_LORD, _choice(*linking.RUN_METHODS),
                            f"one of {', '.join(linking.RUN_METHODS)}", "how the new scale is linked to the anchors"),
@@ -150,9 +150,9 @@ SPECS: dict[str, Spec] = {
                         "the items (3PL's c ~ Beta(5, 17) always); auto: only on thin data"),
     "item_fit_threshold": Spec("MIRT_ITEM_FIT_THRESHOLD", 0.12, _positive_float, "a number > 0",
                                "items whose RMSD between observed and model curves exceeds this are flagged"),
-    "em_tolerance": Spec("MIRT_EM_TOLERANCE", estimate.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
+    "em_tolerance": Spec("MIRT_EM_TOLERANCE", defaults.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
                          "EM stops when no slope or intercept moves more than this"),
-    "em_max_iterations": Spec("MIRT_EM_MAX_ITERATIONS", estimate.DEFAULT_MAX_ITERATIONS, _positive_int,
+    "em_max_iterations": Spec("MIRT_EM_MAX_ITERATIONS", defaults.DEFAULT_MAX_ITERATIONS, _positive_int,
                               "a whole number > 0", "EM cycles before giving up (the run says it did not converge)"),
     "quadrature_points": Spec("MIRT_QUADRATURE_POINTS", DEFAULT_POINTS, _positive_int, "a whole number >= 5",
                               "quadrature nodes on [-6, 6]"),

@@ -28,15 +28,9 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 SERVICE_NAME = "irt-calibration"
 
 
-#: Guards the progress line: who drew it on which stream, and when a log line was last written.
+#: Guards the progress line: who drew it on which stream.
 _console_lock = threading.RLock()
 _progress_drawn_on: TextIO | None = None
-_last_line_at = time.monotonic()
-
-
-def seconds_since_last_log_line() -> float:
-    """How long the log has been silent (heartbeats use this to speak only into silence)."""
-    return time.monotonic() - _last_line_at
 
 
 class _ConsoleHandler(logging.StreamHandler):
@@ -48,11 +42,9 @@ class _ConsoleHandler(logging.StreamHandler):
     """
 
     def emit(self, record: logging.LogRecord) -> None:
-        global _last_line_at
         with _console_lock:
             _clear_progress_line(self.stream)
             super().emit(record)
-            _last_line_at = time.monotonic()
 
 
 def _clear_progress_line(stream: TextIO) -> None:

@@ -2,7 +2,9 @@
 
 - the first demo after an install (an empty numba cache, a fresh data
   directory): never silent for long, its run finds the kernels compiled, and
-  the command it ends with shows the run's review page;
+  the command it ends with shows the run's review page; the next demo finds
+  them in the cache and does not speak of compiling;
+- no command imports the compiled kernels before its run needs them;
 - a first ``calibrate`` on an empty numba cache says that it is compiling;
 - the progress line in a terminal is cleared before the next log line;
 - Pub/Sub unreachable: ``serve`` and ``publish --wait`` fail within seconds,
@@ -75,7 +77,8 @@ def between(messages: list[str], first: str, last: str) -> list[str]:
 
 def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_command_that_works(tmp_path):
     data_dir = tmp_path  # (as in test_cli: the embedded server runs as its own user, and may read it)
-    demo = watched(["demo"], env={"NUMBA_CACHE_DIR": str(tmp_path / "numba"), "MIRT_DATA_DIR": str(data_dir)})
+    caches = {"NUMBA_CACHE_DIR": str(tmp_path / "numba"), "MIRT_DATA_DIR": str(data_dir)}
+    demo = watched(["demo"], env=caches)
     assert demo["status"] == 0, "\n".join(demo["messages"][-10:])
     silence, after = demo["longest"]
     print(f"first demo: {demo['seconds']:.1f} s, longest silence {silence:.1f} s (after {after[:100]!r})")
@@ -106,41 +109,30 @@ def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_
     assert "it has no mirt_fit_meta table" in line
     assert "a run of the demo is read with --demo" in line and not (tmp_path / "r.html").exists()
 
+    # The next demo loads the kernels from the cache: not a word of compiling.
+    again = watched(["demo"], env=caches)
+    assert again["status"] == 0, "\n".join(again["messages"][-10:])
+    print(f"second demo: {again['seconds']:.1f} s, longest silence {again['longest'][0]:.1f} s")
+    assert not [m for m in again["messages"] if "compiling" in m or "compiled" in m], again["messages"][:5]
 
-#: Run in a fresh process: compile one part of the warm-up, print which kernels of each module it compiled.
-_COMPILE_PART = """
-import json, sys
-from consumer import warmup
-from consumer.irt import information_kernels, kernels, simulate
-warmup.compile_kernels([sys.argv[1]], "2PL", ((600, 60, 20),))
-def compiled(module):
-    return sorted(name for name, f in vars(module).items()
-                  if hasattr(f, "stats") and sum(f.stats.cache_misses.values()))
-print(json.dumps({m.__name__.rsplit(".", 1)[1]: compiled(m) for m in (information_kernels, kernels, simulate)}))
+
+#: Run in a fresh process: import what every command imports, print the kernel modules that came along.
+_KERNELS_IMPORTED = """
+import sys
+import consumer.__main__, consumer.bank_admin, consumer.demo, consumer.review, consumer.tagging
+from consumer.warmup import KERNEL_MODULES
+print(",".join(m for m in KERNEL_MODULES if m in sys.modules))
 """
 
 
-def test_the_warmup_parts_compile_apart_what_the_run_needs(tmp_path):
-    """Side by side, the warm-up's processes never compile one kernel both (numba's cache index is written
-    without a lock), and together they compile everything the fit step needs, with its signatures."""
-
-    def compiled_by(part: str, cache: str) -> dict[str, list[str]]:
-        done = subprocess.run([sys.executable, "-c", _COMPILE_PART, part], capture_output=True, text=True,
-                              env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / cache)}, timeout=600,
-                              stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout.splitlines()[-1])
-
-    scoring = compiled_by("scoring", "alone")  # as the demo's own process compiles it, on a cache of its own
-    errors = compiled_by("errors", "shared")
-    fit = compiled_by("fit", "shared")  # it comes to the standard errors once they are compiled
-    assert scoring == {"information_kernels": [], "kernels": ["_posterior_moments", "person_posterior"],
-                       "simulate": []}
-    # The standard errors' part compiles only the information kernels; the fit's loads them from the cache
-    # (so they are compiled for its own calls' signatures) and compiles the E- and M-step's, and nothing else.
-    assert errors["information_kernels"] and not errors["kernels"] and not errors["simulate"]
-    assert fit["kernels"] and not fit["information_kernels"] and not fit["simulate"]
-    assert not set(scoring["kernels"]) & set(fit["kernels"])
+def test_no_command_imports_the_kernels_before_its_run_needs_them():
+    """Importing a kernel module compiles it on a cold cache: the command line, the demo's module and the
+    other commands' modules leave that to ``consumer.warmup``, so that a command that never fits starts at
+    once and the demo's compiling happens in the background, said in the log."""
+    done = subprocess.run([sys.executable, "-c", _KERNELS_IMPORTED], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported before any run: {done.stdout.strip()}"
 
 
 def test_a_first_calibrate_on_an_empty_numba_cache_says_it_is_compiling(database_url, tmp_path):

@@ -31,7 +31,8 @@ import numpy as np
 
 from . import kernels
 from .model import ItemParameters, model_name
-from .mstep import A_BOUNDS, C_BOUNDS, D_BOUND, Point, em_cycle, priors_at, unpack
+from .defaults import A_BOUNDS, C_BOUNDS, D_BOUND, DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_RESPONSES, DEFAULT_TOLERANCE
+from .mstep import Point, em_cycle, priors_at, unpack
 from .priors import NO_PRIORS, Priors
 from .quadrature import Quadrature
 from .responses import Responses
@@ -43,9 +44,6 @@ from .watch import HoldBack, Watch
 #: plain EM cycle from that point makes.
 Progress = Callable[[int, float, float], None]
 
-DEFAULT_TOLERANCE = 1e-4
-DEFAULT_MAX_ITERATIONS = 500
-DEFAULT_MIN_RESPONSES = 20
 
 #: The smallest tolerance for which the E-step may store log curves and
 #: posteriors in float32 (see kernels.EStep).

@@ -16,9 +16,10 @@ shares, and why the passes are cut into chunks: ``information_kernels``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import int64, njit
 
-from .kernels import in_chunks
+from .chunks import in_chunks
+from .information_kernels import _ARRAY32_3D, _ARRAY_3D, _ARRAY_4D, _INDEX, _INDEX_2D, _ITEMS, _MATRIX, _OFFSETS
 
 
 def propagation_sweep(ptr, item, local_index, comp, cache, precision, delta, n_chunks):
@@ -45,131 +46,6 @@ def propagation_sweep(ptr, item, local_index, comp, cache, precision, delta, n_c
     max_m = int(np.diff(ptr).max(initial=0))
     in_chunks(_sweep_chunk, n_chunks, ptr, item, local_index, comp, cache, precision, delta, max_m, sums, skipped)
     return sums.sum(axis=0), skipped.sum()
-
-
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
-def _sweep_chunk(c, n_chunks, ptr, item, local_index, comp, cache, precision, delta, max_m, sums, skipped):
-    """``propagation_sweep`` for chunk c of the persons, into ``sums[c]`` and ``skipped[c]``."""
-    n_persons = ptr.size - 1
-    kl = comp.size
-    basis = cache.shape[2]
-    lo_i = c * n_persons // n_chunks
-    hi_i = (c + 1) * n_persons // n_chunks
-    G = np.empty((max_m, kl, basis))
-    B = np.empty((max_m, kl, kl))
-    answers = np.empty(max_m, dtype=np.int64)
-    gamma = np.empty((basis, basis))
-    omega = np.empty((basis, basis))
-    low_b = np.empty((basis, basis))
-    Bk = np.empty((kl, kl))
-    Binv = np.empty((kl, kl))
-    low_k = np.empty((kl, kl))
-    H = np.empty((kl, basis))
-    T = np.empty((kl, kl))
-    X = np.empty((kl, kl))
-    work = np.empty((max_m, 15))
-    for i in range(lo_i, hi_i):
-        m = np.int64(0)  # (not the literal 0: the calls below would be compiled for it too)
-        for r in range(ptr[i], ptr[i + 1]):
-            if local_index[item[r], comp[0]] >= 0:
-                answers[m] = r
-                m += 1
-        if m == 0:
-            continue
-        if kl == 2 and basis == 3:
-            if not _sweep_person_2x3(answers, m, item, cache, precision, delta, sums[c], work):
-                skipped[c] += 1
-                _keep_messages(answers, m, item, delta, sums[c])
-            continue
-        for l1 in range(basis):
-            for l2 in range(basis):
-                gamma[l1, l2] = 0.0
-            gamma[l1, l1] = 1.0
-        ok = True
-        for a in range(m):
-            r = answers[a]
-            j = item[r]
-            for s in range(kl):
-                for l in range(basis):
-                    G[a, s, l] = cache[r, s, l]
-            for s in range(kl):
-                for t in range(kl):
-                    gg = 0.0
-                    for l in range(basis):
-                        gg += G[a, s, l] * G[a, t, l]
-                    value = precision[j, s, t] + gg - delta[r, s, t]
-                    B[a, s, t] = value
-                    Bk[s, t] = value
-            if not _invert_small(Bk, Binv, low_k):
-                ok = False
-                break
-            for s in range(kl):
-                for l in range(basis):
-                    total = 0.0
-                    for t in range(kl):
-                        total += Binv[s, t] * G[a, t, l]
-                    H[s, l] = total
-            for l1 in range(basis):
-                for l2 in range(l1 + 1):
-                    total = 0.0
-                    for s in range(kl):
-                        total += G[a, s, l1] * H[s, l2]
-                    gamma[l1, l2] -= total
-        if ok:
-            for l1 in range(basis):
-                for l2 in range(l1):
-                    gamma[l2, l1] = gamma[l1, l2]
-            ok = _invert_small(gamma, omega, low_b)
-        if not ok:
-            skipped[c] += 1
-            _keep_messages(answers, m, item, delta, sums[c])
-            continue
-        for a in range(m):
-            r = answers[a]
-            j = item[r]
-            # T = G omega G'
-            for s in range(kl):
-                for l in range(basis):
-                    total = 0.0
-                    for l2 in range(basis):
-                        total += G[a, s, l2] * omega[l2, l]
-                    H[s, l] = total
-            for s in range(kl):
-                for t in range(kl):
-                    total = 0.0
-                    for l in range(basis):
-                        total += H[s, l] * G[a, t, l]
-                    T[s, t] = total
-                    Bk[s, t] = B[a, s, t] + total
-            if not _invert_small(Bk, Binv, low_k):
-                for s in range(kl):
-                    for t in range(kl):
-                        sums[c, j, s, t] += delta[r, s, t]
-                continue
-            # X = (B + T)^-1 B; message = -T X
-            for s in range(kl):
-                for t in range(kl):
-                    total = 0.0
-                    for u in range(kl):
-                        total += Binv[s, u] * B[a, u, t]
-                    X[s, t] = total
-            for s in range(kl):
-                for t in range(kl):
-                    total = 0.0
-                    for u in range(kl):
-                        total += T[s, u] * X[u, t]
-                    Bk[s, t] = total
-            for s in range(kl):
-                for t in range(s, kl):
-                    gg = 0.0
-                    for l in range(basis):
-                        gg += G[a, s, l] * G[a, t, l]
-                    value = gg - 0.5 * (Bk[s, t] + Bk[t, s])
-                    delta[r, s, t] = value
-                    delta[r, t, s] = value
-                    sums[c, j, s, t] += value
-                    if t != s:
-                        sums[c, j, t, s] += value
 
 
 @njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
@@ -348,7 +224,184 @@ def offdiag_product(ptr, item, local_index, slot, cache, x, n_chunks):
     return out.sum(axis=0)
 
 
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
+def _person_product(G, answers, m, item, local_index, slot, x, out, total, own):
+    """out -= the person's item-item cross terms times x: -(G G' less each item's own block) x.
+
+    G[a, s, l]: answer a's projections (own parameter s); x [P, b].
+    """
+    k = local_index.shape[1]
+    basis = G.shape[2]
+    b = x.shape[1]
+    for l in range(basis):
+        for v in range(b):
+            total[l, v] = 0.0
+    for a in range(m):
+        j = item[answers[a]]
+        for u in range(k):
+            p = local_index[j, u]
+            if p < 0:
+                continue
+            s = slot[u]
+            for l in range(basis):
+                g = G[a, s, l]
+                for v in range(b):
+                    total[l, v] += g * x[p, v]
+    for a in range(m):
+        j = item[answers[a]]
+        for l in range(basis):
+            for v in range(b):
+                own[l, v] = total[l, v]
+        for u in range(k):
+            p = local_index[j, u]
+            if p < 0:
+                continue
+            s = slot[u]
+            for l in range(basis):
+                g = G[a, s, l]
+                for v in range(b):
+                    own[l, v] -= g * x[p, v]
+        for u in range(k):
+            p = local_index[j, u]
+            if p < 0:
+                continue
+            s = slot[u]
+            for v in range(b):
+                acc = 0.0
+                for l in range(basis):
+                    acc += G[a, s, l] * own[l, v]
+                out[p, v] -= acc
+
+
+@njit((int64, int64, _OFFSETS, _ITEMS, _INDEX_2D, _INDEX, _ARRAY32_3D, _ARRAY_3D, _ARRAY32_3D, int64, _ARRAY_4D,
+       _INDEX),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
+def _sweep_chunk(c, n_chunks, ptr, item, local_index, comp, cache, precision, delta, max_m, sums, skipped):
+    """``propagation_sweep`` for chunk c of the persons, into ``sums[c]`` and ``skipped[c]``."""
+    n_persons = ptr.size - 1
+    kl = comp.size
+    basis = cache.shape[2]
+    lo_i = c * n_persons // n_chunks
+    hi_i = (c + 1) * n_persons // n_chunks
+    G = np.empty((max_m, kl, basis))
+    B = np.empty((max_m, kl, kl))
+    answers = np.empty(max_m, dtype=np.int64)
+    gamma = np.empty((basis, basis))
+    omega = np.empty((basis, basis))
+    low_b = np.empty((basis, basis))
+    Bk = np.empty((kl, kl))
+    Binv = np.empty((kl, kl))
+    low_k = np.empty((kl, kl))
+    H = np.empty((kl, basis))
+    T = np.empty((kl, kl))
+    X = np.empty((kl, kl))
+    work = np.empty((max_m, 15))
+    for i in range(lo_i, hi_i):
+        m = np.int64(0)  # (not the literal 0: the calls below would be compiled for it too)
+        for r in range(ptr[i], ptr[i + 1]):
+            if local_index[item[r], comp[0]] >= 0:
+                answers[m] = r
+                m += 1
+        if m == 0:
+            continue
+        if kl == 2 and basis == 3:
+            if not _sweep_person_2x3(answers, m, item, cache, precision, delta, sums[c], work):
+                skipped[c] += 1
+                _keep_messages(answers, m, item, delta, sums[c])
+            continue
+        for l1 in range(basis):
+            for l2 in range(basis):
+                gamma[l1, l2] = 0.0
+            gamma[l1, l1] = 1.0
+        ok = True
+        for a in range(m):
+            r = answers[a]
+            j = item[r]
+            for s in range(kl):
+                for l in range(basis):
+                    G[a, s, l] = cache[r, s, l]
+            for s in range(kl):
+                for t in range(kl):
+                    gg = 0.0
+                    for l in range(basis):
+                        gg += G[a, s, l] * G[a, t, l]
+                    value = precision[j, s, t] + gg - delta[r, s, t]
+                    B[a, s, t] = value
+                    Bk[s, t] = value
+            if not _invert_small(Bk, Binv, low_k):
+                ok = False
+                break
+            for s in range(kl):
+                for l in range(basis):
+                    total = 0.0
+                    for t in range(kl):
+                        total += Binv[s, t] * G[a, t, l]
+                    H[s, l] = total
+            for l1 in range(basis):
+                for l2 in range(l1 + 1):
+                    total = 0.0
+                    for s in range(kl):
+                        total += G[a, s, l1] * H[s, l2]
+                    gamma[l1, l2] -= total
+        if ok:
+            for l1 in range(basis):
+                for l2 in range(l1):
+                    gamma[l2, l1] = gamma[l1, l2]
+            ok = _invert_small(gamma, omega, low_b)
+        if not ok:
+            skipped[c] += 1
+            _keep_messages(answers, m, item, delta, sums[c])
+            continue
+        for a in range(m):
+            r = answers[a]
+            j = item[r]
+            # T = G omega G'
+            for s in range(kl):
+                for l in range(basis):
+                    total = 0.0
+                    for l2 in range(basis):
+                        total += G[a, s, l2] * omega[l2, l]
+                    H[s, l] = total
+            for s in range(kl):
+                for t in range(kl):
+                    total = 0.0
+                    for l in range(basis):
+                        total += H[s, l] * G[a, t, l]
+                    T[s, t] = total
+                    Bk[s, t] = B[a, s, t] + total
+            if not _invert_small(Bk, Binv, low_k):
+                for s in range(kl):
+                    for t in range(kl):
+                        sums[c, j, s, t] += delta[r, s, t]
+                continue
+            # X = (B + T)^-1 B; message = -T X
+            for s in range(kl):
+                for t in range(kl):
+                    total = 0.0
+                    for u in range(kl):
+                        total += Binv[s, u] * B[a, u, t]
+                    X[s, t] = total
+            for s in range(kl):
+                for t in range(kl):
+                    total = 0.0
+                    for u in range(kl):
+                        total += T[s, u] * X[u, t]
+                    Bk[s, t] = total
+            for s in range(kl):
+                for t in range(s, kl):
+                    gg = 0.0
+                    for l in range(basis):
+                        gg += G[a, s, l] * G[a, t, l]
+                    value = gg - 0.5 * (Bk[s, t] + Bk[t, s])
+                    delta[r, s, t] = value
+                    delta[r, t, s] = value
+                    sums[c, j, s, t] += value
+                    if t != s:
+                        sums[c, j, t, s] += value
+
+
+@njit((int64, int64, _OFFSETS, _ITEMS, _INDEX_2D, _INDEX, _ARRAY32_3D, _MATRIX, int64, _ARRAY_3D),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _offdiag_chunk(c, n_chunks, ptr, item, local_index, slot, cache, x, max_m, out):
     """``offdiag_product`` for chunk c of the persons, into ``out[c]``."""
     n_persons = ptr.size - 1
@@ -399,52 +452,3 @@ def _offdiag_chunk(c, n_chunks, ptr, item, local_index, slot, cache, x, max_m, o
             m += 1
         if m:
             _person_product(G, answers, m, item, local_index, slot, x, target, total, own)
-
-
-@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
-def _person_product(G, answers, m, item, local_index, slot, x, out, total, own):
-    """out -= the person's item-item cross terms times x: -(G G' less each item's own block) x.
-
-    G[a, s, l]: answer a's projections (own parameter s); x [P, b].
-    """
-    k = local_index.shape[1]
-    basis = G.shape[2]
-    b = x.shape[1]
-    for l in range(basis):
-        for v in range(b):
-            total[l, v] = 0.0
-    for a in range(m):
-        j = item[answers[a]]
-        for u in range(k):
-            p = local_index[j, u]
-            if p < 0:
-                continue
-            s = slot[u]
-            for l in range(basis):
-                g = G[a, s, l]
-                for v in range(b):
-                    total[l, v] += g * x[p, v]
-    for a in range(m):
-        j = item[answers[a]]
-        for l in range(basis):
-            for v in range(b):
-                own[l, v] = total[l, v]
-        for u in range(k):
-            p = local_index[j, u]
-            if p < 0:
-                continue
-            s = slot[u]
-            for l in range(basis):
-                g = G[a, s, l]
-                for v in range(b):
-                    own[l, v] -= g * x[p, v]
-        for u in range(k):
-            p = local_index[j, u]
-            if p < 0:
-                continue
-            s = slot[u]
-            for v in range(b):
-                acc = 0.0
-                for l in range(basis):
-                    acc += G[a, s, l] * own[l, v]
-                out[p, v] -= acc

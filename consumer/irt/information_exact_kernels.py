@@ -15,10 +15,10 @@ What every pass shares, and why the passes are cut into chunks:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import int64, njit
 
-from .information_kernels import NODE_FLOOR, posterior_range
-from .kernels import in_chunks
+from .information_kernels import _ARRAY_3D, _ARRAY_4D, _INDEX, _INDEX_2D, _ITEMS, _MATRIX, _OFFSETS, _OUTCOMES, _VECTOR, NODE_FLOOR, posterior_range
+from .chunks import in_chunks
 
 
 def subtract_covariances(ptr, item, correct, rows, log_prior, scores, local_index, global_slot, pop_scores,
@@ -37,7 +37,20 @@ def subtract_covariances(ptr, item, correct, rows, log_prior, scores, local_inde
     return out
 
 
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+def inverse_bands(lt, width, n_chunks):
+    """From lt (lower triangular, inverse = lt' lt): inverse[a, a + o] for o < width.
+
+    inverse[a, b] = sum over rows r of lt[r, a] * lt[r, b]; rows go to the
+    threads in turn, each thread summing into its own bands.
+    """
+    acc = np.zeros((n_chunks, lt.shape[0], width))
+    in_chunks(_bands_chunk, n_chunks, lt, width, acc)
+    return acc.sum(axis=0)
+
+
+@njit((int64, int64, _OFFSETS, _ITEMS, _OUTCOMES, _MATRIX, _VECTOR, _ARRAY_4D, _INDEX_2D, _INDEX_2D, _MATRIX,
+       _INDEX, _INDEX, int64, _MATRIX),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _subtract_band(c, n_chunks, ptr, item, correct, rows, log_prior, scores, local_index, global_slot, pop_scores,
                    global_index, bounds, max_rows, out):
     """``subtract_covariances`` for the rows bounds[c]:bounds[c + 1] of ``out``.
@@ -120,18 +133,8 @@ def _subtract_band(c, n_chunks, ptr, item, correct, rows, log_prior, scores, loc
                     target[pf] -= products[m, f]
 
 
-def inverse_bands(lt, width, n_chunks):
-    """From lt (lower triangular, inverse = lt' lt): inverse[a, a + o] for o < width.
-
-    inverse[a, b] = sum over rows r of lt[r, a] * lt[r, b]; rows go to the
-    threads in turn, each thread summing into its own bands.
-    """
-    acc = np.zeros((n_chunks, lt.shape[0], width))
-    in_chunks(_bands_chunk, n_chunks, lt, width, acc)
-    return acc.sum(axis=0)
-
-
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit((int64, int64, _MATRIX, int64, _ARRAY_3D),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _bands_chunk(c, n_chunks, lt, width, acc):
     """``inverse_bands`` for the rows c, c + n_chunks, ... of lt, into ``acc[c]``."""
     n = lt.shape[0]

@@ -20,16 +20,31 @@ mean and SD), summed over the answers and the population's log density.
 The whole matrix's pass is in ``information_exact_kernels``, the
 approximation's in ``information_approximate_kernels``. Each is a plain
 Python function that cuts the work into one chunk per thread and runs a
-compiled function per chunk (``kernels.in_chunks``; why not numba's
+compiled function per chunk (``chunks.in_chunks``; why not numba's
 ``parallel=True``: see ``kernels``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import float32, float64, int32, int64, njit, uint8
 
-from .kernels import in_chunks
+from .chunks import in_chunks
+
+# The argument types of the compiled functions that Python calls (see ``kernels``: each is compiled for
+# these when its module is imported, or loaded from numba's cache). These modules do not import ``kernels``,
+# so that two processes can compile them side by side.
+_OFFSETS = int64[::1]
+_ITEMS = int32[::1]
+_OUTCOMES = uint8[::1]
+_INDEX = int64[::1]
+_INDEX_2D = int64[:, ::1]
+_VECTOR = float64[::1]
+_MATRIX = float64[:, ::1]
+_ARRAY_3D = float64[:, :, ::1]
+_ARRAY_4D = float64[:, :, :, ::1]
+_MATRIX32 = float32[:, ::1]
+_ARRAY32_3D = float32[:, :, ::1]
 
 
 #: Posterior mass below this fraction of a person's largest node is left out of their covariances.
@@ -156,7 +171,9 @@ def first_pass(ptr, item, correct, table, log_prior, local_index, global_slot, p
     return products.sum(axis=0), gcov.sum(axis=0), cross.sum(axis=0), mass.sum(axis=0)
 
 
-@njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+@njit((int64, int64, _OFFSETS, _ITEMS, _OUTCOMES, _MATRIX32, _VECTOR, _INDEX_2D, _INDEX_2D, _MATRIX, _VECTOR,
+       _INDEX, _ARRAY32_3D, float64, _ARRAY_4D, _ARRAY_3D, _ARRAY_4D, _MATRIX),
+      fastmath=True, cache=True, nogil=True, error_model="numpy")
 def _first_pass_chunk(c, n_chunks, ptr, item, correct, table, log_prior, local_index, global_slot, pop_scores,
                       nodes, slot, cache, floor, products, gcov, cross, mass):
     """``first_pass`` for chunk c of the persons, into ``products[c]``, ``gcov[c]``, ``cross[c]``, ``mass[c]``."""

@@ -37,7 +37,7 @@ prior weight of zero and drop out.
 
 Every core: the work is cut into one chunk per thread (``numba.get_num_threads``:
 ``NUMBA_NUM_THREADS``, by default the cores), and each chunk is one call of
-a compiled function that releases the GIL, run on a thread of ``in_chunks``.
+a compiled function that releases the GIL, run on a thread of ``chunks.in_chunks``.
 Not numba's ``parallel=True`` (``prange``): the chunks are the same, but its
 parallel passes made compiling (once, on the first run after an install)
 two to three times slower: a second more for even the smallest kernel, 17 s
@@ -46,12 +46,21 @@ more for the largest (``information_kernels.first_pass``, 35 s).
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import float32, float64, int32, int64, njit, prange, uint8
+
+from .chunks import in_chunks
+
+# The argument types of the compiled functions that Python calls, as their callers pass them. A function
+# given its types is compiled when this module is imported (numba's eager compilation), or loaded from
+# numba's cache (``cache=True``) on every import after the first; called with other types, it refuses.
+_OFFSETS = int64[::1]  # person_ptr, row_ptr, bounds: where each person's (row's, chunk's) responses start
+_ITEMS = int32[::1]  # the item of each response
+_OUTCOMES = uint8[::1]  # 1: the response is correct
+_VECTOR = float64[::1]
+_MATRIX = float64[:, ::1]
+_MATRIX32 = float32[:, ::1]
 
 #: float32 values per 64-byte cache line: rows of the node tables are padded to a multiple of this.
 _LANE = 16
@@ -61,35 +70,6 @@ _NO_NODE = -1e30
 
 def _chunks() -> int:
     return max(1, numba.get_num_threads())
-
-
-_pool: ThreadPoolExecutor | None = None
-
-
-def _forget_pool() -> None:
-    global _pool
-    _pool = None  # a forked child has none of its parent's threads
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
-def in_chunks(kernel, n_chunks: int, *args) -> list:
-    """``[kernel(c, n_chunks, *args) for c in range(n_chunks)]``, the chunks at the same time.
-
-    ``kernel`` is compiled with ``nogil=True``, so that the chunks run on
-    as many cores; chunk 0 runs on the calling thread, the others on a pool
-    of threads kept for the process.
-    """
-    global _pool
-    if n_chunks <= 1:
-        return [kernel(0, 1, *args)]
-    if _pool is None or _pool._max_workers < n_chunks - 1:
-        _pool = ThreadPoolExecutor(max(n_chunks - 1, numba.config.NUMBA_NUM_THREADS - 1),
-                                   thread_name_prefix="kernel-chunk")
-    others = [_pool.submit(kernel, c, n_chunks, *args) for c in range(1, n_chunks)]
-    return [kernel(0, n_chunks, *args)] + [other.result() for other in others]
-
 
 
 def _aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
@@ -111,7 +91,7 @@ def count_by_item(item, correct, n_items):
     return n, r
 
 
-@njit(cache=True, nogil=True)
+@njit((_OFFSETS, _ITEMS, _OUTCOMES, int64), cache=True, nogil=True)
 def _group_by_row(ptr, item, correct, n_rows):
     """Counting sort of the responses by row ``2 * item + correct``.
 
@@ -133,7 +113,8 @@ def _group_by_row(ptr, item, correct, n_rows):
     return row_ptr, person
 
 
-@njit(cache=True, nogil=True)
+@njit([(int64, int64, _VECTOR, _VECTOR, _VECTOR, table, _MATRIX32) for table in (_MATRIX32, _MATRIX)],
+      cache=True, nogil=True)
 def _fill_2pl_table(c, n_chunks, a, d, nodes, table, residual):
     """``table[2j + y, q]`` = log P(y | node q) under the 2PL (a_j, d_j), padding nodes 0, for chunk c's items.
 
@@ -161,7 +142,8 @@ def _fill_2pl_table(c, n_chunks, a, d, nodes, table, residual):
                 residual[2 * j + y, q] = 0.0
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@njit([(int64, int64, _OFFSETS, _ITEMS, _OUTCOMES, table, _VECTOR, table) for table in (_MATRIX32, _MATRIX)],
+      fastmath=True, cache=True, nogil=True)
 def _person_posteriors(c, n_chunks, ptr, item, correct, table, log_prior, posterior):
     """Pass 1 for chunk c of the persons: each one's normalised posterior on the grid; their log-likelihood."""
     width = table.shape[1]
@@ -193,7 +175,8 @@ def _person_posteriors(c, n_chunks, ptr, item, correct, table, log_prior, poster
     return loglik
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@njit([(int64, int64, _OFFSETS, _OFFSETS, _ITEMS, posterior, _MATRIX32, _MATRIX)
+       for posterior in (_MATRIX32, _MATRIX)], fastmath=True, cache=True, nogil=True)
 def _sum_posteriors_by_row(c, n_chunks, bounds, row_ptr, row_person, posterior, residual, counts):
     """Pass 2 for the rows bounds[c]:bounds[c + 1]: ``counts[g]`` = sum of the posteriors of the persons whose
     response is row g.
@@ -259,8 +242,9 @@ class EStep:
 
     def set_2pl(self, a: np.ndarray, d: np.ndarray, nodes: np.ndarray) -> None:
         """Use the log curves of 2PL items with slopes ``a`` and intercepts ``d``."""
-        in_chunks(_fill_2pl_table, _chunks(), np.asarray(a, dtype=np.float64), np.asarray(d, dtype=np.float64),
-                  np.asarray(nodes, dtype=np.float64), self._table, self._residual)
+        in_chunks(_fill_2pl_table, _chunks(), np.ascontiguousarray(a, dtype=np.float64),
+                  np.ascontiguousarray(d, dtype=np.float64), np.ascontiguousarray(nodes, dtype=np.float64),
+                  self._table, self._residual)
 
     def set_log_curves(self, log_curves: np.ndarray) -> None:
         """Use ``log_curves[j, y, q]`` = log P(response y to item j | node q)."""
@@ -334,13 +318,14 @@ def newton_2pl(counts, nodes, a, d, max_steps, tolerance, max_step, a_low, a_hig
     new_a, new_d = np.empty(a.size), np.empty(a.size)
     # One type per argument, so that the kernel is compiled once.
     limits = np.array([tolerance, max_step, a_low, a_high, d_bound, a_meanlog, a_sdlog, b_mean, b_sd], dtype=float)
-    in_chunks(_newton_2pl, _chunks(), counts, np.asarray(nodes, dtype=np.float64),
-              np.asarray(a, dtype=np.float64), np.asarray(d, dtype=np.float64), int(max_steps), limits,
-              new_a, new_d)
+    in_chunks(_newton_2pl, _chunks(), counts, np.ascontiguousarray(nodes, dtype=np.float64),
+              np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(d, dtype=np.float64), int(max_steps),
+              limits, new_a, new_d)
     return new_a, new_d
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@njit((int64, int64, _MATRIX, _VECTOR, _VECTOR, _VECTOR, int64, _VECTOR, _VECTOR, _VECTOR),
+      fastmath=True, cache=True, nogil=True)
 def _newton_2pl(c, n_chunks, counts, nodes, a, d, max_steps, limits, new_a, new_d):
     """``newton_2pl`` for chunk c of the items, into ``new_a``, ``new_d``."""
     tolerance, max_step, a_low, a_high, d_bound = limits[0], limits[1], limits[2], limits[3], limits[4]
@@ -393,7 +378,8 @@ def _newton_2pl(c, n_chunks, counts, nodes, a, d, max_steps, limits, new_a, new_
         new_d[j] = dj
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
+@njit((_MATRIX, _VECTOR, float64, _VECTOR, int64, float64, float64, float64, float64, float64),
+      parallel=True, fastmath=True, cache=True, nogil=True)
 def newton_1pl(counts, nodes, slope, d, max_steps, tolerance, max_step, a_low, a_high, d_bound):
     """M-step of the 1PL: Newton-Raphson in (common slope, d_1..d_J).
 
@@ -479,7 +465,8 @@ def person_posterior(post, start, stop, item, correct, rows, log_prior):
     return top + np.log(total)
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@njit((int64, int64, _OFFSETS, _ITEMS, _OUTCOMES, _MATRIX, _VECTOR, _VECTOR, _VECTOR, _VECTOR),
+      fastmath=True, cache=True, nogil=True)
 def _posterior_moments(c, n_chunks, ptr, item, correct, rows, log_prior, nodes, mean, sd):
     """Posterior mean and SD of theta for chunk c of the persons, into ``mean``, ``sd`` (left as they are for
     persons without answers)."""
@@ -511,6 +498,6 @@ def posterior_moments(responses, log_curves: np.ndarray, log_prior: np.ndarray, 
     """Posterior mean and standard deviation of theta for every person (NaN without answers)."""
     mean, sd = np.full(responses.n_persons, np.nan), np.full(responses.n_persons, np.nan)
     in_chunks(_posterior_moments, _chunks(), responses.person_ptr, responses.item, responses.correct,
-              as_rows(log_curves), np.asarray(log_prior, dtype=np.float64), np.asarray(nodes, dtype=np.float64),
-              mean, sd)
+              as_rows(log_curves), np.ascontiguousarray(log_prior, dtype=np.float64),
+              np.ascontiguousarray(nodes, dtype=np.float64), mean, sd)
     return mean, sd

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from . import kernels
+from .defaults import A_BOUNDS, C_BOUNDS, D_BOUND
 from .model import log_curves
 from .priors import NO_PRIORS, Priors, log_prior
 
@@ -28,12 +29,9 @@ _NEWTON_TOLERANCE = 1e-10
 # first EM cycles can start far from the optimum of a sparse item.
 _MAX_STEP = 2.0
 
-#: Bounds every estimation path keeps the estimates in (an item that ends on one is reported).
-A_BOUNDS = (0.02, 10.0)
-D_BOUND = 25.0
-C_BOUNDS = (1e-4, 0.5)
 # The same bounds on the lower asymptote's logit, in which the M-step moves it.
 _G_BOUNDS = (float(np.log(C_BOUNDS[0] / (1 - C_BOUNDS[0]))), float(np.log(C_BOUNDS[1] / (1 - C_BOUNDS[1]))))
+
 
 @dataclass(frozen=True)
 class Point:

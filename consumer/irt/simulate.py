@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import int64, njit
 
 from .model import ItemParameters
 from .responses import Responses
@@ -23,7 +23,7 @@ class SimulatedData:
     theta: np.ndarray
 
 
-@njit(cache=True)
+@njit((int64, int64, int64, int64), cache=True)  # compiled when imported (see kernels)
 def _distinct_subsets(n_persons, n_items, per_person, seed):
     """``per_person`` distinct items for each person (Floyd's sampling), in the order drawn.
 

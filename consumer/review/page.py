@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..irt.estimate import A_BOUNDS, C_BOUNDS, D_BOUND
+from ..irt.defaults import A_BOUNDS, C_BOUNDS, D_BOUND
 from . import figures
 from . import formats as fmt
 from . import statistics as stats
