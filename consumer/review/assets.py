@@ -54,6 +54,7 @@ SCRIPT = """
   var filter = document.getElementById('item-filter'), flaggedOnly = document.getElementById('item-flagged');
   var shown = document.getElementById('item-shown'), more = document.getElementById('item-more');
   document.getElementById('item-controls').hidden = false;
+  document.getElementById('item-howto').hidden = false;
   function key(row, column) {
     var text = row.cells[column].textContent, number = parseFloat(text.replace(/,/g, ''));
     return isNaN(number) ? null : number;

@@ -58,6 +58,11 @@ def _reasons_table(reasons: dict, what: str = "reason") -> Markup:
     return table(("item", what), rows, numeric=(0,), scroll=len(rows) > 20)
 
 
+def _written_word(review: Review) -> str:
+    """How the page names the run's items with parameters: a dry run estimated them and wrote none."""
+    return "estimated (dry run: not written)" if review.run.dry_run else "written"
+
+
 # --- sections --------------------------------------------------------------------------------
 
 def _header(review: Review, view: PageView) -> Markup:
@@ -336,8 +341,13 @@ def _bank_items_parts(bank: BankSection) -> list:
 def _measurement_section(review: Review, view: PageView) -> Markup:
     items, theta, se, measured = review.items, review.theta, review.theta_se, view.measurement
     if measured is None:
+        if review.run.dry_run and review.run.status == "succeeded":
+            return section("measurement", "Measurement", paragraph(
+                "This dry run was recorded before dry runs kept their estimates in the history: there is nothing "
+                "to measure with."))
         return section("measurement", "Measurement",
                        paragraph("No item parameters were written by this run, so there is nothing to measure with."))
+    written = "estimated items (dry run: not written)" if review.run.dry_run else "written items"
     grid = view.grid
     mean, sd = measured.population_mean, measured.population_sd
     rows = [("marginal reliability (model, typical student's answers)", fmt.number(measured.marginal_reliability)),
@@ -365,12 +375,13 @@ def _measurement_section(review: Review, view: PageView) -> Markup:
         parts.append(paragraph(f"Every item shares one discrimination, a = {common}"
                                f" ({view.model}): no distribution to show."))
     elif a.size:
-        parts.append(figures.histogram(a, "discrimination a", f"Discriminations of the {a.size:,} written items"))
+        parts.append(figures.histogram(a, "discrimination a", f"Discriminations of the {a.size:,} {written}"))
     parts.append(figures.histogram(items.values["b"], "difficulty b (linked scale)",
-                                   f"Difficulties of the {len(items):,} written items", colour="#d1772a"))
+                                   f"Difficulties of the {len(items):,} {written}", colour="#d1772a"))
     if theta.size:
         parts.append(figures.histogram(theta, "theta (EAP, linked scale)",
-                                       f"Abilities of the {theta.size:,} scored students"))
+                                       f"Abilities of the {theta.size:,} scored students"
+                                       + (" (dry run: not written)" if review.run.dry_run else "")))
     return section("measurement", "Measurement", *parts)
 
 
@@ -488,12 +499,13 @@ def _items_section(review: Review, view: PageView) -> Markup:
     more = Markup(f'<p><button type="button" id="item-more" hidden>Show {ROWS_PER_PAGE} more</button></p>')
     note = Markup("<noscript><p class=quiet>Sorting, finding and the CSV download need JavaScript; the table below "
                   "holds every item all the same (sorted by item id).</p></noscript>")
-    explain = paragraph(f"Every item of the run: {len(items):,} written (parameters on the linked scale, with their "
-                        f"standard errors, answers and RMSD) and {len(rows) - len(items):,} not written, with the "
-                        f"reason. Click a heading to sort (blanks sort last); the first {ROWS_PER_PAGE} matching rows "
-                        "are shown at a time.",
-                        "quiet")
-    return section("items", f"Items ({len(rows):,})", explain, controls, note,
+    explain = paragraph(f"Every item of the run: {len(items):,} {_written_word(review)}, with their parameters on "
+                        "the linked scale, their standard errors, answers and RMSD; and "
+                        f"{len(rows) - len(items):,} not estimated or held back, with the reason.", "quiet")
+    # Said only where the script runs (it unhides this line): without JavaScript no heading can be clicked.
+    howto = Markup(f'<p id="item-howto" class=quiet hidden>Click a heading to sort (blanks sort last); the first '
+                   f'{ROWS_PER_PAGE} matching rows are shown at a time.</p>')
+    return section("items", f"Items ({len(rows):,})", explain, howto, controls, note,
                    table(header, rows, numeric=numeric, table_id="item-table", scroll=True,
                          widths=[5.5, 13, *[5.6] * (len(header) - 2)],
                          data_csv_name=f"items-{review.run.run_id}.csv"), more)

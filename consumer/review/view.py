@@ -322,12 +322,17 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
         verdicts.append(Verdict("Since the previous run", "warn" if moved else "", [
             f"{moved:,} of {moved_ids.size:,} items moved by more than {MOVEMENT_Z:g} standard errors in b or "
             f"log a since run {review.previous.run_id} ({fmt.when(review.previous.fitted_at)})."]))
+    elif review.previous is not None:  # the section names it: so does the card
+        verdicts.append(Verdict("Since the previous run", "", [
+            f"The previous run is {review.previous.run_id} ({fmt.when(review.previous.fitted_at)}); this run has no "
+            "item parameters on record to compare with it."]))
     elif review.run.status == "succeeded":
         verdicts.append(Verdict("Since the previous run", "", [f"No earlier run of this scope ({scope}) to "
                                                               "compare with."]))
     if review.theta.size:
         verdicts.append(Verdict("Measurement", "", [
-            f"{review.theta.size:,} students scored; empirical reliability "
+            f"{review.theta.size:,} students scored{' (dry run: not written)' if review.run.dry_run else ''}; "
+            "empirical reliability "
             f"{fmt.number(stats.empirical_reliability(review.theta, review.theta_se))}; median SE "
             f"{fmt.number(float(np.median(review.theta_se)))}."]))
     return verdicts

@@ -1,0 +1,57 @@
+"""The review page of each kind of run (dry, after a change of model or settings): every card agrees with its section."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from consumer.run import CalibrationRequest, calibrate
+from consumer.settings import Settings
+
+from .platform_data import AS_OF
+from .test_report import fill, item_rows, page_of, rows_of, section
+
+
+def card(page: str, title: str) -> str:
+    """The summary card titled ``title``, as its text."""
+    summary = section(page, "summary")
+    start = summary.index(f"<h3>{html.escape(title)}</h3>")
+    return html.unescape(re.sub(r"<[^>]+>", " ", summary[start:summary.index("</div>", start)]))
+
+
+def words(markup: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", markup)))
+
+
+def test_a_dry_run_shows_what_a_real_run_would_marked_as_not_written(engine):
+    fill(engine)
+    settings = Settings.load({}).with_overrides(model="1PL", item_fit_threshold=0.05)  # 2PL data: misfits
+    week_1 = calibrate(engine, settings, CalibrationRequest(request_id="week-1", as_of=AS_OF))
+    dry = calibrate(engine, settings, CalibrationRequest(request_id="dry", as_of=AS_OF, dry_run=True))
+    assert week_1.status == dry.status == "succeeded" and dry.counts["misfitting_items"]
+
+    # A dry run writes no parameters: the current ones are still all the first run's.
+    current = rows_of(engine, "SELECT DISTINCT run_id::text FROM mirt_item_params UNION ALL "
+                              "SELECT DISTINCT run_id::text FROM mirt_ability")
+    assert {r[0] for r in current} == {week_1.run_id}
+    assert dry.rows_upserted == {"items": 0, "abilities": 0}
+
+    page = page_of(engine, dry.run_id)
+
+    assert "dry run: nothing written" in page[:page.index("</h1>") + 400]
+    since = card(page, "Since the previous run")
+    assert week_1.run_id in since and "No earlier run" not in since
+    assert f"<th scope=row>previous run</th><td>{week_1.run_id}</td>" in section(page, "changes")
+    assert "100 items in both runs; 0 new in this run; 0 written by the previous run" in section(page, "changes")
+
+    assert "students scored (dry run: not written)" in card(page, "Measurement")
+    measurement = section(page, "measurement")
+    assert "Wright map" in measurement and "estimated items (dry run: not written)" in measurement
+
+    items = item_rows(page)
+    assert len(items) == dry.counts["items"] == 100
+    assert "estimated (dry run: not written)" in words(section(page, "items"))
+
+    misfit = section(page, "misfit")
+    assert "not recorded for this run" not in misfit
+    assert len(re.findall(r"<figcaption>Item (\d+): RMSD", misfit)) == min(len(dry.counts["misfitting_items"]), 50)
