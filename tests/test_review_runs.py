@@ -55,3 +55,11 @@ def test_a_dry_run_shows_what_a_real_run_would_marked_as_not_written(engine):
     misfit = section(page, "misfit")
     assert "not recorded for this run" not in misfit
     assert len(re.findall(r"<figcaption>Item (\d+): RMSD", misfit)) == min(len(dry.counts["misfitting_items"]), 50)
+
+    # The drift table shows the z the screen decided by: shifts divided by their standard errors.
+    link = section(page, "link")
+    assert "shift divided by its standard error" in link and "raw shifts" not in link
+    kept = re.findall(r"<td class=n>([-+\d.]+)<td class=n>([\d.]+)<td class=n>([-+\d.]+)<td>kept", link)
+    assert len(kept) >= 15
+    for shift, se, z in kept:
+        assert abs(float(z)) <= 3 or abs(float(shift)) < 0.3, (shift, se, z)  # the screen's threshold and size

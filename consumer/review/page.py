@@ -226,6 +226,10 @@ def _link_section(review: Review, view: PageView) -> Markup:
                         f"\u00d7 the median absolute deviation of the kept anchors, at least 1 standard error). "
                         f"An anchor is dropped when |z| exceeds {fmt.plain(threshold)} and the shift matters in size "
                         "(0.3 logits in b, a factor 1.5 in a).", "quiet")]
+    if not drift.standardized:
+        parts.append(paragraph("This run did not record the standard errors its drift screen divided by, so these z "
+                               "are of raw shifts and can differ from the ones it decided by (those are in the "
+                               "reasons an anchor was dropped).", "note"))
     order = np.lexsort((anchors.ids, -np.fmax(np.abs(np.nan_to_num(drift.b_z)), np.abs(np.nan_to_num(drift.log_a_z)))))
     rows = []
     for i in order:

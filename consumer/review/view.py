@@ -186,10 +186,22 @@ def _anchors(review: Review) -> Anchors | None:
         values = review.items.values[name]
         return np.where(rows_in_table >= 0, values[np.maximum(rows_in_table, 0)] if len(values) else np.nan, np.nan)
 
-    drift = stats.anchor_drift(reference, linked, kept, written("b_se"), written("a_se"),
+    # The SEs the drift screen divided by, as the run recorded them (calibration scale, placed on the old scale by
+    # the screen's slope, new a / linked a); a run from before they were recorded: the written items' SEs.
+    recorded_b_se = np.array([_or_nan(x["new"].get("b_se")) for x in rows])
+    recorded_a_se = np.array([_or_nan(x["new"].get("a_se")) for x in rows])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = new.a / linked.a
+    b_se = np.where(np.isfinite(recorded_b_se), recorded_b_se * slope, written("b_se"))
+    a_se = np.where(np.isfinite(recorded_a_se), recorded_a_se / slope, written("a_se"))
+    drift = stats.anchor_drift(reference, linked, kept, b_se, a_se,
                                np.array([m.get("b_se", np.nan) for m in known], float),
                                np.array([m.get("a_se", np.nan) for m in known], float))
     return Anchors(ids, reference, new, linked, kept, [m.get("model") for m in known], drift)
+
+
+def _or_nan(value) -> float:
+    return float(value) if fmt.is_number(value) else float("nan")
 
 
 def _reference_meta(review: Review, row: dict) -> dict:
