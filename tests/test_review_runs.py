@@ -63,3 +63,26 @@ def test_a_dry_run_shows_what_a_real_run_would_marked_as_not_written(engine):
     assert len(kept) >= 15
     for shift, se, z in kept:
         assert abs(float(z)) <= 3 or abs(float(shift)) < 0.3, (shift, se, z)  # the screen's threshold and size
+
+
+def test_after_a_change_of_model_and_settings_the_page_says_what_differs_and_that_shared_answers_shrink_z(engine):
+    fill(engine)
+    before = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="2pl", as_of=AS_OF))
+    settings = Settings.load({}).with_overrides(model="1PL", drift_threshold=4.0)
+    after = calibrate(engine, settings, CalibrationRequest(request_id="1pl", as_of=AS_OF))
+    assert before.status == after.status == "succeeded"
+
+    page = page_of(engine, after.run_id)
+
+    since = re.sub(r"\s+", " ", card(page, "Since the previous run"))
+    assert "The models differ: the previous run fitted the 2PL, this one the 1PL" in since
+    assert "Settings that differ: MIRT_DRIFT_THRESHOLD 3 \u2192 4." in since
+    assert "MIRT_MODEL" not in since  # said once, in words
+    assert re.search(r"The two windows share 60\.0 of this run's 60\.0 days: these z are too small", since)
+    changes = words(section(page, "changes"))
+    assert "The models differ: the previous run fitted the 2PL, this one the 1PL" in changes
+    assert "Settings that differ (2)" in changes
+    assert re.search(r"MIRT_MODEL 2PL 1PL", changes) and re.search(r"MIRT_DRIFT_THRESHOLD 3 4", changes)
+    assert re.search(r"shared \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC to \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: 60\.0 days, "
+                     r"100% of this run's window", changes)
+    assert "as if the runs were independent: it is too small" in changes

@@ -19,7 +19,8 @@ from . import statistics as stats
 from .assets import EARLY_SCRIPT, ROWS_PER_PAGE, SCRIPT, STYLE
 from .load import Review
 from .markup import Markup, facts, join, paragraph, section, table, tag, text
-from .view import BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build, with_se
+from .view import (BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build, setting_changes,
+                   window_overlap, with_se)
 
 _SECTIONS = (("summary", "Summary"), ("run", "Run"), ("fit", "Fit"), ("misfit", "Item fit"), ("link", "Link"),
              ("bank", "Bank"), ("measurement", "Measurement"), ("changes", "Since the previous run"),
@@ -407,11 +408,42 @@ def _changes_section(review: Review, view: PageView) -> Markup:
             parts.append(paragraph("One of the two runs was not linked: the differences below include the change "
                                    "of scale, not only the items'.", "note"))
         if (previous.model_spec.get("model") or view.model) != view.model:
-            parts.append(paragraph(f"The previous run fitted the {previous.model_spec.get('model')}, this one the "
-                                   f"{view.model}: parameters of different models are compared.", "note"))
+            parts.append(paragraph(f"The models differ: the previous run fitted the "
+                                   f"{previous.model_spec.get('model')}, this one the {view.model}; parameters of "
+                                   "different models are compared, so a change below is not an item that moved.",
+                                   "note"))
+        changes = setting_changes(previous, review.run)
+        parts += [tag("h3", f"Settings that differ ({len(changes):,})"),
+                  table(("setting", "variable", "previous run", "this run"),
+                        [(c.name, c.variable, c.before, c.now) for c in changes]) if changes else
+                  paragraph("None: both runs used the same settings.")]
+        parts += _overlap_parts(review)
         parts += _movement_parts(review, view)
     parts += _history_parts(review)
     return section("changes", "Since the previous run", *parts)
+
+
+def _overlap_parts(review: Review) -> list:
+    """The two runs' windows and what they share: shared answers make the change's z too small."""
+    overlap = window_overlap(review.previous, review.run)
+    if overlap is None:
+        return []
+
+    def window(record):
+        stored = record.model_spec.get("window") or record.summary.get("window") or {}
+        return f"{fmt.when(stored.get('since'))} to {fmt.when(stored.get('until'))}"
+
+    rows = [("this run's answers", window(review.run)), ("the previous run's answers", window(review.previous))]
+    if overlap.days <= 0:
+        return [facts(rows + [("shared", "nothing: the windows do not overlap")])]
+    share = overlap.days / overlap.this_window_days if overlap.this_window_days > 0 else float("nan")
+    rows.append(("shared", f"{overlap.since} to {overlap.until}: {overlap.days:,.1f} days, "
+                           f"{fmt.number(100 * share, 0)}% of this run's window"))
+    return [facts(rows), paragraph(
+        "The windows overlap, so the two runs share answers and their estimates' errors correlate. The z of each "
+        "change below divides by \u221a(SE now\u00b2 + SE before\u00b2), as if the runs were independent: it is too "
+        "small, and its spread narrower than the N(0, 1) drawn beside it. An item past the threshold moved; one "
+        "below it may have moved all the same.", "note")]
 
 
 def _movement_parts(review: Review, view: PageView) -> list:

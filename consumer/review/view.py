@@ -12,6 +12,7 @@ nothing it has to compute.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -297,6 +298,59 @@ def _model_consequence(model: str) -> str:
     return " Reference and new parameters are of different models: read the anchors' drift with that in mind."
 
 
+# --- what differs from the previous run ------------------------------------------------------
+
+@dataclass(frozen=True)
+class SettingChange:
+    """A setting whose value differs between the previous run and this one."""
+
+    key: str  # as stored in model_spec.settings
+    name: str  # what it means
+    variable: str
+    before: str
+    now: str
+
+
+@dataclass(frozen=True)
+class WindowOverlap:
+    """How much the look-back windows of the previous run and this one share."""
+
+    days: float
+    this_window_days: float
+    since: str  # the shared stretch, as the page writes times
+    until: str
+
+
+def setting_changes(previous, run) -> list[SettingChange]:
+    """The settings recorded by both runs whose values differ, in the settings' own order."""
+    before, now = previous.model_spec.get("settings") or {}, run.model_spec.get("settings") or {}
+    changed = [k for k in set(before) | set(now) if before.get(k) != now.get(k)]
+    return [SettingChange(k, *fmt.setting(k), fmt.plain(before.get(k)), fmt.plain(now.get(k)))
+            for k in sorted(changed, key=lambda k: (fmt.setting_order(k), k))]
+
+
+def window_overlap(previous, run) -> WindowOverlap | None:
+    """The stretch of time both runs' look-back windows cover (None when either window was not recorded)."""
+    def window(record):
+        stored = record.model_spec.get("window") or record.summary.get("window") or {}
+        try:
+            return tuple(datetime.fromisoformat(stored[k]) if isinstance(stored.get(k), str) else stored[k]
+                         for k in ("since", "until"))
+        except (KeyError, TypeError, ValueError):
+            return None
+    this, that = window(run), window(previous)
+    if this is None or that is None or None in this or None in that:
+        return None
+    since, until = max(this[0], that[0]), min(this[1], that[1])
+    days = max((until - since).total_seconds(), 0.0) / 86400
+    return WindowOverlap(days, (this[1] - this[0]).total_seconds() / 86400, fmt.when(since) if days else "",
+                         fmt.when(until) if days else "")
+
+
+def model_of(record) -> str:
+    return record.model_spec.get("model") or record.summary.get("model") or ""
+
+
 # --- the summary's verdicts, the measurement ---------------------------------------------------
 
 def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.ndarray, moved: int,
@@ -331,9 +385,23 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
     if bank is not None:
         verdicts.append(bank.verdict)
     if movement is not None:
-        verdicts.append(Verdict("Since the previous run", "warn" if moved else "", [
-            f"{moved:,} of {moved_ids.size:,} items moved by more than {MOVEMENT_Z:g} standard errors in b or "
-            f"log a since run {review.previous.run_id} ({fmt.when(review.previous.fitted_at)})."]))
+        previous = review.previous
+        lines = []
+        model_before, model_now = model_of(previous), model_of(review.run)
+        if model_before and model_now and model_before != model_now:
+            lines.append(f"The models differ: the previous run fitted the {model_before}, this one the {model_now}; "
+                         "the changes below compare parameters of different models, not items that moved.")
+        changes = [c for c in setting_changes(previous, review.run) if c.key != "model"]  # the model: line above
+        if changes:
+            lines.append("Settings that differ: " + "; ".join(f"{c.variable or c.name} {c.before} \u2192 {c.now}"
+                                                              for c in changes) + ".")
+        lines.append(f"{moved:,} of {moved_ids.size:,} items moved by more than {MOVEMENT_Z:g} standard errors in b "
+                     f"or log a since run {previous.run_id} ({fmt.when(previous.fitted_at)}).")
+        overlap = window_overlap(previous, review.run)
+        if overlap is not None and overlap.days > 0:
+            lines.append(f"The two windows share {overlap.days:,.1f} of this run's {overlap.this_window_days:,.1f} "
+                         "days: these z are too small (see the section).")
+        verdicts.append(Verdict("Since the previous run", "warn" if moved or len(lines) > 1 else "", lines))
     elif review.previous is not None:  # the section names it: so does the card
         verdicts.append(Verdict("Since the previous run", "", [
             f"The previous run is {review.previous.run_id} ({fmt.when(review.previous.fitted_at)}); this run has no "
