@@ -54,6 +54,7 @@ def test_a_dry_run_shows_what_a_real_run_would_marked_as_not_written(engine):
 
     misfit = section(page, "misfit")
     assert "not recorded for this run" not in misfit
+    assert "PISA 2015 flagged items above 0.12; this run's threshold is 0.05" in words(misfit)
     assert len(re.findall(r"<figcaption>Item (\d+): RMSD", misfit)) == min(len(dry.counts["misfitting_items"]), 50)
 
     # The drift table shows the z the screen decided by: shifts divided by their standard errors.
@@ -86,3 +87,30 @@ def test_after_a_change_of_model_and_settings_the_page_says_what_differs_and_tha
     assert re.search(r"shared \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC to \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: 60\.0 days, "
                      r"100% of this run's window", changes)
     assert "as if the runs were independent: it is too small" in changes
+
+
+def test_the_page_of_a_first_run_words_counts_citations_and_the_csv_for_what_they_are(engine):
+    fill(engine)
+    run = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="first", as_of=AS_OF))
+    assert run.status == "succeeded"
+
+    page = page_of(engine, run.run_id)
+
+    changes = section(page, "changes")
+    assert "The last run of this scope" in changes and "last 1 runs" not in changes
+    measurement = words(section(page, "measurement"))
+    assert "a student answering 40 items" in measurement and "40.0" not in measurement  # 40 answers each
+    assert "above 0.12 (MIRT_ITEM_FIT_THRESHOLD) an item misfits, as in PISA 2015 (0.12)" in words(
+        section(page, "misfit"))
+    # Without JavaScript nothing can be clicked: the line that says so is shown by the script only.
+    assert re.search(r'<p id="item-howto" class=quiet hidden>Click a heading', page)
+    assert "Click a heading" not in re.sub(r'<p id="item-howto".*?</p>', "", page)
+    # The CSV's numbers are the stored ones, at full precision.
+    exact = html.unescape(re.search(r'data-exact="([^"]*)"', page).group(1))
+    stored = {r[0]: r[1:] for r in rows_of(engine, "SELECT item_id, (params->>'b')::float8, "
+                                                   "(params->>'n_responses')::int FROM mirt_item_params_history "
+                                                   "WHERE run_id = CAST(:r AS uuid)", r=run.run_id)}
+    by_id = {int(entry.split(" ")[0]): entry.split(" ")[1:] for entry in exact.split(";")}
+    assert by_id.keys() == stored.keys()
+    for question_id, (b, answers) in stored.items():  # columns after item and flags: a, SE a, b, SE b, answers
+        assert float(by_id[question_id][2]) == b and by_id[question_id][4] == str(answers)

@@ -170,7 +170,8 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
     misfits = spec.get("misfitting_items") or {}
     threshold = (spec.get("settings") or {}).get("item_fit_threshold")
     intro = paragraph(f"RMSD between each item's observed and model curves on the quadrature grid, weighted by where "
-                      f"its respondents are; above {fmt.plain(threshold)} an item misfits (PISA 2015). "
+                      f"its respondents are; above {fmt.plain(threshold)} (MIRT_ITEM_FIT_THRESHOLD) an item "
+                      f"misfits{_pisa(threshold)}. "
                       f"{len(misfits):,} items misfit.")
     if not misfits:
         return section("misfit", "Item fit", intro)
@@ -193,6 +194,19 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
     shown = (f"The {len(plots)} worst, as recorded by the run: the model's curve, and the observed proportion "
              "correct at each quadrature node (a dot's area follows the answers there).")
     return section("misfit", "Item fit", *parts, tag("h3", "Evidence"), paragraph(shown), join(plots))
+
+
+#: The RMSD past which PISA 2015 flagged an item (OECD, PISA 2015 Technical Report, ch. 9).
+PISA_2015_RMSD = 0.12
+
+
+def _pisa(threshold) -> str:
+    """The citation that fits the threshold actually used."""
+    if not fmt.is_number(threshold):
+        return ""
+    if abs(threshold - PISA_2015_RMSD) < 1e-9:
+        return f", as in PISA 2015 ({PISA_2015_RMSD:g})"
+    return f" (PISA 2015 flagged items above {PISA_2015_RMSD:g}; this run's threshold is {fmt.plain(threshold)})"
 
 
 def _link_section(review: Review, view: PageView) -> Markup:
@@ -487,7 +501,8 @@ def _history_parts(review: Review) -> list:
              fmt.count(h.constants.get("n_anchors")), fmt.count(h.students), fmt.number(h.mean), fmt.number(h.sd),
              fmt.number(h.quantiles[2]))
             for h in history]
-    parts = [tag("h3", f"The last {len(history)} runs of this scope"),
+    parts = [tag("h3", "The last run of this scope" if len(history) == 1 else
+                 f"The last {len(history):,} runs of this scope"),
              table(("fitted", "run", "model", "linking", "slope", "intercept", "anchors", "students", "mean theta",
                     "SD theta", "median theta"), rows, numeric=range(4, 11))]
     if len(history) > 1:
@@ -504,11 +519,14 @@ def _items_section(review: Review, view: PageView) -> Markup:
     items, v = review.items, review.items.values
     header = ["item", "flags", "a", "SE a", "b", "SE b"]
     columns = [fmt.numbers(v[name]) for name in ("a", "a_se", "b", "b_se")]
+    exact = [v[name] for name in ("a", "a_se", "b", "b_se")]  # what the CSV holds, at full precision
     if view.model == "3PL":
         header += ["c", "SE c"]
         columns += [fmt.numbers(v["c"]), fmt.numbers(v["c_se"])]
+        exact += [v["c"], v["c_se"]]
     header += ["answers", "RMSD"]
     columns += [fmt.numbers(v["n_responses"], 0), fmt.numbers(v["rmsd"])]
+    exact += [v["n_responses"], v["rmsd"]]
     if view.movement is not None:  # this run's items in the previous run, by position
         header += ["b before", "change in b", "z b"]
         in_both = np.isin(items.question_ids, view.moved_ids)
@@ -518,8 +536,12 @@ def _items_section(review: Review, view: PageView) -> Markup:
         before[in_both] = review.previous_items.values["b"][before_at]
         change[in_both], z[in_both] = view.movement.b_change, view.movement.b_z
         columns += [fmt.numbers(before), fmt.numbers(change, 3, signed=True), fmt.numbers(z, 1, signed=True)]
+        exact += [before, change, z]
     flags = [Markup(text(", ".join(view.flags[q]))) if q in view.flags else "" for q in items.question_ids.tolist()]
     rows = [list(row) for row in zip(items.question_ids.tolist(), flags, *columns)]
+    # One attribute of the table, not one per row: the rows stay as plain as the page's other tables.
+    full = ";".join(f"{q} " + " ".join(values)
+                    for q, *values in zip(items.question_ids.tolist(), *(fmt.full(column) for column in exact)))
     written = set(items.question_ids.tolist())
     reasons = {int(q): why for q, why in (review.run.model_spec.get("excluded_items") or {}).items()}
     for q, why in sorted(reasons.items()):
@@ -543,5 +565,6 @@ def _items_section(review: Review, view: PageView) -> Markup:
                    f'{ROWS_PER_PAGE} matching rows are shown at a time.</p>')
     return section("items", f"Items ({len(rows):,})", explain, howto, controls, note,
                    table(header, rows, numeric=numeric, table_id="item-table", scroll=True,
+                         data_exact=full,
                          widths=[5.5, 13, *[5.6] * (len(header) - 2)],
                          data_csv_name=f"items-{review.run.run_id}.csv"), more)
