@@ -388,14 +388,16 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
         previous = review.previous
         lines = []
         model_before, model_now = model_of(previous), model_of(review.run)
-        if model_before and model_now and model_before != model_now:
+        models_differ = bool(model_before and model_now and model_before != model_now)
+        if models_differ:
             lines.append(f"The models differ: the previous run fitted the {model_before}, this one the {model_now}; "
                          "the changes below compare parameters of different models, not items that moved.")
         changes = [c for c in setting_changes(previous, review.run) if c.key != "model"]  # the model: line above
         if changes:
             lines.append("Settings that differ: " + "; ".join(f"{c.variable or c.name} {c.before} \u2192 {c.now}"
                                                               for c in changes) + ".")
-        lines.append(f"{moved:,} of {moved_ids.size:,} items moved by more than {MOVEMENT_Z:g} standard errors in b "
+        verb = "differ" if models_differ else "moved"  # across models a difference is not a movement
+        lines.append(f"{moved:,} of {moved_ids.size:,} items {verb} by more than {MOVEMENT_Z:g} standard errors in b "
                      f"or log a since run {previous.run_id} ({fmt.when(previous.fitted_at)}).")
         overlap = window_overlap(previous, review.run)
         if overlap is not None and overlap.days > 0:
