@@ -1,4 +1,4 @@
-"""The review page of each kind of run (dry, after a change of model or settings): every card agrees with its section."""
+"""The review page of each kind of run (dry, after a change of model or settings): each card agrees with its section."""
 
 from __future__ import annotations
 
