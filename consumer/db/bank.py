@@ -100,7 +100,8 @@ def pretest_history(conn: sa.Connection, scope: Scope, item_ids: list[int], runs
     for item_id, params in conn.execute(sa.text(
             "SELECT item_id, params FROM (SELECT h.item_id, h.params, row_number() OVER "
             "(PARTITION BY h.item_id ORDER BY h.fitted_at DESC) AS n FROM mirt_item_params_history h "
-            "WHERE h.scope = :scope AND h.item_id = ANY(:ids) AND h.params->>'status' = 'pretest') p "
+            "WHERE h.scope = :scope AND h.item_id = ANY(:ids) AND h.params->>'status' = 'pretest' "
+            "AND coalesce(h.params->>'dry_run', 'false') <> 'true') p "
             "WHERE n <= :runs ORDER BY item_id, n"), {"scope": scope.name, "ids": item_ids, "runs": runs}):
         out.setdefault(int(item_id), []).append(params)
     return out

@@ -301,8 +301,9 @@ def write_item_params(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetim
 
 
 def write_abilities(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime, scope: Scope,
-                    user_ids: list[str], theta: np.ndarray, se: np.ndarray) -> int:
-    """Record the run's abilities in the history and upsert the current ones (one per student and scope)."""
+                    user_ids: list[str], theta: np.ndarray, se: np.ndarray, *, history_only: bool = False) -> int:
+    """Record the run's abilities in the history and (unless ``history_only``) upsert the current ones (one per
+    student and scope)."""
     conn.exec_driver_sql(
         "CREATE TEMP TABLE run_abilities (user_id text, theta float8, theta_se float8) ON COMMIT DROP")
     _copy_csv(conn, "run_abilities", ("user_id", "theta", "theta_se"),
@@ -312,6 +313,8 @@ def write_abilities(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime,
         "INSERT INTO mirt_ability_history (run_id, user_id, theta, theta_se, fitted_at, scope) "
         "SELECT :run_id, user_id, theta, theta_se, :fitted_at, :scope FROM run_abilities"
     ), values)
+    if history_only:
+        return 0
     return conn.execute(sa.text(
         "INSERT INTO mirt_ability (user_id, scope, theta, theta_se, run_id, fitted_at) "
         "SELECT user_id, :scope, theta, theta_se, :run_id, :fitted_at FROM run_abilities "

@@ -54,6 +54,7 @@ SCRIPT = """
   var filter = document.getElementById('item-filter'), flaggedOnly = document.getElementById('item-flagged');
   var shown = document.getElementById('item-shown'), more = document.getElementById('item-more');
   document.getElementById('item-controls').hidden = false;
+  document.getElementById('item-howto').hidden = false;
   function key(row, column) {
     var text = row.cells[column].textContent, number = parseFloat(text.replace(/,/g, ''));
     return isNaN(number) ? null : number;
@@ -71,7 +72,9 @@ SCRIPT = """
     var terms = filter.value.toLowerCase().split(/\\s+/).filter(Boolean), only = flaggedOnly.checked;
     matching = rows.filter(function (row) {
       var id = row.cells[0].textContent, flags = row.cells[1].textContent.toLowerCase();
-      return (!only || flags !== '') && terms.every(function (t) {
+      /* a kept anchor is not a problem: flagged means a flag other than 'anchor' */
+      var flagged = flags.split(', ').some(function (f) { return f !== '' && f !== 'anchor'; });
+      return (!only || flagged) && terms.every(function (t) {
         return id.indexOf(t) === 0 || flags.indexOf(t) >= 0;
       });
     });
@@ -111,8 +114,15 @@ SCRIPT = """
   function cell(text) { return /[",\\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text; }
   document.getElementById('item-csv').addEventListener('click', function () {
     var lines = [heads.map(function (h) { return cell(h.textContent); }).join(',')];
+    var exactById = {};  /* numbers at full precision (the table's data-exact), not as displayed */
+    (table.getAttribute('data-exact') || '').split(';').forEach(function (entry) {
+      var values = entry.split(' ');
+      exactById[values[0]] = values.slice(1);
+    });
     matching.forEach(function (row) {
-      lines.push(Array.prototype.map.call(row.cells, function (c) {
+      var exact = exactById[row.cells[0].textContent.replace(/,/g, '')];
+      lines.push(Array.prototype.map.call(row.cells, function (c, k) {
+        if (exact && k >= 2) return exact[k - 2];
         return cell(c.textContent.replace(/,(?=\\d{3}\\b)/g, ''));
       }).join(','));
     });

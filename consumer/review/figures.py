@@ -28,7 +28,7 @@ def item_curve(question_id: int, params: ItemParameters, theta: np.ndarray, obse
                   f"Item {question_id}: model curve and observed proportions", width=320, height=220)
     chart.line(grid, params.probability(grid)[:, 0], COLOURS["blue"], label="model")
     chart.points(theta, observed, COLOURS["red"], radius=5, sizes=answers, label="observed",
-                 titles=[f"theta {t:.2f}: {o:.3f} correct of {n:,.1f} answers" for t, o, n in
+                 titles=[f"theta {t:.2f}: {o:.3f} correct of {fmt.amount(n)} answers" for t, o, n in
                          zip(theta, observed, answers)])
     caption = (f"Item {question_id}: RMSD {fmt.number(rmsd)}; a {fmt.number(float(params.a[0]))}, "
                f"b {fmt.number(float(params.b[0]))}" + (f", c {fmt.number(float(params.c[0]))}" if params.c[0] else "")
@@ -68,9 +68,9 @@ def tcc_difference(reference: ItemParameters, new: ItemParameters, linked: ItemP
 def information(grid: np.ndarray, typical: np.ndarray, bank: np.ndarray, answers_per_student: float) -> Markup:
     chart = Chart((grid[0], grid[-1]), (0.0, float(np.max(typical)) * 1.08 or 1.0), "theta (linked scale)",
                   "test information", "Test information of a typical student's answers")
-    chart.line(grid, typical, COLOURS["blue"], label=f"{answers_per_student:,.1f} answers, drawn from the bank")
+    chart.line(grid, typical, COLOURS["blue"], label=f"{fmt.amount(answers_per_student)} answers, drawn from the bank")
     peak = grid[int(np.argmax(bank))]
-    return figure(chart.render(), f"Test information of a student answering {answers_per_student:,.1f} items at "
+    return figure(chart.render(), f"Test information of a student answering {fmt.amount(answers_per_student)} items at "
                                   f"random from the estimated bank (the bank's total information, "
                                   f"{float(np.max(bank)):,.1f} at its peak near theta {peak:.1f}, times the share "
                                   "answered).")

@@ -54,6 +54,25 @@ def numbers(values, decimals: int = 3, signed: bool = False) -> list[str]:
     return out
 
 
+def amount(value) -> str:
+    """A quantity that is often whole (a mean number of answers): "40", or "39.6" when it is not."""
+    if not is_number(value):
+        return MISSING
+    return f"{round(value):,}" if abs(value - round(value)) < 0.05 else f"{value:,.1f}"
+
+
+def plural(n: int, one: str, many: str) -> str:
+    """ "1 run", "8 runs"."""
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def full(values) -> list[str]:
+    """Numbers at full precision, as Python writes them back exactly (empty where missing): for the CSV."""
+    return ["" if value != value or value in (float("inf"), float("-inf"))
+            else str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+            for value in np.asarray(values, dtype=float).tolist()]
+
+
 def count(value) -> str:
     return f"{int(value):,}" if is_number(value) else MISSING
 

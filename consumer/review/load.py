@@ -32,7 +32,10 @@ class RunNotFound(ServiceError):
 
 @dataclass(frozen=True)
 class ItemResults:
-    """One run's written item parameters (linked scale), one entry per item, sorted by question id."""
+    """One run's item parameters (linked scale) as its history holds them, one entry per item, sorted by question id.
+
+    A dry run's are its estimates, recorded in the history only and not written as current parameters.
+    """
 
     question_ids: np.ndarray
     values: dict[str, np.ndarray]  # _ITEM_FIELDS -> float array (NaN where not stored)
@@ -60,6 +63,10 @@ class RunRecord:
     started_at: datetime | None
     finished_at: datetime | None
     fitted_at: datetime | None
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.model_spec.get("dry_run"))
 
     @property
     def constants(self) -> dict:
@@ -155,7 +162,8 @@ def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS
         if earlier:
             review.previous = _run(conn, earlier[0], scoped)
             review.previous_items = _items(conn, earlier[0])
-        shown = list(reversed(earlier[:history_runs - 1])) + ([run.run_id] if _written(run) else [])
+        # A dry run's estimates sit in the history too (marked dry): it is shown beside the runs before it.
+        shown = list(reversed(earlier[:history_runs - 1])) + ([run.run_id] if len(review.items) else [])
         review.history = _ability_history(conn, shown)
         review.anchor_meta = reads.anchor_meta(conn, [int(x["question_id"]) for x in
                                                       run.model_spec.get("anchor_table") or []])
@@ -179,10 +187,6 @@ def _bank_history(conn: sa.Connection, run: RunRecord, runs: int) -> BankHistory
     for r in reads.bank_drift_rows(conn, run.scope, watched, until, runs):
         drift.setdefault(int(r[0]), []).append(DriftEstimate(r[1], r[2], *(_number(v) for v in r[3:11]), bool(r[11])))
     return BankHistory(populations, drift, reads.bank_item_params(conn, run.scope, watched))
-
-
-def _written(run: RunRecord) -> bool:
-    return run.status == "succeeded" and not run.model_spec.get("dry_run")
 
 
 def _run(conn: sa.Connection, run_id: str, scoped: bool) -> RunRecord | None:

@@ -19,7 +19,8 @@ from . import statistics as stats
 from .assets import EARLY_SCRIPT, ROWS_PER_PAGE, SCRIPT, STYLE
 from .load import Review
 from .markup import Markup, facts, join, paragraph, section, table, tag, text
-from .view import BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build, with_se
+from .view import (BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build, setting_changes,
+                   window_overlap, with_se)
 
 _SECTIONS = (("summary", "Summary"), ("run", "Run"), ("fit", "Fit"), ("misfit", "Item fit"), ("link", "Link"),
              ("bank", "Bank"), ("measurement", "Measurement"), ("changes", "Since the previous run"),
@@ -56,6 +57,11 @@ def render(review: Review) -> str:
 def _reasons_table(reasons: dict, what: str = "reason") -> Markup:
     rows = sorted(((int(q), why) for q, why in reasons.items()), key=lambda r: r[0])
     return table(("item", what), rows, numeric=(0,), scroll=len(rows) > 20)
+
+
+def _written_word(review: Review) -> str:
+    """How the page names the run's items with parameters: a dry run estimated them and wrote none."""
+    return "estimated (dry run: not written)" if review.run.dry_run else "written"
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -164,7 +170,8 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
     misfits = spec.get("misfitting_items") or {}
     threshold = (spec.get("settings") or {}).get("item_fit_threshold")
     intro = paragraph(f"RMSD between each item's observed and model curves on the quadrature grid, weighted by where "
-                      f"its respondents are; above {fmt.plain(threshold)} an item misfits (PISA 2015). "
+                      f"its respondents are; above {fmt.plain(threshold)} (MIRT_ITEM_FIT_THRESHOLD) an item "
+                      f"misfits{_pisa(threshold)}. "
                       f"{len(misfits):,} items misfit.")
     if not misfits:
         return section("misfit", "Item fit", intro)
@@ -187,6 +194,19 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
     shown = (f"The {len(plots)} worst, as recorded by the run: the model's curve, and the observed proportion "
              "correct at each quadrature node (a dot's area follows the answers there).")
     return section("misfit", "Item fit", *parts, tag("h3", "Evidence"), paragraph(shown), join(plots))
+
+
+#: The RMSD past which PISA 2015 flagged an item (OECD, PISA 2015 Technical Report, ch. 9).
+PISA_2015_RMSD = 0.12
+
+
+def _pisa(threshold) -> str:
+    """The citation that fits the threshold actually used."""
+    if not fmt.is_number(threshold):
+        return ""
+    if abs(threshold - PISA_2015_RMSD) < 1e-9:
+        return f", as in PISA 2015 ({PISA_2015_RMSD:g})"
+    return f" (PISA 2015 flagged items above {PISA_2015_RMSD:g}; this run's threshold is {fmt.plain(threshold)})"
 
 
 def _link_section(review: Review, view: PageView) -> Markup:
@@ -221,6 +241,10 @@ def _link_section(review: Review, view: PageView) -> Markup:
                         f"\u00d7 the median absolute deviation of the kept anchors, at least 1 standard error). "
                         f"An anchor is dropped when |z| exceeds {fmt.plain(threshold)} and the shift matters in size "
                         "(0.3 logits in b, a factor 1.5 in a).", "quiet")]
+    if not drift.standardized:
+        parts.append(paragraph("This run did not record the standard errors its drift screen divided by, so these z "
+                               "are of raw shifts and can differ from the ones it decided by (those are in the "
+                               "reasons an anchor was dropped).", "note"))
     order = np.lexsort((anchors.ids, -np.fmax(np.abs(np.nan_to_num(drift.b_z)), np.abs(np.nan_to_num(drift.log_a_z)))))
     rows = []
     for i in order:
@@ -336,8 +360,13 @@ def _bank_items_parts(bank: BankSection) -> list:
 def _measurement_section(review: Review, view: PageView) -> Markup:
     items, theta, se, measured = review.items, review.theta, review.theta_se, view.measurement
     if measured is None:
+        if review.run.dry_run and review.run.status == "succeeded":
+            return section("measurement", "Measurement", paragraph(
+                "This dry run was recorded before dry runs kept their estimates in the history: there is nothing "
+                "to measure with."))
         return section("measurement", "Measurement",
                        paragraph("No item parameters were written by this run, so there is nothing to measure with."))
+    written = "estimated items (dry run: not written)" if review.run.dry_run else "written items"
     grid = view.grid
     mean, sd = measured.population_mean, measured.population_sd
     rows = [("marginal reliability (model, typical student's answers)", fmt.number(measured.marginal_reliability)),
@@ -365,12 +394,13 @@ def _measurement_section(review: Review, view: PageView) -> Markup:
         parts.append(paragraph(f"Every item shares one discrimination, a = {common}"
                                f" ({view.model}): no distribution to show."))
     elif a.size:
-        parts.append(figures.histogram(a, "discrimination a", f"Discriminations of the {a.size:,} written items"))
+        parts.append(figures.histogram(a, "discrimination a", f"Discriminations of the {a.size:,} {written}"))
     parts.append(figures.histogram(items.values["b"], "difficulty b (linked scale)",
-                                   f"Difficulties of the {len(items):,} written items", colour="#d1772a"))
+                                   f"Difficulties of the {len(items):,} {written}", colour="#d1772a"))
     if theta.size:
         parts.append(figures.histogram(theta, "theta (EAP, linked scale)",
-                                       f"Abilities of the {theta.size:,} scored students"))
+                                       f"Abilities of the {theta.size:,} scored students"
+                                       + (" (dry run: not written)" if review.run.dry_run else "")))
     return section("measurement", "Measurement", *parts)
 
 
@@ -392,11 +422,42 @@ def _changes_section(review: Review, view: PageView) -> Markup:
             parts.append(paragraph("One of the two runs was not linked: the differences below include the change "
                                    "of scale, not only the items'.", "note"))
         if (previous.model_spec.get("model") or view.model) != view.model:
-            parts.append(paragraph(f"The previous run fitted the {previous.model_spec.get('model')}, this one the "
-                                   f"{view.model}: parameters of different models are compared.", "note"))
+            parts.append(paragraph(f"The models differ: the previous run fitted the "
+                                   f"{previous.model_spec.get('model')}, this one the {view.model}; parameters of "
+                                   "different models are compared, so a change below is not an item that moved.",
+                                   "note"))
+        changes = setting_changes(previous, review.run)
+        parts += [tag("h3", f"Settings that differ ({len(changes):,})"),
+                  table(("setting", "variable", "previous run", "this run"),
+                        [(c.name, c.variable, c.before, c.now) for c in changes]) if changes else
+                  paragraph("None: both runs used the same settings.")]
+        parts += _overlap_parts(review)
         parts += _movement_parts(review, view)
     parts += _history_parts(review)
     return section("changes", "Since the previous run", *parts)
+
+
+def _overlap_parts(review: Review) -> list:
+    """The two runs' windows and what they share: shared answers make the change's z too small."""
+    overlap = window_overlap(review.previous, review.run)
+    if overlap is None:
+        return []
+
+    def window(record):
+        stored = record.model_spec.get("window") or record.summary.get("window") or {}
+        return f"{fmt.when(stored.get('since'))} to {fmt.when(stored.get('until'))}"
+
+    rows = [("this run's answers", window(review.run)), ("the previous run's answers", window(review.previous))]
+    if overlap.days <= 0:
+        return [facts(rows + [("shared", "nothing: the windows do not overlap")])]
+    share = overlap.days / overlap.this_window_days if overlap.this_window_days > 0 else float("nan")
+    rows.append(("shared", f"{overlap.since} to {overlap.until}: {overlap.days:,.1f} days, "
+                           f"{fmt.number(100 * share, 0)}% of this run's window"))
+    return [facts(rows), paragraph(
+        "The windows overlap, so the two runs share answers and their estimates' errors correlate. The z of each "
+        "change below divides by \u221a(SE now\u00b2 + SE before\u00b2), as if the runs were independent: it is too "
+        "small, and its spread narrower than the N(0, 1) drawn beside it. An item past the threshold moved; one "
+        "below it may have moved all the same.", "note")]
 
 
 def _movement_parts(review: Review, view: PageView) -> list:
@@ -440,7 +501,8 @@ def _history_parts(review: Review) -> list:
              fmt.count(h.constants.get("n_anchors")), fmt.count(h.students), fmt.number(h.mean), fmt.number(h.sd),
              fmt.number(h.quantiles[2]))
             for h in history]
-    parts = [tag("h3", f"The last {len(history)} runs of this scope"),
+    parts = [tag("h3", "The last run of this scope" if len(history) == 1 else
+                 f"The last {len(history):,} runs of this scope"),
              table(("fitted", "run", "model", "linking", "slope", "intercept", "anchors", "students", "mean theta",
                     "SD theta", "median theta"), rows, numeric=range(4, 11))]
     if len(history) > 1:
@@ -457,11 +519,14 @@ def _items_section(review: Review, view: PageView) -> Markup:
     items, v = review.items, review.items.values
     header = ["item", "flags", "a", "SE a", "b", "SE b"]
     columns = [fmt.numbers(v[name]) for name in ("a", "a_se", "b", "b_se")]
+    exact = [v[name] for name in ("a", "a_se", "b", "b_se")]  # what the CSV holds, at full precision
     if view.model == "3PL":
         header += ["c", "SE c"]
         columns += [fmt.numbers(v["c"]), fmt.numbers(v["c_se"])]
+        exact += [v["c"], v["c_se"]]
     header += ["answers", "RMSD"]
     columns += [fmt.numbers(v["n_responses"], 0), fmt.numbers(v["rmsd"])]
+    exact += [v["n_responses"], v["rmsd"]]
     if view.movement is not None:  # this run's items in the previous run, by position
         header += ["b before", "change in b", "z b"]
         in_both = np.isin(items.question_ids, view.moved_ids)
@@ -471,8 +536,12 @@ def _items_section(review: Review, view: PageView) -> Markup:
         before[in_both] = review.previous_items.values["b"][before_at]
         change[in_both], z[in_both] = view.movement.b_change, view.movement.b_z
         columns += [fmt.numbers(before), fmt.numbers(change, 3, signed=True), fmt.numbers(z, 1, signed=True)]
+        exact += [before, change, z]
     flags = [Markup(text(", ".join(view.flags[q]))) if q in view.flags else "" for q in items.question_ids.tolist()]
     rows = [list(row) for row in zip(items.question_ids.tolist(), flags, *columns)]
+    # One attribute of the table, not one per row: the rows stay as plain as the page's other tables.
+    full = ";".join(f"{q} " + " ".join(values)
+                    for q, *values in zip(items.question_ids.tolist(), *(fmt.full(column) for column in exact)))
     written = set(items.question_ids.tolist())
     reasons = {int(q): why for q, why in (review.run.model_spec.get("excluded_items") or {}).items()}
     for q, why in sorted(reasons.items()):
@@ -488,12 +557,14 @@ def _items_section(review: Review, view: PageView) -> Markup:
     more = Markup(f'<p><button type="button" id="item-more" hidden>Show {ROWS_PER_PAGE} more</button></p>')
     note = Markup("<noscript><p class=quiet>Sorting, finding and the CSV download need JavaScript; the table below "
                   "holds every item all the same (sorted by item id).</p></noscript>")
-    explain = paragraph(f"Every item of the run: {len(items):,} written (parameters on the linked scale, with their "
-                        f"standard errors, answers and RMSD) and {len(rows) - len(items):,} not written, with the "
-                        f"reason. Click a heading to sort (blanks sort last); the first {ROWS_PER_PAGE} matching rows "
-                        "are shown at a time.",
-                        "quiet")
-    return section("items", f"Items ({len(rows):,})", explain, controls, note,
+    explain = paragraph(f"Every item of the run: {len(items):,} {_written_word(review)}, with their parameters on "
+                        "the linked scale, their standard errors, answers and RMSD; and "
+                        f"{len(rows) - len(items):,} not estimated or held back, with the reason.", "quiet")
+    # Said only where the script runs (it unhides this line): without JavaScript no heading can be clicked.
+    howto = Markup(f'<p id="item-howto" class=quiet hidden>Click a heading to sort (blanks sort last); the first '
+                   f'{ROWS_PER_PAGE} matching rows are shown at a time.</p>')
+    return section("items", f"Items ({len(rows):,})", explain, howto, controls, note,
                    table(header, rows, numeric=numeric, table_id="item-table", scroll=True,
+                         data_exact=full,
                          widths=[5.5, 13, *[5.6] * (len(header) - 2)],
                          data_csv_name=f"items-{review.run.run_id}.csv"), more)

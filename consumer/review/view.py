@@ -12,6 +12,7 @@ nothing it has to compute.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -186,10 +187,22 @@ def _anchors(review: Review) -> Anchors | None:
         values = review.items.values[name]
         return np.where(rows_in_table >= 0, values[np.maximum(rows_in_table, 0)] if len(values) else np.nan, np.nan)
 
-    drift = stats.anchor_drift(reference, linked, kept, written("b_se"), written("a_se"),
+    # The SEs the drift screen divided by, as the run recorded them (calibration scale, placed on the old scale by
+    # the screen's slope, new a / linked a); a run from before they were recorded: the written items' SEs.
+    recorded_b_se = np.array([_or_nan(x["new"].get("b_se")) for x in rows])
+    recorded_a_se = np.array([_or_nan(x["new"].get("a_se")) for x in rows])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = new.a / linked.a
+    b_se = np.where(np.isfinite(recorded_b_se), recorded_b_se * slope, written("b_se"))
+    a_se = np.where(np.isfinite(recorded_a_se), recorded_a_se / slope, written("a_se"))
+    drift = stats.anchor_drift(reference, linked, kept, b_se, a_se,
                                np.array([m.get("b_se", np.nan) for m in known], float),
                                np.array([m.get("a_se", np.nan) for m in known], float))
     return Anchors(ids, reference, new, linked, kept, [m.get("model") for m in known], drift)
+
+
+def _or_nan(value) -> float:
+    return float(value) if fmt.is_number(value) else float("nan")
 
 
 def _reference_meta(review: Review, row: dict) -> dict:
@@ -285,6 +298,59 @@ def _model_consequence(model: str) -> str:
     return " Reference and new parameters are of different models: read the anchors' drift with that in mind."
 
 
+# --- what differs from the previous run ------------------------------------------------------
+
+@dataclass(frozen=True)
+class SettingChange:
+    """A setting whose value differs between the previous run and this one."""
+
+    key: str  # as stored in model_spec.settings
+    name: str  # what it means
+    variable: str
+    before: str
+    now: str
+
+
+@dataclass(frozen=True)
+class WindowOverlap:
+    """How much the look-back windows of the previous run and this one share."""
+
+    days: float
+    this_window_days: float
+    since: str  # the shared stretch, as the page writes times
+    until: str
+
+
+def setting_changes(previous, run) -> list[SettingChange]:
+    """The settings recorded by both runs whose values differ, in the settings' own order."""
+    before, now = previous.model_spec.get("settings") or {}, run.model_spec.get("settings") or {}
+    changed = [k for k in set(before) | set(now) if before.get(k) != now.get(k)]
+    return [SettingChange(k, *fmt.setting(k), fmt.plain(before.get(k)), fmt.plain(now.get(k)))
+            for k in sorted(changed, key=lambda k: (fmt.setting_order(k), k))]
+
+
+def window_overlap(previous, run) -> WindowOverlap | None:
+    """The stretch of time both runs' look-back windows cover (None when either window was not recorded)."""
+    def window(record):
+        stored = record.model_spec.get("window") or record.summary.get("window") or {}
+        try:
+            return tuple(datetime.fromisoformat(stored[k]) if isinstance(stored.get(k), str) else stored[k]
+                         for k in ("since", "until"))
+        except (KeyError, TypeError, ValueError):
+            return None
+    this, that = window(run), window(previous)
+    if this is None or that is None or None in this or None in that:
+        return None
+    since, until = max(this[0], that[0]), min(this[1], that[1])
+    days = max((until - since).total_seconds(), 0.0) / 86400
+    return WindowOverlap(days, (this[1] - this[0]).total_seconds() / 86400, fmt.when(since) if days else "",
+                         fmt.when(until) if days else "")
+
+
+def model_of(record) -> str:
+    return record.model_spec.get("model") or record.summary.get("model") or ""
+
+
 # --- the summary's verdicts, the measurement ---------------------------------------------------
 
 def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.ndarray, moved: int,
@@ -319,15 +385,36 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
     if bank is not None:
         verdicts.append(bank.verdict)
     if movement is not None:
-        verdicts.append(Verdict("Since the previous run", "warn" if moved else "", [
-            f"{moved:,} of {moved_ids.size:,} items moved by more than {MOVEMENT_Z:g} standard errors in b or "
-            f"log a since run {review.previous.run_id} ({fmt.when(review.previous.fitted_at)})."]))
+        previous = review.previous
+        lines = []
+        model_before, model_now = model_of(previous), model_of(review.run)
+        models_differ = bool(model_before and model_now and model_before != model_now)
+        if models_differ:
+            lines.append(f"The models differ: the previous run fitted the {model_before}, this one the {model_now}; "
+                         "the changes below compare parameters of different models, not items that moved.")
+        changes = [c for c in setting_changes(previous, review.run) if c.key != "model"]  # the model: line above
+        if changes:
+            lines.append("Settings that differ: " + "; ".join(f"{c.variable or c.name} {c.before} \u2192 {c.now}"
+                                                              for c in changes) + ".")
+        verb = "differ" if models_differ else "moved"  # across models a difference is not a movement
+        lines.append(f"{moved:,} of {moved_ids.size:,} items {verb} by more than {MOVEMENT_Z:g} standard errors in b "
+                     f"or log a since run {previous.run_id} ({fmt.when(previous.fitted_at)}).")
+        overlap = window_overlap(previous, review.run)
+        if overlap is not None and overlap.days > 0:
+            lines.append(f"The two windows share {overlap.days:,.1f} of this run's {overlap.this_window_days:,.1f} "
+                         "days: these z are too small (see the section).")
+        verdicts.append(Verdict("Since the previous run", "warn" if moved or len(lines) > 1 else "", lines))
+    elif review.previous is not None:  # the section names it: so does the card
+        verdicts.append(Verdict("Since the previous run", "", [
+            f"The previous run is {review.previous.run_id} ({fmt.when(review.previous.fitted_at)}); this run has no "
+            "item parameters on record to compare with it."]))
     elif review.run.status == "succeeded":
         verdicts.append(Verdict("Since the previous run", "", [f"No earlier run of this scope ({scope}) to "
                                                               "compare with."]))
     if review.theta.size:
         verdicts.append(Verdict("Measurement", "", [
-            f"{review.theta.size:,} students scored; empirical reliability "
+            f"{review.theta.size:,} students scored{' (dry run: not written)' if review.run.dry_run else ''}; "
+            "empirical reliability "
             f"{fmt.number(stats.empirical_reliability(review.theta, review.theta_se))}; median SE "
             f"{fmt.number(float(np.median(review.theta_se)))}."]))
     return verdicts

@@ -89,7 +89,9 @@ def _screen_and_link(run: RunContext, usable, diagnostics: Diagnostics) -> tuple
     run.anchor_table = [
         {"question_id": x.question_id,
          "reference": {"a": x.a, "b": x.b, "c": x.c, "model": x.model, "a_se": x.a_se, "b_se": x.b_se},
-         "new": {"a": float(new.a[i]), "b": float(new.b[i]), "c": float(new.c[i])},
+         # The standard errors the screen divided by (calibration scale): the page shows the z it used.
+         "new": {"a": float(new.a[i]), "b": float(new.b[i]), "c": float(new.c[i]),
+                 "a_se": _finite(anchor_errors.new_a[i]), "b_se": _finite(anchor_errors.new_b[i])},
          "linked": {"a": float(placed.a[i]), "b": float(placed.b[i])}, "dropped": str(x.question_id) in dropped}
         for i, x in enumerate(chosen)]
     for question_id, reason in dropped.items():
@@ -153,3 +155,7 @@ def fixed_parameter_calibration(run: RunContext, observations: Observations, kep
     run.summary.fit["standard_errors"] = fixed.errors.method + " of the fixed-parameter calibration"
     return linking.LinkingConstants(linking.FIXED, result.sd, result.mean, len(kept),
                                     slope_se=population_se[1], intercept_se=population_se[0]), fixed
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

@@ -66,6 +66,7 @@ def write(run: RunContext, fence_token: int, observations: Observations, link: L
                                   "and another run has taken it since; nothing was written",
                                   "nothing to do: the request is retried")
             if run.request.dry_run:
+                record_dry_run(conn, run, fitted_at, items.model, observations, estimated, params, scored, scores)
                 s.rows_upserted = {"items": 0, "abilities": 0}
             else:
                 s.rows_upserted = {
@@ -87,6 +88,22 @@ def write(run: RunContext, fence_token: int, observations: Observations, link: L
                  "dry run: would have upserted" if run.request.dry_run else "upserted",
                  len(estimated) if run.request.dry_run else s.rows_upserted["items"],
                  len(scored) if run.request.dry_run else s.rows_upserted["abilities"], s.durations["write"])
+
+
+def record_dry_run(conn, run: RunContext, fitted_at: datetime, model: str, observations: Observations,
+                   estimated: np.ndarray, params: list[dict], scored: np.ndarray, scores: Abilities | None) -> None:
+    """What a dry run would have written, in the history tables only, so that its review page shows it.
+
+    The current parameters and scores (mirt_item_params, mirt_ability) and the
+    bank stay as they are: a dry run writes no parameters. Each item row is
+    marked ``dry_run`` (as is the run in mirt_fit_meta), so that a reader of
+    the history by item, such as the promotion gates, passes it over.
+    """
+    queries.write_item_params(conn, run.run_id, fitted_at, model, run.scope, observations.question_ids[estimated],
+                              [{**p, "dry_run": True} for p in params], history_only=True)
+    if scores is not None:
+        queries.write_abilities(conn, run.run_id, fitted_at, run.scope, [observations.student_ids[i] for i in scored],
+                                scores.theta[scored], scores.se[scored], history_only=True)
 
 
 def item_params(params, errors: information.ItemStandardErrors, rmsd: np.ndarray, slope: float, j: int,
