@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.browser import Page  # noqa: E402
+from tests.support.browser import Page  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 #: (what to show: from the top of one element to the bottom of another, or at most so many pixels; the file)

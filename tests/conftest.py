@@ -10,11 +10,7 @@ answers on 5432, to try the tests as a machine without PostgreSQL runs them.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import tempfile
 import uuid
-import warnings
 from pathlib import Path
 
 import pytest
@@ -23,13 +19,7 @@ import sqlalchemy as sa
 from consumer.db.engine import pg8000_url
 from consumer.db.migrations import migrate
 
-
-def _local_server_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from tests.support.database import embedded_server_url, local_server_answers, remove_embedded_server
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +28,7 @@ def server_url() -> sa.URL:
     chosen = os.environ.get("TEST_DATABASE_URL", "").strip()
     if chosen and chosen != "embedded":
         return pg8000_url(chosen)[0]
-    if not chosen and _local_server_answers():
+    if not chosen and local_server_answers():
         url = sa.make_url("postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
         try:
             sa.create_engine(url).connect().close()
@@ -46,22 +36,6 @@ def server_url() -> sa.URL:
         except Exception:
             pass
     return embedded_server_url()
-
-
-def embedded_server_url() -> sa.URL:
-    """An embedded PostgreSQL in a temporary directory of this test session (started once, removed at its end)."""
-    global _embedded, _embedded_dir
-    if _embedded is None:
-        from consumer.db.embedded import embedded_url
-        _embedded_dir = Path(tempfile.mkdtemp(prefix="mirt-test-"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _embedded = sa.make_url(embedded_url(_embedded_dir))
-    return _embedded
-
-
-_embedded: sa.URL | None = None
-_embedded_dir: Path | None = None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -72,13 +46,7 @@ def _embedded_server_removed_at_the_end():
     databases they dropped lived in it).
     """
     yield
-    global _embedded, _embedded_dir
-    if _embedded_dir is None:
-        return
-    from consumer.db.embedded import stop
-    stop(_embedded_dir)
-    shutil.rmtree(_embedded_dir, ignore_errors=True)
-    _embedded, _embedded_dir = None, None
+    remove_embedded_server()
 
 
 @pytest.fixture
@@ -125,8 +93,27 @@ def pubsub_host():
 @pytest.fixture
 def broker(pubsub_host, monkeypatch):
     """Topics and subscriptions in a project of this test's own on the Pub/Sub server."""
-    from .broker import Broker
+    from tests.support.broker import Broker
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
     broker = Broker.create(pubsub_host, f"test-{uuid.uuid4().hex[:10]}")
     yield broker
     broker.delete()  # an emulator that outlives the session (PUBSUB_EMULATOR_HOST) keeps no test's topics
+
+
+@pytest.fixture
+def consumers(tmp_path, broker, database_url):
+    """Start ``python -m consumer serve`` processes for this test's broker and database; all are killed at the end."""
+    from tests.support.broker import DEAD_LETTER, ConsumerProcess
+    started = []
+
+    def start(database=database_url, **env):
+        process = ConsumerProcess(
+            env={"DATABASE_URL": database, "GOOGLE_CLOUD_PROJECT": broker.project,
+                 "PUBSUB_EMULATOR_HOST": broker.host, "MIRT_DEAD_LETTER_TOPIC": DEAD_LETTER, **env},
+            log_path=tmp_path / f"consumer-{len(started)}.log")
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.kill()

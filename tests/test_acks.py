@@ -22,7 +22,7 @@ from consumer.bus import events
 from consumer.bus.subscriber import CalibrationConsumer
 from consumer.settings import Settings
 
-from .test_consumer import small_platform
+from tests.support.platform_data import small_platform
 
 
 @dataclass

@@ -18,7 +18,7 @@ from consumer.settings import Settings
 from consumer.tagging import NothingToTag, tag_anchors
 from consumer.anchors import AnchorCriteria
 
-from .platform_data import AS_OF, question_ids, student_ids
+from tests.support.platform_data import AS_OF, question_ids, student_ids
 
 pytestmark = pytest.mark.integration
 

@@ -5,31 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
 
-
-from .platform_data import AS_OF, load_simulation
 from consumer.irt.simulate import simulate
 
-
-def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DATABASE_URL", "DB_"))}
-    full_env.pop("INSTANCE_CONNECTION_NAME", None)
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "consumer", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def log_entries(result: subprocess.CompletedProcess) -> list[dict]:
-    """The command's log: one JSON object per line, as in production (stderr is not a terminal)."""
-    return [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-
-
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    return [entry["message"] for entry in log_entries(result) if entry["severity"] == "ERROR"]
+from tests.support.cli import cli, error_lines, log_entries
+from tests.support.platform_data import AS_OF, load_simulation
 
 
 def test_help_lists_every_command_and_each_has_help():
@@ -148,7 +131,7 @@ def test_a_missing_database_over_a_unix_socket_says_so_every_time():
     # its goodbye on the closed socket failed and hid the server's message.
     from consumer.db.engine import check_connection, describe
     from consumer.errors import DatabaseUnavailable
-    from .conftest import embedded_server_url
+    from tests.support.database import embedded_server_url
     url = embedded_server_url().set(database="no_such_database_here")
     engine = sa.create_engine(url)
     assert "unix_sock" in url.query

@@ -45,7 +45,7 @@ from consumer.db.engine import check_connection, create_engine
 from consumer.errors import DatabaseLoginRefused
 from consumer.settings import Settings
 
-from .cloudsql_standin import (LOGIN_SCOPE, Backend, CloudSQLStandIn, StandInUnavailable, iam_database_user,
+from tests.support.cloudsql_standin import (LOGIN_SCOPE, Backend, CloudSQLStandIn, StandInUnavailable, iam_database_user,
                                make_ca, read_message, sign_certificate, startup_message)
 
 PROBE_NOTE = "written by the administrator"

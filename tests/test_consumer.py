@@ -5,42 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-import sqlalchemy as sa
 
-from consumer.irt.simulate import simulate
-
-from .broker import DEAD_LETTER, ConsumerProcess
-from .platform_data import load_simulation
-from .tcp_proxy import CuttableProxy
-
-
-@pytest.fixture
-def consumers(tmp_path, broker, database_url):
-    """Start consumer processes for this test's broker and database; all are killed at the end."""
-    started = []
-
-    def start(database=database_url, **env):
-        process = ConsumerProcess(
-            env={"DATABASE_URL": database, "GOOGLE_CLOUD_PROJECT": broker.project,
-                 "PUBSUB_EMULATOR_HOST": broker.host, "MIRT_DEAD_LETTER_TOPIC": DEAD_LETTER, **env},
-            log_path=tmp_path / f"consumer-{len(started)}.log")
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.kill()
-
-
-def rows(engine, sql, **params):
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql), params).all()
-
-
-def small_platform(engine, n_persons=1200, n_items=60, per_person=20, seed=5):
-    with engine.begin() as conn:
-        load_simulation(conn, simulate(n_persons, n_items, per_person, seed=seed),
-                        anchors=range(0, n_items, 5), old_scale=(1.2, 0.3), days_before=1)
+from tests.support.database import rows
+from tests.support.platform_data import small_platform
+from tests.support.poison import POISON
+from tests.support.tcp_proxy import CuttableProxy
 
 
 def test_a_request_in_gives_a_completed_event_out_and_rows_in_the_database(engine, broker, consumers):
@@ -98,7 +67,6 @@ def test_malformed_messages_are_acked_recorded_dead_lettered_and_the_consumer_go
 
 def test_poison_bytes_interleaved_with_valid_requests_are_rejected_once_and_every_request_answered(
         engine, broker, consumers):
-    from .test_poison_messages import POISON
     small_platform(engine, n_persons=300, n_items=25, per_person=10)
     consumer = consumers()
     poisons = list(POISON.values())

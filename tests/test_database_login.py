@@ -22,9 +22,9 @@ from consumer.db.engine import check_connection, create_engine
 from consumer.errors import DatabaseLoginRefused
 from consumer.settings import Settings
 
-from .broker import DEAD_LETTER, ConsumerProcess
-from .conftest import embedded_server_url
-from .test_consumer import small_platform
+from tests.support.broker import DEAD_LETTER, ConsumerProcess
+from tests.support.database import embedded_server_url
+from tests.support.platform_data import small_platform
 
 
 @dataclass

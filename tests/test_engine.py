@@ -95,7 +95,7 @@ def test_cloud_sql_settings_are_checked():
 
 @pytest.fixture
 def proxy(server_url):
-    from .tcp_proxy import CuttableProxy
+    from tests.support.tcp_proxy import CuttableProxy
     proxy = CuttableProxy.in_front_of(server_url)
     yield proxy
     proxy.close()
@@ -170,7 +170,7 @@ def test_tls_asked_of_a_server_without_it_is_a_setting_error_not_an_outage(serve
     assert "does not speak TLS, and DATABASE_URL asks for it (the server answered: Server refuses SSL)" in str(caught.value)
     assert "sslmode=prefer or disable" in caught.value.hint
 
-    from .test_cli import cli, error_lines
+    from tests.support.cli import cli, error_lines
     # serve stops at start with exit status 2, where an outage (exit 3) would be waited out for ever.
     for command in ("calibrate", "serve"):
         result = cli(command, env={"DATABASE_URL": url, "LOG_FORMAT": "json", "GOOGLE_CLOUD_PROJECT": "tls-test"})

@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from consumer.bus.local_server import free_port
 from consumer.irt.simulate import simulate
 
-from .broker import ConsumerProcess
-from .platform_data import AS_OF, load_simulation
-from .test_cli import cli, error_lines, log_entries
+from tests.support.broker import ConsumerProcess
+from tests.support.platform_data import AS_OF, load_simulation
+from tests.support.cli import cli, error_lines, log_entries
 
 #: Longest silence allowed between two log lines of a first run (the goal is 5 s: the heartbeats speak every
 #: 3-4 s of compiling; the rest is headroom for a loaded two-core CI machine, where every step is slower).

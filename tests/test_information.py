@@ -24,12 +24,8 @@ from consumer.irt.quadrature import Quadrature
 from consumer.irt.responses import Responses
 from consumer.irt.simulate import simulate
 
-from . import lsat7
-
-
-def dense_to_responses(matrix: np.ndarray) -> Responses:
-    persons, items = np.nonzero(matrix >= 0)
-    return Responses.from_triplets(persons, items, matrix[persons, items], *matrix.shape)
+from tests.support import lsat7
+from tests.support.responses import dense_to_responses
 
 
 def responses_to_dense(responses: Responses) -> np.ndarray:

@@ -10,8 +10,8 @@ from consumer.irt.simulate import simulate
 from consumer.run import calibrate
 from consumer.settings import Settings
 
-from .platform_data import FIRST_QUESTION_ID, load_simulation
-from .test_run import REQUEST
+from tests.support.platform_data import FIRST_QUESTION_ID, load_simulation
+from tests.support.runs import REQUEST
 
 
 def with_a_misfitting_item(seed=21, item=7):

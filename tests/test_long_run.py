@@ -36,7 +36,8 @@ import sys
 
 from consumer.bus.subscriber import LEASE_SECONDS
 
-from .test_consumer import consumers, rows, small_platform  # noqa: F401  (consumers is a fixture)
+from tests.support.database import rows
+from tests.support.platform_data import small_platform
 
 ACK_DEADLINE_SECONDS = 10  # the subscription's, as tests/broker.py creates it
 #: What the long run is sized for: four leases. Scaling from the dry run overestimates the cost of a point (an

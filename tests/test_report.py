@@ -14,9 +14,9 @@ from consumer.review import load_review, render
 from consumer.run import CalibrationRequest, calibrate
 from consumer.settings import Settings
 
-from .platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation
-from .test_cli import cli
-from .test_run import REQUEST, plant_drift
+from tests.support.cli import cli
+from tests.support.platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation
+from tests.support.runs import REQUEST, plant_drift
 
 ANCHORS = list(range(0, 100, 4))
 

@@ -15,8 +15,8 @@ import pytest
 
 from consumer.review import render
 
-from .browser import Page, chromium_path
-from .review_data import FIRST_ID, HELD_BACK, MISFITTING, MOVED, synthetic_review
+from tests.support.browser import Page, chromium_path
+from tests.support.review_data import FIRST_ID, HELD_BACK, MISFITTING, MOVED, synthetic_review
 
 ROWS = "Array.from(document.querySelectorAll('#item-table tbody tr'))"
 

@@ -16,17 +16,13 @@ from consumer.run import CalibrationRequest, calibrate
 from consumer.scope import WHOLE_BANK
 from consumer.settings import Settings
 
-from . import lsat6, lsat7
-from .platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation, question_ids
-from .test_estimate import dense_to_responses
+from tests.support import lsat6, lsat7
+from tests.support.database import rows
+from tests.support.platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation, question_ids
+from tests.support.responses import dense_to_responses
+from tests.support.runs import REQUEST, plant_drift, wait_until_gone
 
 SETTINGS = Settings.load({})
-REQUEST = CalibrationRequest(request_id="req-1", requested_by="tests", as_of=AS_OF)
-
-
-def rows(engine, sql, **params):
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql), params).all()
 
 
 @pytest.fixture
@@ -201,15 +197,6 @@ def test_a_second_run_waits_for_the_lock(engine, simulated):
     assert rows(engine, "SELECT count(*) FROM mirt_fit_meta")[0][0] == 0
 
 
-def wait_until_gone(engine, pid: int, timeout: float = 10.0) -> None:
-    """Wait until the server has ended backend ``pid`` (pg_terminate_backend only signals it)."""
-    import time
-    deadline = time.monotonic() + timeout
-    while rows(engine, "SELECT 1 FROM pg_stat_activity WHERE pid = :pid", pid=pid):
-        assert time.monotonic() < deadline, f"backend {pid} still there {timeout} s after it was terminated"
-        time.sleep(0.02)
-
-
 def test_a_run_that_loses_the_lock_mid_run_never_writes_over_the_run_that_took_it(engine, simulated):
     with engine.begin() as conn:
         load_simulation(conn, simulated)
@@ -292,14 +279,6 @@ def test_a_run_asked_to_stop_is_abandoned_before_writing(engine, simulated):
     # An abandoned run does not answer its request: the retry runs it.
     retried = calibrate(engine, SETTINGS, REQUEST, once_per_request=True)
     assert retried.status == "succeeded" and not retried.duplicate
-
-
-def plant_drift(conn, items: dict[int, float]) -> None:
-    """Move the reference difficulty of the anchors at these positions by the given logits."""
-    for position, shift in items.items():
-        conn.execute(sa.text("UPDATE question SET meta = jsonb_set(meta, '{irt,b}', "
-                             "to_jsonb((meta->'irt'->>'b')::float8 + :shift)) WHERE id = :id"),
-                     {"shift": shift, "id": FIRST_QUESTION_ID + position})
 
 
 def test_drifting_anchors_are_dropped_and_reported_and_the_rest_link(engine):

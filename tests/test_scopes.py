@@ -23,14 +23,10 @@ from consumer.irt.simulate import simulate
 from consumer.run import CalibrationRequest, calibrate
 from consumer.settings import Settings
 
-from .platform_data import AS_OF, SCOPE_SCALES, load_scoped_simulation, load_simulation
-from .test_consumer import consumers, rows  # noqa: F401 (consumers is a fixture)
+from tests.support.database import rows
+from tests.support.platform_data import AS_OF, SCOPE_SCALES, load_scoped_simulation, load_simulation, simulated_banks
 
 SCOPED = Settings.load({"MIRT_SCOPE_KEY": "subject"})
-
-
-def banks(names, n_persons=1200, n_items=60, per_person=20):
-    return {name: simulate(n_persons, n_items, per_person, seed=11 + n) for n, name in enumerate(names)}
 
 
 def request(scope=None, request_id=None):
@@ -41,7 +37,7 @@ def request(scope=None, request_id=None):
 
 def test_a_run_calibrates_its_scope_only_links_on_its_own_anchors_and_keeps_abilities_per_scope(engine):
     with engine.begin() as conn:
-        ids = load_scoped_simulation(conn, banks(["math", "english"]))
+        ids = load_scoped_simulation(conn, simulated_banks(["math", "english"]))
 
     math = calibrate(engine, SCOPED, request("math", "weekly/math"))
     english = calibrate(engine, SCOPED, request("english", "weekly/english"))
@@ -69,9 +65,9 @@ def test_a_run_calibrates_its_scope_only_links_on_its_own_anchors_and_keeps_abil
 def test_tag_anchors_of_a_scope_come_from_its_own_latest_run_and_stay_in_it(engine, database_url):
     from consumer.anchors import AnchorCriteria
     from consumer.tagging import tag_anchors
-    from .test_cli import cli
+    from tests.support.cli import cli
     with engine.begin() as conn:
-        ids = load_scoped_simulation(conn, banks(["math", "english"]), anchor_every=12)  # five anchors each
+        ids = load_scoped_simulation(conn, simulated_banks(["math", "english"]), anchor_every=12)  # five anchors each
     math = calibrate(engine, SCOPED, request("math"))
     calibrate(engine, SCOPED, request("english"))  # the latest run of all, but another scope's
 
@@ -87,7 +83,7 @@ def test_tag_anchors_of_a_scope_come_from_its_own_latest_run_and_stay_in_it(engi
 
 def test_the_same_request_id_is_answered_once_per_scope(engine):
     with engine.begin() as conn:
-        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        load_scoped_simulation(conn, simulated_banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
     first = calibrate(engine, SCOPED, request("math", "ad-hoc"), once_per_request=True)
     again = calibrate(engine, SCOPED, request("math", "ad-hoc"), once_per_request=True)
     other = calibrate(engine, SCOPED, request("english", "ad-hoc"), once_per_request=True)
@@ -97,7 +93,7 @@ def test_the_same_request_id_is_answered_once_per_scope(engine):
 
 def test_one_scopes_lock_does_not_hold_back_another_scope(engine):
     with engine.begin() as conn:
-        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        load_scoped_simulation(conn, simulated_banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
     with engine.connect() as holder:
         assert queries.try_run_lock(holder, scopes.Scope("subject", "math"))
         with pytest.raises(RunLockBusy, match="scope math"):
@@ -109,7 +105,7 @@ def test_one_scopes_lock_does_not_hold_back_another_scope(engine):
 
 def test_a_run_left_running_in_another_scope_is_not_taken_for_stale(engine):
     with engine.begin() as conn:
-        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        load_scoped_simulation(conn, simulated_banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
         conn.execute(sa.text("INSERT INTO mirt_fit_meta (run_id, status, scope) VALUES "
                              "('00000000-0000-0000-0000-000000000001', 'running', 'english'), "
                              "('00000000-0000-0000-0000-000000000002', 'running', 'math')"))
@@ -122,7 +118,7 @@ def test_a_run_left_running_in_another_scope_is_not_taken_for_stale(engine):
 def test_a_whole_bank_run_left_running_from_before_scopes_is_abandoned_once_its_lock_is_free(engine):
     """Scopes configured, no whole-bank run comes again to clear it: a scope's run does, when nothing holds it."""
     with engine.begin() as conn:
-        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        load_scoped_simulation(conn, simulated_banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
         conn.execute(sa.text("INSERT INTO mirt_fit_meta (run_id, status, scope) VALUES "
                              "('00000000-0000-0000-0000-000000000003', 'running', '')"))
     whole_bank_run = "SELECT status, error FROM mirt_fit_meta WHERE run_id = '00000000-0000-0000-0000-000000000003'"
@@ -145,11 +141,11 @@ def test_a_whole_bank_run_left_running_from_before_scopes_is_abandoned_once_its_
 
 
 def test_a_request_for_a_scope_no_question_has_is_rejected_with_the_banks_scopes_and_never_run(engine, database_url):
-    from .test_handler import RecordingPublisher
+    from tests.support.publisher import RecordingPublisher
     from consumer.bus import events
     from consumer.bus.handler import Delivery, Outcome, RequestHandler
     with engine.begin() as conn:
-        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        load_scoped_simulation(conn, simulated_banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
     settings = Settings.load({"DATABASE_URL": database_url, "MIRT_SCOPE_KEY": "subject"})
     handler = RequestHandler(engine, settings, RecordingPublisher())
 
@@ -168,9 +164,9 @@ def test_a_request_for_a_scope_no_question_has_is_rejected_with_the_banks_scopes
 
 
 def test_calibrate_names_a_scope_no_question_has_and_exits_2_with_no_run_recorded(engine, database_url):
-    from .test_cli import cli, error_lines
+    from tests.support.cli import cli, error_lines
     with engine.begin() as conn:
-        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        load_scoped_simulation(conn, simulated_banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
     result = cli("calibrate", "--scope", "nosuchscope",
                  env={"DATABASE_URL": database_url, "MIRT_SCOPE_KEY": "subject", "LOG_FORMAT": "json"})
     assert result.returncode == 2, result.stderr[-2000:]
@@ -256,7 +252,7 @@ def publish_and_wait(broker, *args) -> subprocess.CompletedProcess:
 
 def test_three_replicas_calibrate_six_scopes_of_a_fan_out_each_once_in_parallel(engine, broker, consumers):
     with engine.begin() as conn:
-        load_scoped_simulation(conn, banks(SIX, n_persons=1500, n_items=60, per_person=20), days_before=1)
+        load_scoped_simulation(conn, simulated_banks(SIX, n_persons=1500, n_items=60, per_person=20), days_before=1)
     as_of = {"MIRT_LOOKBACK_DAYS": "3650"}  # the answers are a day before AS_OF, in the past of now
     replicas = [consumers(MIRT_SCOPE_KEY="subject", **as_of) for _ in range(3)]
 
@@ -303,7 +299,7 @@ def test_three_replicas_calibrate_six_scopes_of_a_fan_out_each_once_in_parallel(
 def test_publish_wait_on_a_rejected_request_says_why_and_exits_2_instead_of_waiting_out_its_timeout(
         engine, broker, consumers):
     with engine.begin() as conn:
-        load_scoped_simulation(conn, banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
+        load_scoped_simulation(conn, simulated_banks(["math", "english"], n_persons=300, n_items=25, per_person=10))
     consumers(MIRT_SCOPE_KEY="grade")  # a key no question has: no scope at all
 
     for scope, reason in (("*", "asks for every scope, and no question has a value under meta.grade"),

@@ -12,9 +12,9 @@ from consumer.irt.simulate import simulate
 from consumer.run import calibrate
 from consumer.settings import Settings
 
-from .platform_data import FIRST_QUESTION_ID, load_simulation
-from .test_cli import cli
-from .test_run import REQUEST
+from tests.support.cli import cli
+from tests.support.platform_data import FIRST_QUESTION_ID, load_simulation
+from tests.support.runs import REQUEST
 
 
 def metas(engine) -> dict:

@@ -19,9 +19,9 @@ from consumer.run import calibrate
 from consumer.settings import Settings
 from consumer.telemetry import FitProgress, configure_logging
 
-from .platform_data import AS_OF, load_simulation
-from .test_cli import cli, log_entries
-from .test_run import REQUEST, wait_until_gone
+from tests.support.cli import cli, log_entries
+from tests.support.platform_data import AS_OF, load_simulation
+from tests.support.runs import REQUEST, wait_until_gone
 
 
 @pytest.fixture(scope="module")

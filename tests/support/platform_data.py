@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from consumer.db import platform
-from consumer.irt.simulate import SimulatedData
+from consumer.irt.simulate import SimulatedData, simulate
 
 AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 FIRST_QUESTION_ID = 5000
@@ -76,3 +76,15 @@ def load_scoped_simulation(conn, banks: dict[str, SimulatedData], *, key: str = 
         platform.insert_attempts(conn, student_ids(r.n_persons)[r.person_index()], ids[scope][r.item],
                                  r.correct.astype(bool), stamps)
     return ids
+
+
+def simulated_banks(names, n_persons=1200, n_items=60, per_person=20) -> dict[str, SimulatedData]:
+    """Simulated answers for each named bank (a scope), each bank with a seed of its own."""
+    return {name: simulate(n_persons, n_items, per_person, seed=11 + n) for n, name in enumerate(names)}
+
+
+def small_platform(engine, n_persons=1200, n_items=60, per_person=20, seed=5):
+    """A platform of simulated answers from yesterday, every fifth item an anchor on the scale (1.2, 0.3)."""
+    with engine.begin() as conn:
+        load_simulation(conn, simulate(n_persons, n_items, per_person, seed=seed),
+                        anchors=range(0, n_items, 5), old_scale=(1.2, 0.3), days_before=1)
