@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "v1"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "v1"
 
 
 def validator(event: str) -> Draft202012Validator:

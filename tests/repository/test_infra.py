@@ -37,7 +37,7 @@ from consumer import scope
 from consumer.bus import events
 from consumer.settings import SPECS, Settings, parse_setting
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 TERRAFORM = INFRA / "terraform"
 K8S = INFRA / "k8s"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
                 ROOT / "benchmarks" / "README.md", ROOT / "infra" / "README.md"])
 #: [text](target) and ![alt](target); the target ends at the first space or closing parenthesis.

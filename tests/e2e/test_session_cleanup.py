@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_session_that_started_the_embedded_server_removes_it_at_its_end(tmp_path):
@@ -17,7 +17,7 @@ def test_a_session_that_started_the_embedded_server_removes_it_at_its_end(tmp_pa
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DB_", "OTEL_"))}
     session = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_database_login.py::test_the_engine_reports_a_wrong_password_as_a_refused_login"],
+         "tests/e2e/test_database_login.py::test_the_engine_reports_a_wrong_password_as_a_refused_login"],
         cwd=ROOT, env={**env, "TMPDIR": str(scratch)}, capture_output=True, text=True, timeout=300,
         stdin=subprocess.DEVNULL)
     assert session.returncode == 0, session.stdout[-3000:]

@@ -2,8 +2,8 @@
 
 Against a real PostgreSQL that checks passwords: the PostgreSQL on
 127.0.0.1:5432 trusts every local login, so these tests use the session's
-embedded PostgreSQL (tests/conftest.py), with a ``scram-sha-256`` line in
-its pg_hba.conf for each role made here (other roles keep ``trust``).
+embedded PostgreSQL (tests/support/database.py), with a ``scram-sha-256``
+line in its pg_hba.conf for each role made here (other roles keep ``trust``).
 """
 
 from __future__ import annotations

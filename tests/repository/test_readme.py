@@ -5,7 +5,7 @@ from pathlib import Path
 
 from consumer.settings import SPECS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 #: Variables the table lists that libraries read rather than consumer/settings.py.
 LIBRARY_VARIABLES = {"PUBSUB_EMULATOR_HOST"}
