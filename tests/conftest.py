@@ -100,20 +100,21 @@ def broker(pubsub_host, monkeypatch):
     broker.delete()  # an emulator that outlives the session (PUBSUB_EMULATOR_HOST) keeps no test's topics
 
 
-@pytest.fixture
-def consumers(tmp_path, broker, database_url):
-    """Start ``python -m consumer serve`` processes for this test's broker and database; all are killed at the end."""
-    from tests.support.broker import DEAD_LETTER, ConsumerProcess
-    started = []
+# --- OpenTelemetry ---------------------------------------------------------------------------
 
-    def start(database=database_url, **env):
-        process = ConsumerProcess(
-            env={"DATABASE_URL": database, "GOOGLE_CLOUD_PROJECT": broker.project,
-                 "PUBSUB_EMULATOR_HOST": broker.host, "MIRT_DEAD_LETTER_TOPIC": DEAD_LETTER, **env},
-            log_path=tmp_path / f"consumer-{len(started)}.log")
-        started.append(process)
-        return process.start()
+@pytest.fixture(scope="session")
+def spans():
+    """The spans finished in this process, kept in memory.
 
-    yield start
-    for process in started:
-        process.kill()
+    Session-wide because OpenTelemetry takes one tracer provider per process
+    and ignores a second.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter

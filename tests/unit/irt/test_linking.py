@@ -1,4 +1,4 @@
-"""Linking constants and EAP scores, against known transforms and an independent package."""
+"""Linking constants, against known transforms and an independent package, and the scores they put on the old scale."""
 
 import numpy as np
 import pytest
@@ -154,25 +154,3 @@ def test_linking_and_scoring_recover_a_shifted_and_stretched_old_scale():
     assert rmse == pytest.approx(np.sqrt(np.mean(abilities.se**2)), rel=0.1)
     linked = fit.params.on_scale(constants.slope, constants.intercept)
     assert np.sqrt(np.mean((linked.b - truth.params.on_scale(0.8, 0.6).b) ** 2)) < 0.15
-
-
-def test_persons_with_no_estimated_items_are_not_scored():
-    truth = simulate(100, 10, 3, seed=2)
-    params = ItemParameters(truth.params.a.copy(), truth.params.b.copy(), truth.params.c)
-    params.a[:] = np.nan  # nothing estimated
-    abilities = score_eap(truth.responses, params)
-    assert not abilities.scored.any() and np.isnan(abilities.theta).all()
-
-
-def test_eap_by_brute_force_for_one_person():
-    params = ItemParameters(np.array([1.0, 1.5, 0.7]), np.array([-0.5, 0.2, 1.0]), np.zeros(3))
-    from consumer.irt.responses import Responses
-    responses = Responses.from_triplets(np.zeros(3, int), np.arange(3), np.array([1, 0, 1]), 1, 3)
-    abilities = score_eap(responses, params)
-    grid = np.linspace(-6, 6, 20001)
-    p = params.probability(grid)
-    like = p[:, 0] * (1 - p[:, 1]) * p[:, 2] * np.exp(-grid**2 / 2)
-    mean = (grid * like).sum() / like.sum()
-    sd = np.sqrt(((grid - mean) ** 2 * like).sum() / like.sum())
-    assert abilities.theta[0] == pytest.approx(mean, abs=1e-3)
-    assert abilities.se[0] == pytest.approx(sd, abs=1e-3)
