@@ -1,10 +1,15 @@
-"""A real PostgreSQL for the tests: a fresh database per test.
+"""What every test may ask for: its tier, a real PostgreSQL (a fresh database per test), a Pub/Sub server.
 
-The server is, in order: ``TEST_DATABASE_URL`` when set; the PostgreSQL on
-127.0.0.1:5432 when one answers there (as on the developers' and CI's
-machines); otherwise an embedded PostgreSQL started in a temporary directory.
-``TEST_DATABASE_URL=embedded`` takes the embedded one even when a server
-answers on 5432, to try the tests as a machine without PostgreSQL runs them.
+Each test is marked with its tier, the directory under tests/ it lives in
+(see ``TIERS``), so that ``python -m pytest -m unit`` runs the fast tier
+alone and a new test gets its tier from where it is put.
+
+The PostgreSQL server is, in order: ``TEST_DATABASE_URL`` when set; the
+PostgreSQL on 127.0.0.1:5432 when one answers there (as on the developers'
+and CI's machines); otherwise an embedded PostgreSQL started in a temporary
+directory. ``TEST_DATABASE_URL=embedded`` takes the embedded one even when a
+server answers on 5432, to try the tests as a machine without PostgreSQL
+runs them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,28 @@ from consumer.db.engine import pg8000_url
 from consumer.db.migrations import migrate
 
 from tests.support.database import embedded_server_url, local_server_answers, remove_embedded_server
+
+#: The directories under tests/, each a marker of the same name (declared in pyproject.toml).
+TIERS = ("unit", "integration", "e2e", "repository")
+
+#: Fixtures that reach a server: a unit test asking for one belongs in tests/integration/.
+SERVER_FIXTURES = {"server_url", "database_url", "engine", "pubsub_host", "broker"}
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier, and refuse a unit test that asks for a server."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
+        tier = parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+        if tier is None:
+            continue
+        item.add_marker(tier)
+        servers = SERVER_FIXTURES.intersection(item.fixturenames)
+        if tier == "unit" and servers:
+            raise pytest.UsageError(f"{item.nodeid} is a unit test but asks for {', '.join(sorted(servers))}, "
+                                    "which need a server: move it to tests/integration/")
 
 
 @pytest.fixture(scope="session")

@@ -171,6 +171,7 @@ def test_sigterm_during_the_loads_statement_cancels_it_and_exits_within_the_grac
     assert broker.completed(1, timeout=2) == []
 
 
+@pytest.mark.slow
 def test_a_burst_of_100_requests_is_answered_each_once_one_run_at_a_time(engine, broker, consumers):
     small_platform(engine, n_persons=300, n_items=25, per_person=10)
     ids = [f"burst-{i:03d}" for i in range(100)]

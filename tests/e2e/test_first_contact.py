@@ -73,6 +73,7 @@ def between(messages: list[str], first: str, last: str) -> list[str]:
     return messages[start:end + 1]
 
 
+@pytest.mark.slow
 def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_command_that_works(tmp_path):
     data_dir = tmp_path  # (as in test_cli: the embedded server runs as its own user, and may read it)
     demo = watched(["demo"], env={"NUMBA_CACHE_DIR": str(tmp_path / "numba"), "MIRT_DATA_DIR": str(data_dir)})

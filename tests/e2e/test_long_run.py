@@ -1,6 +1,6 @@
 """A run far longer than the ack deadline, CPU-bound fit included, against ``python -m consumer serve``.
 
-The subscription's ack deadline is 10 s (tests/broker.py); the consumer's
+The subscription's ack deadline is 10 s (tests/support/broker.py); the consumer's
 client library leases the message for ``LEASE_SECONDS`` and keeps renewing
 the lease from a thread of its own while the fit runs in compiled kernels
 that release the GIL. The run is made long with real work: 8,000 students
@@ -34,12 +34,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from consumer.bus.subscriber import LEASE_SECONDS
 
 from tests.support.database import rows
 from tests.support.platform_data import small_platform
 
-ACK_DEADLINE_SECONDS = 10  # the subscription's, as tests/broker.py creates it
+ACK_DEADLINE_SECONDS = 10  # the subscription's, as tests/support/broker.py creates it
 #: What the long run is sized for: four leases. Scaling from the dry run overestimates the cost of a point (an
 #: EM pass has costs the grid does not change), so runs come out at three or so, and the check of two holds.
 TARGET_SECONDS = 4 * LEASE_SECONDS
@@ -58,6 +60,7 @@ def grid_for_a_run_of(seconds: float, database_url: str) -> int:
     return int(min(max(seconds / per_point, 1001), 40001)) | 1
 
 
+@pytest.mark.slow
 def test_a_run_far_past_the_ack_deadline_is_delivered_once_run_once_and_answered_once(
         engine, broker, consumers, database_url):
     small_platform(engine, n_persons=8000, n_items=200, per_person=10)

@@ -1,5 +1,7 @@
 """A flood of poison messages through a running consumer: each rejected once, every valid request answered."""
 
+import pytest
+
 from consumer.bus import events
 
 from tests.support.database import rows
@@ -7,6 +9,7 @@ from tests.support.platform_data import small_platform
 from tests.support.poison import poison_flood
 
 
+@pytest.mark.slow
 def test_hundreds_of_poison_messages_among_valid_requests_are_each_rejected_once_and_every_request_answered(
         engine, broker, consumers):
     small_platform(engine, n_persons=300, n_items=25, per_person=10)

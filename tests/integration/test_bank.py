@@ -20,7 +20,6 @@ from consumer.anchors import AnchorCriteria
 
 from tests.support.platform_data import AS_OF, question_ids, student_ids
 
-pytestmark = pytest.mark.integration
 
 SETTINGS = Settings.load({})
 N_OPERATIONAL, N_NEW = 80, 12
