@@ -231,7 +231,7 @@ def test_a_run_that_loses_the_lock_mid_run_never_writes_over_the_run_that_took_i
     assert statuses == {first_run_id: "abandoned", second[0].run_id: "succeeded", retried.run_id: "succeeded"}
 
 
-def test_a_run_left_running_by_a_dead_process_is_marked_failed(engine, simulated):
+def test_a_run_left_running_by_a_dead_process_is_marked_abandoned(engine, simulated):
     with engine.begin() as conn:
         load_simulation(conn, simulated)
         conn.execute(sa.text("INSERT INTO mirt_fit_meta (run_id, status) VALUES "
