@@ -12,7 +12,7 @@ scoring.
 
 Exit status 0 when every available model compiled and fitted, 1 otherwise:
 a build must not ship an image whose numerical core cannot run.
-``tests/test_infra.py`` runs this too, so a change of those calls that would
+``tests/repository/test_infra.py`` runs this too, so a change of those calls that would
 break the image's build breaks the tests first.
 """
 
