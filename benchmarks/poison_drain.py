@@ -1,6 +1,6 @@
 """How long ``serve`` takes to drain a flood of malformed messages with valid requests among them.
 
-The flood is tests/test_poison_messages.py's: ``--per-kind`` copies of each
+The flood is tests/support/poison.py's: ``--per-kind`` copies of each
 of the twelve kinds of malformed request issue 9's fault injection sent (a
 NUL or an unpaired surrogate in a string, JSON nested thousands deep, an
 integer past Python's 4,300 digits, a body over 64 KiB, NUL bytes, bytes
@@ -45,9 +45,9 @@ from compare import server_url  # noqa: E402  (the same database the other bench
 def drain(per_kind: int, valid: int, admin_url, pubsub_host: str, workdir: Path) -> dict:
     import sqlalchemy as sa
     from consumer.irt.simulate import simulate
-    from tests.broker import DEAD_LETTER, Broker, ConsumerProcess
-    from tests.platform_data import load_simulation
-    from tests.test_poison_messages import poison_flood
+    from tests.support.broker import DEAD_LETTER, Broker, ConsumerProcess
+    from tests.support.platform_data import load_simulation
+    from tests.support.poison import poison_flood
 
     name = f"mirt_bench_poison_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")

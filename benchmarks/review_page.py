@@ -5,9 +5,9 @@ Writes two runs of a bank of ``--items`` items and ``--students`` students
 into a fresh database, as a run writes them (made up, not fitted: the fit is
 not what is measured), then times what a reviewer waits for: reading the
 run, the previous run and the last runs' history from PostgreSQL; writing
-the page; and, in headless chromium (Debian's; installed by tests/browser.py
-when missing), opening it, sorting the 20,000-row item table, finding items
-and downloading the CSV. Prints one table (markdown).
+the page; and, in headless chromium (Debian's; installed by
+tests/support/browser.py when missing), opening it, sorting the 20,000-row
+item table, finding items and downloading the CSV. Prints one table (markdown).
 
 The database: ``--server`` (a PostgreSQL URL to create a scratch database
 on), default the server on 127.0.0.1:5432, else an embedded one.
@@ -33,8 +33,8 @@ import sqlalchemy as sa  # noqa: E402
 
 from consumer.db.migrations import migrate  # noqa: E402
 from consumer.review import load_review, render  # noqa: E402
-from tests.browser import Page  # noqa: E402
-from tests.review_data import store, synthetic_review  # noqa: E402
+from tests.support.browser import Page  # noqa: E402
+from tests.support.review_data import store, synthetic_review  # noqa: E402
 
 
 def _server(url: str | None) -> sa.URL:

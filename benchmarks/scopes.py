@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from compare import fresh_database  # noqa: E402  (a database on the server the other benchmarks use)
-from tests.platform_data import SCOPE_SCALES, load_scoped_simulation  # noqa: E402
+from tests.support.platform_data import SCOPE_SCALES, load_scoped_simulation  # noqa: E402
 
 SCOPES = tuple(SCOPE_SCALES)
 
 
 def fill(engine, students: int, items: int, answers: int) -> int:
-    """The tests' six banks (``tests/platform_data``), ``items`` questions each, every student answering
+    """The tests' six banks (``tests/support/platform_data.py``), ``items`` questions each, every student answering
     ``answers`` of each, every tenth question an anchor; returns the attempts."""
     from consumer.irt.simulate import simulate
     banks = {scope: simulate(students, items, answers, seed=100 + n) for n, scope in enumerate(SCOPES)}
@@ -52,7 +52,7 @@ def fill(engine, students: int, items: int, answers: int) -> int:
 def run_fan_out(replicas: int, database_url: str, pubsub_host: str, threads: int, workdir: Path) -> dict:
     from google.cloud import pubsub_v1
     from consumer.bus import events
-    from tests.broker import COMPLETED, REQUESTS, RETRY_POLICY, SUBSCRIPTION
+    from tests.support.broker import COMPLETED, REQUESTS, RETRY_POLICY, SUBSCRIPTION
     project = f"bench-{uuid.uuid4().hex[:8]}"
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     for topic in (REQUESTS, COMPLETED):

@@ -37,7 +37,6 @@ from consumer.irt.estimate import estimate_items
 from consumer.irt.priors import Priors
 from consumer.irt.expected import FinalEStep
 from consumer.irt.fipc import fixed_parameter_calibration
-from consumer.irt.model import ItemParameters
 from consumer.irt.quadrature import Quadrature
 from consumer.irt.simulate import simulate
 

@@ -80,7 +80,7 @@ from consumer.scope import resolve  # noqa: E402
 from consumer.settings import Settings  # noqa: E402
 from consumer import bank_admin  # noqa: E402
 from consumer.tagging import tag_anchors  # noqa: E402
-from tests.platform_data import FIRST_QUESTION_ID  # noqa: E402
+from tests.support.platform_data import FIRST_QUESTION_ID  # noqa: E402
 
 #: Designs by name. ``thin`` is issue 17's: about 360 answers per operational item, where
 #: MIRT_ITEM_PRIORS=auto turns the priors on; ``dense``, about 920, where it leaves them off.

@@ -4,7 +4,7 @@ Headless chromium takes them of PAGE.html, a page written by ``python -m consume
 pictures land next to this script; names after the page take only those. The ones in docs/review.md are of
 a run of 4,000 students on 100 items with a planted drifting anchor and three
 planted misfitting items, calibrated a week after a first run; ``review-bank.png``
-is of the third weekly run of a bank (``tests/bank_data.py``'s weeks, ``MIRT_DRIFT_RUNS=3``)
+is of the third weekly run of a bank (``tests/support/bank_data.py``'s weeks, ``MIRT_DRIFT_RUNS=3``)
 whose item 5007 drifted a logit after the bank was adopted.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.browser import Page  # noqa: E402
+from tests.support.browser import Page  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 #: (what to show: from the top of one element to the bottom of another, or at most so many pixels; the file)

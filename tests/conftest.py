@@ -1,20 +1,21 @@
-"""A real PostgreSQL for the tests: a fresh database per test.
+"""What every test may ask for: its tier, a real PostgreSQL (a fresh database per test), a Pub/Sub server.
 
-The server is, in order: ``TEST_DATABASE_URL`` when set; the PostgreSQL on
-127.0.0.1:5432 when one answers there (as on the developers' and CI's
-machines); otherwise an embedded PostgreSQL started in a temporary directory.
-``TEST_DATABASE_URL=embedded`` takes the embedded one even when a server
-answers on 5432, to try the tests as a machine without PostgreSQL runs them.
+Each test is marked with its tier, the directory under tests/ it lives in
+(see ``TIERS``), so that ``python -m pytest -m unit`` runs the fast tier
+alone and a new test gets its tier from where it is put.
+
+The PostgreSQL server is, in order: ``TEST_DATABASE_URL`` when set; the
+PostgreSQL on 127.0.0.1:5432 when one answers there (as on the developers'
+and CI's machines); otherwise an embedded PostgreSQL started in a temporary
+directory. ``TEST_DATABASE_URL=embedded`` takes the embedded one even when a
+server answers on 5432, to try the tests as a machine without PostgreSQL
+runs them.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import tempfile
 import uuid
-import warnings
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,29 @@ import sqlalchemy as sa
 from consumer.db.engine import pg8000_url
 from consumer.db.migrations import migrate
 
+from tests.support.database import embedded_server_url, local_server_answers, remove_embedded_server
 
-def _local_server_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return True
-    except OSError:
-        return False
+#: The directories under tests/, each a marker of the same name (declared in pyproject.toml).
+TIERS = ("unit", "integration", "e2e", "repository")
+
+#: Fixtures that reach a server: a unit test asking for one belongs in tests/integration/.
+SERVER_FIXTURES = {"server_url", "database_url", "engine", "pubsub_host", "broker"}
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier, and refuse a unit test that asks for a server."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
+        tier = parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+        if tier is None:
+            continue
+        item.add_marker(tier)
+        servers = SERVER_FIXTURES.intersection(item.fixturenames)
+        if tier == "unit" and servers:
+            raise pytest.UsageError(f"{item.nodeid} is a unit test but asks for {', '.join(sorted(servers))}, "
+                                    "which need a server: move it to tests/integration/")
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +55,7 @@ def server_url() -> sa.URL:
     chosen = os.environ.get("TEST_DATABASE_URL", "").strip()
     if chosen and chosen != "embedded":
         return pg8000_url(chosen)[0]
-    if not chosen and _local_server_answers():
+    if not chosen and local_server_answers():
         url = sa.make_url("postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
         try:
             sa.create_engine(url).connect().close()
@@ -46,22 +63,6 @@ def server_url() -> sa.URL:
         except Exception:
             pass
     return embedded_server_url()
-
-
-def embedded_server_url() -> sa.URL:
-    """An embedded PostgreSQL in a temporary directory of this test session (started once, removed at its end)."""
-    global _embedded, _embedded_dir
-    if _embedded is None:
-        from consumer.db.embedded import embedded_url
-        _embedded_dir = Path(tempfile.mkdtemp(prefix="mirt-test-"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _embedded = sa.make_url(embedded_url(_embedded_dir))
-    return _embedded
-
-
-_embedded: sa.URL | None = None
-_embedded_dir: Path | None = None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -72,13 +73,7 @@ def _embedded_server_removed_at_the_end():
     databases they dropped lived in it).
     """
     yield
-    global _embedded, _embedded_dir
-    if _embedded_dir is None:
-        return
-    from consumer.db.embedded import stop
-    stop(_embedded_dir)
-    shutil.rmtree(_embedded_dir, ignore_errors=True)
-    _embedded, _embedded_dir = None, None
+    remove_embedded_server()
 
 
 @pytest.fixture
@@ -125,8 +120,28 @@ def pubsub_host():
 @pytest.fixture
 def broker(pubsub_host, monkeypatch):
     """Topics and subscriptions in a project of this test's own on the Pub/Sub server."""
-    from .broker import Broker
+    from tests.support.broker import Broker
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
     broker = Broker.create(pubsub_host, f"test-{uuid.uuid4().hex[:10]}")
     yield broker
     broker.delete()  # an emulator that outlives the session (PUBSUB_EMULATOR_HOST) keeps no test's topics
+
+
+# --- OpenTelemetry ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def spans():
+    """The spans finished in this process, kept in memory.
+
+    Session-wide because OpenTelemetry takes one tracer provider per process
+    and ignores a second.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter

@@ -4,7 +4,7 @@ The old system's weekly job once failed because its code was not in the image.
 The image build runs this after installing the wheel, so such an image is never
 produced: every module of the ``consumer`` package is imported, the event
 schemas are loaded and their example messages checked against them, the SQL
-migrations are listed, and the command line parses. ``tests/test_infra.py``
+migrations are listed, and the command line parses. ``tests/repository/test_infra.py``
 runs it too.
 
 Exit status 0 when all is there, 1 with one line per problem otherwise.

@@ -5,7 +5,7 @@
 #   infra/docker/build-requirements.lock    the build backend, for the build stage only
 #
 # Run it from anywhere after changing [project].dependencies or [build-system]
-# in pyproject.toml; tests/test_infra.py fails until the lock agrees again.
+# in pyproject.toml; tests/repository/test_infra.py fails until the lock agrees again.
 # Needs pip-tools (pip install pip-tools) and Python 3.11, the image's Python.
 # Hashes come from PyPI itself: local mirrors and find-links are ignored so that
 # the hashes are those `pip install --require-hashes` will see in the build.

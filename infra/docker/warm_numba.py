@@ -9,7 +9,7 @@ spending 10 s or more compiling.
 
 Exit status 0 when the kernels compiled and the cache holds them, 1
 otherwise: a build must not ship an image whose numerical core cannot be
-loaded. ``tests/test_infra.py`` runs this too, so a kernel that no longer
+loaded. ``tests/repository/test_infra.py`` runs this too, so a kernel that no longer
 compiles breaks the tests before it breaks a build.
 """
 

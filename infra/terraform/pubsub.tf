@@ -1,5 +1,5 @@
 # Topics and subscriptions of the calibration service. Names default to the consumer's own
-# defaults (consumer/settings.py); tests/test_infra.py fails when the two drift apart.
+# defaults (consumer/settings.py); tests/repository/test_infra.py fails when the two drift apart.
 
 resource "google_pubsub_topic" "requested" {
   project = var.project_id

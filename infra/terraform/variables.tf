@@ -20,7 +20,7 @@ variable "enable_apis" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Pub/Sub: names are the consumer's settings' defaults (tests/test_infra.py keeps them equal)
+# Pub/Sub: names are the consumer's settings' defaults (tests/repository/test_infra.py keeps them equal)
 # ---------------------------------------------------------------------------------------------
 
 variable "requests_topic" {

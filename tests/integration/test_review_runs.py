@@ -1,0 +1,117 @@
+"""The review page of each kind of run (dry, after a change of model or settings): each card agrees with its section."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from consumer.run import CalibrationRequest, calibrate
+from consumer.settings import Settings
+
+from tests.support.platform_data import AS_OF
+from tests.support.review_pages import fill, item_rows, page_of, rows_of, section
+
+
+def card(page: str, title: str) -> str:
+    """The summary card titled ``title``, as its text."""
+    summary = section(page, "summary")
+    start = summary.index(f"<h3>{html.escape(title)}</h3>")
+    return html.unescape(re.sub(r"<[^>]+>", " ", summary[start:summary.index("</div>", start)]))
+
+
+def words(markup: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", markup)))
+
+
+def test_a_dry_run_shows_what_a_real_run_would_marked_as_not_written(engine):
+    fill(engine)
+    settings = Settings.load({}).with_overrides(model="1PL", item_fit_threshold=0.05)  # 2PL data: misfits
+    week_1 = calibrate(engine, settings, CalibrationRequest(request_id="week-1", as_of=AS_OF))
+    dry = calibrate(engine, settings, CalibrationRequest(request_id="dry", as_of=AS_OF, dry_run=True))
+    assert week_1.status == dry.status == "succeeded" and dry.counts["misfitting_items"]
+
+    # A dry run writes no parameters: the current ones are still all the first run's.
+    current = rows_of(engine, "SELECT DISTINCT run_id::text FROM mirt_item_params UNION ALL "
+                              "SELECT DISTINCT run_id::text FROM mirt_ability")
+    assert {r[0] for r in current} == {week_1.run_id}
+    assert dry.rows_upserted == {"items": 0, "abilities": 0}
+
+    page = page_of(engine, dry.run_id)
+
+    assert "dry run: nothing written" in page[:page.index("</h1>") + 400]
+    since = card(page, "Since the previous run")
+    assert week_1.run_id in since and "No earlier run" not in since
+    assert f"<th scope=row>previous run</th><td>{week_1.run_id}</td>" in section(page, "changes")
+    assert "100 items in both runs; 0 new in this run; 0 written by the previous run" in section(page, "changes")
+
+    assert "students scored (dry run: not written)" in card(page, "Measurement")
+    measurement = section(page, "measurement")
+    assert "Wright map" in measurement and "estimated items (dry run: not written)" in measurement
+
+    items = item_rows(page)
+    assert len(items) == dry.counts["items"] == 100
+    assert "estimated (dry run: not written)" in words(section(page, "items"))
+
+    misfit = section(page, "misfit")
+    assert "not recorded for this run" not in misfit
+    assert "PISA 2015 flagged items above 0.12; this run's threshold is 0.05" in words(misfit)
+    assert len(re.findall(r"<figcaption>Item (\d+): RMSD", misfit)) == min(len(dry.counts["misfitting_items"]), 50)
+
+    # The drift table shows the z the screen decided by: shifts divided by their standard errors.
+    link = section(page, "link")
+    assert "shift divided by its standard error" in link and "raw shifts" not in link
+    kept = re.findall(r"<td class=n>([-+\d.]+)<td class=n>([\d.]+)<td class=n>([-+\d.]+)<td>kept", link)
+    assert len(kept) >= 15
+    for shift, se, z in kept:
+        assert abs(float(z)) <= 3 or abs(float(shift)) < 0.3, (shift, se, z)  # the screen's threshold and size
+
+
+def test_after_a_change_of_model_and_settings_the_page_says_what_differs_and_that_shared_answers_shrink_z(engine):
+    fill(engine)
+    before = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="2pl", as_of=AS_OF))
+    settings = Settings.load({}).with_overrides(model="1PL", drift_threshold=4.0)
+    after = calibrate(engine, settings, CalibrationRequest(request_id="1pl", as_of=AS_OF))
+    assert before.status == after.status == "succeeded"
+
+    page = page_of(engine, after.run_id)
+
+    since = re.sub(r"\s+", " ", card(page, "Since the previous run"))
+    assert "The models differ: the previous run fitted the 2PL, this one the 1PL" in since
+    assert "Settings that differ: MIRT_DRIFT_THRESHOLD 3 \u2192 4." in since
+    assert "MIRT_MODEL" not in since  # said once, in words
+    assert re.search(r"\d+ of 100 items differ by more than 3 standard errors", since) and "moved by" not in since
+    assert re.search(r"The two windows share 60\.0 of this run's 60\.0 days: these z are too small", since)
+    changes = words(section(page, "changes"))
+    assert "The models differ: the previous run fitted the 2PL, this one the 1PL" in changes
+    assert "Settings that differ (2)" in changes
+    assert re.search(r"MIRT_MODEL 2PL 1PL", changes) and re.search(r"MIRT_DRIFT_THRESHOLD 3 4", changes)
+    assert re.search(r"shared \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC to \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: 60\.0 days, "
+                     r"100% of this run's window", changes)
+    assert "as if the runs were independent: it is too small" in changes
+
+
+def test_the_page_of_a_first_run_words_counts_citations_and_the_csv_for_what_they_are(engine):
+    fill(engine)
+    run = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="first", as_of=AS_OF))
+    assert run.status == "succeeded"
+
+    page = page_of(engine, run.run_id)
+
+    changes = section(page, "changes")
+    assert "The last run of this scope" in changes and "last 1 runs" not in changes
+    measurement = words(section(page, "measurement"))
+    assert "a student answering 40 items" in measurement and "40.0" not in measurement  # 40 answers each
+    assert "above 0.12 (MIRT_ITEM_FIT_THRESHOLD) an item misfits, as in PISA 2015 (0.12)" in words(
+        section(page, "misfit"))
+    # Without JavaScript nothing can be clicked: the line that says so is shown by the script only.
+    assert re.search(r'<p id="item-howto" class=quiet hidden>Click a heading', page)
+    assert "Click a heading" not in re.sub(r'<p id="item-howto".*?</p>', "", page)
+    # The CSV's numbers are the stored ones, at full precision.
+    exact = html.unescape(re.search(r'data-exact="([^"]*)"', page).group(1))
+    stored = {r[0]: r[1:] for r in rows_of(engine, "SELECT item_id, (params->>'b')::float8, "
+                                                   "(params->>'n_responses')::int FROM mirt_item_params_history "
+                                                   "WHERE run_id = CAST(:r AS uuid)", r=run.run_id)}
+    by_id = {int(entry.split(" ")[0]): entry.split(" ")[1:] for entry in exact.split(";")}
+    assert by_id.keys() == stored.keys()
+    for question_id, (b, answers) in stored.items():  # columns after item and flags: a, SE a, b, SE b, answers
+        assert float(by_id[question_id][2]) == b and by_id[question_id][4] == str(answers)

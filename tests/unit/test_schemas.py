@@ -1,0 +1,67 @@
+"""The event contracts: every example validates, and what subscribers rely on is enforced."""
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "v1"
+
+
+def validator(event: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / f"{event}.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+@pytest.mark.parametrize("example", sorted((SCHEMAS / "examples").glob("*.json")), ids=lambda p: p.name)
+def test_every_example_validates_against_its_schema(example):
+    event = example.name.split(".")[0]
+    validator(event).validate(json.loads(example.read_text()))
+
+
+def test_a_failed_completion_must_say_why_and_a_success_must_not_carry_an_error():
+    check = validator("calibration-completed")
+    failed = json.loads((SCHEMAS / "examples" / "calibration-completed.failed.json").read_text())
+    assert not list(check.iter_errors(failed))
+    assert list(check.iter_errors({**failed, "error": None}))
+    succeeded = json.loads((SCHEMAS / "examples" / "calibration-completed.succeeded.json").read_text())
+    assert list(check.iter_errors({**succeeded, "error": "oops"}))
+
+
+def test_a_rejected_request_is_answered_as_a_failed_one_that_says_why():
+    """Subscribers that know only succeeded, skipped and failed see a failed request and its reason."""
+    check = validator("calibration-completed")
+    rejected = json.loads((SCHEMAS / "examples" / "calibration-completed.rejected.json").read_text())
+    assert rejected["status"] == "failed" and rejected["error"]
+    assert list(check.iter_errors({**rejected, "status": "skipped", "error": None}))
+    assert list(check.iter_errors({**rejected, "rejected": False}))
+    failed = json.loads((SCHEMAS / "examples" / "calibration-completed.failed.json").read_text())
+    assert "rejected" not in failed and not list(check.iter_errors(failed))
+
+
+@pytest.mark.parametrize("data", [
+    {"overrides": {"lookback_days": -3}},
+    {"overrides": {"model": "4PL"}},
+    {"overrides": {"max_obs": "lots"}},
+    {"overrides": {"unknown": 1}},
+    {"request_id": ""},
+    {"scope": ""},
+    {"scope": "math\u0000"},
+    {"scope": "x" * 101},
+    {"scope": "math", "fan_out": {"parent_request_id": "weekly"}},
+    [],
+])
+def test_bad_requests_are_rejected(data):
+    assert list(validator("calibration-requested").iter_errors(data))
+
+
+def test_every_message_valid_before_scopes_still_is_and_means_the_same():
+    """Schema v1 stays backward compatible: the old examples parse to the same request, with no scope."""
+    from consumer.bus.events import parse_request
+    for name in ("calibration-requested.weekly.json", "calibration-requested.ad-hoc.json"):
+        body = json.loads((SCHEMAS / "examples" / name).read_text())
+        request = parse_request(json.dumps(body).encode(), {}, "message-1")
+        assert request.scope is None and request.fan_out is None
+        assert request.request_id == body.get("request_id", "message-1")
