@@ -201,7 +201,6 @@ class RequestHandler:
                 record: bool = True) -> Outcome:
         """Ack, record (unless ``record`` is false) and dead-letter the message; answer its request if it has one."""
         reason = bounded(reason)
-        log.warning("message %s rejected and acked, never to be retried: %s", delivery.message_id, reason)
         try:
             if record:
                 self._ensure_migrated()  # a fresh database's first message may be a malformed one
@@ -211,6 +210,8 @@ class RequestHandler:
         except Exception as problem:
             log.error("could not record rejected message %s in the database: %s", delivery.message_id,
                       str(problem).splitlines()[0][:300])
+        # Said once the rejection is recorded, so that whoever reads the line finds the record.
+        log.warning("message %s rejected and acked, never to be retried: %s", delivery.message_id, reason)
         try:
             forwarded = self.publisher.dead_letter(delivery.data, dict(delivery.attributes), delivery.message_id,
                                                    reason)
