@@ -208,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(constants with standard errors, the anchors' drift statistics and curves), test information, "
                     "reliability and the Wright map, the changes since the previous run of the same scope, and a "
                     "sortable, filterable table of every item with a CSV download. Opens offline.")
-    report.add_argument("run_id", metavar="RUN_ID", help="the run's id (mirt_fit_meta.run_id)")
+    report.add_argument("run_id", metavar="RUN_ID", nargs="?",
+                        help="the run's id, or an unambiguous start of it (python -m consumer runs lists them)")
+    report.add_argument("--latest", action="store_true", help="the latest run (of --scope when given) instead")
+    report.add_argument("--scope", metavar="NAME", help="with --latest: the latest run of this scope")
     report.add_argument("--output", "-o", metavar="FILE",
                         help="file to write (default: calibration-report-RUN_ID.html)")
     _demo_database_flag(report)
@@ -471,14 +474,20 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .review import load_review, render, writable_output
+    from .review import find_run, load_review, render, writable_output
+    from .scope import resolve
+    if (args.run_id is None) == (not args.latest):
+        raise ConfigError("report takes a RUN_ID or --latest, one of the two")
     settings = _settings(args)
-    path = writable_output(args.output or f"calibration-report-{args.run_id}.html")
+    path = writable_output(args.output) if args.output else None  # a path that cannot be written fails first
     engine = _engine(settings, args)
-    review = load_review(engine, args.run_id)  # reads only: a database without runs is not given the service's tables
+    scope = resolve(settings.scope_key, args.scope).name if args.scope else None
+    run_id = find_run(engine, None if args.latest else args.run_id, scope=scope)
+    path = path or writable_output(f"calibration-report-{run_id}.html")
+    review = load_review(engine, run_id)  # reads only: a database without runs is not given the service's tables
     path.write_text(render(review), encoding="utf-8")
-    log.info("wrote the review of run %s to %s", review.run.run_id, path)
-    print(path)
+    log.info("wrote the review of run %s to %s", review.run.run_id, path.resolve())
+    print(path.resolve())
     return 0
 
 

@@ -33,6 +33,20 @@ def run_row(conn: sa.Connection, run_id: str, scoped: bool) -> tuple | None:
         "error, started_at, finished_at, fitted_at FROM mirt_fit_meta WHERE run_id::text = :r"), {"r": run_id}).first()
 
 
+def run_ids_starting(conn: sa.Connection, prefix: str, limit: int = 6) -> list[str]:
+    """Ids of the runs whose id starts with ``prefix`` (at most ``limit``), newest first."""
+    return [r[0] for r in conn.execute(sa.text(
+        "SELECT run_id::text FROM mirt_fit_meta WHERE run_id::text LIKE :p ORDER BY started_at DESC LIMIT :n"),
+        {"p": prefix.lower().replace("%", "").replace("_", "") + "%", "n": limit})]
+
+
+def latest_run_id(conn: sa.Connection, scope: str | None, scoped: bool) -> str | None:
+    """The id of the latest run (of ``scope`` when given: '' is the whole bank), whatever its status."""
+    where = "WHERE scope = :scope" if scope is not None and scoped else ""
+    return conn.execute(sa.text(f"SELECT run_id::text FROM mirt_fit_meta {where} ORDER BY started_at DESC LIMIT 1"),
+                        {"scope": scope}).scalar()
+
+
 def item_rows(conn: sa.Connection, run_id: str, fields: tuple[str, ...]) -> list[tuple]:
     """(item id, *the numeric ``fields`` of its params, None where not stored) of a run's items, by item id."""
     columns = ", ".join(f"(params->>'{name}')::float8" for name in fields)

@@ -20,10 +20,10 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from .load import Review, RunNotFound, load_review
+from .load import Review, RunNotFound, find_run, load_review
 from .page import render
 
-__all__ = ["Review", "RunNotFound", "load_review", "render", "writable_output"]
+__all__ = ["Review", "RunNotFound", "find_run", "load_review", "render", "writable_output"]
 
 
 def writable_output(name: str) -> Path:

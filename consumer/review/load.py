@@ -144,19 +144,48 @@ class Review:
     bank: BankHistory | None = None
 
 
+def find_run(engine: sa.Engine, run_id: str | None = None, *, scope: str | None = None) -> str:
+    """The full id of the run ``run_id`` names (a whole id, or an unambiguous start of one), or of the latest run
+    (of ``scope`` when given) when ``run_id`` is None. ``RunNotFound`` says why none or which ones."""
+    from ..db.engine import describe
+    with engine.connect() as conn:
+        if not reads.has_table(conn, "mirt_fit_meta"):
+            raise RunNotFound(f"no calibration run {run_id + ' ' if run_id else ''}in {describe(engine)}: it has no "
+                              "mirt_fit_meta table, so no runs at all", f"check DATABASE_URL{_elsewhere(engine)}")
+        if run_id is None:
+            found = reads.latest_run_id(conn, scope, reads.runs_have_scopes(conn))
+            if found is None:
+                raise RunNotFound(f"no calibration run{'' if scope is None else ' of that scope'} in "
+                                  f"{describe(engine)} yet", f"run one: python -m consumer calibrate{_elsewhere(engine)}")
+            return found
+        matches = reads.run_ids_starting(conn, run_id.strip())
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
+                          f"list the runs with: python -m consumer runs{_elsewhere(engine)}")
+    raise RunNotFound(f"{run_id!r} starts the ids of {len(matches)}{'+' if len(matches) >= 6 else ''} runs "
+                      f"({', '.join(m[:13] + '…' for m in matches[:5])})", "give more of the run id")
+
+
+def _elsewhere(engine: sa.Engine) -> str:
+    """The hint that the demo's runs are read with --demo, unless this is the demo's database."""
+    from ..db.embedded import DEMO_DATABASE
+    return "" if engine.url.database == DEMO_DATABASE else f"; {_ELSEWHERE}"
+
+
 def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS) -> Review:
     """The run, its results, the previous run of its scope and the last runs' history."""
     from ..db.engine import describe
     with engine.connect() as conn:
         if not reads.has_table(conn, "mirt_fit_meta"):
             raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}: it has no mirt_fit_meta table, "
-                              "so no runs at all", f"check DATABASE_URL; {_ELSEWHERE}")
+                              "so no runs at all", f"check DATABASE_URL{_elsewhere(engine)}")
         scoped = reads.runs_have_scopes(conn)
         run = _run(conn, run_id, scoped)
         if run is None:
             raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
-                              "list runs with: SELECT run_id, status, fitted_at FROM mirt_fit_meta ORDER BY "
-                              f"started_at; {_ELSEWHERE}")
+                              f"list the runs with: python -m consumer runs{_elsewhere(engine)}")
         review = Review(run, _items(conn, run.run_id), *_abilities(conn, run.run_id))
         earlier = reads.earlier_run_ids(conn, run.run_id, run.scope, scoped, history_runs)
         if earlier:

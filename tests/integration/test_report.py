@@ -248,3 +248,23 @@ def test_review_of_a_recalibration_shows_its_impact_and_the_command_that_accepts
     assert (f"{impact['moved_more_than_se']:,} of {impact['students_scored']:,} students would move by more than "
             "their standard error") in shown
     assert f"python -m consumer bank accept {summary.run_id}" in shown
+
+
+def test_report_finds_a_run_by_the_start_of_its_id_or_as_the_latest_and_prints_where_it_wrote(engine, database_url,
+                                                                                               tmp_path):
+    fill(engine)
+    first = calibrate(engine, SETTINGS, REQUEST)
+    second = calibrate(engine, SETTINGS, CalibrationRequest(request_id="second", as_of=REQUEST.as_of))
+    env = {"DATABASE_URL": database_url}
+
+    by_start = cli("report", first.run_id[:8], env=env, cwd=tmp_path)
+    latest = cli("report", "--latest", "-o", "latest.html", env=env, cwd=tmp_path)
+    neither = cli("report", env=env, cwd=tmp_path)
+
+    assert by_start.returncode == 0, by_start.stderr
+    assert by_start.stdout.strip() == str(tmp_path / f"calibration-report-{first.run_id}.html")
+    assert latest.returncode == 0 and latest.stdout.strip() == str(tmp_path / "latest.html")
+    assert second.run_id in (tmp_path / "latest.html").read_text()
+    assert neither.returncode == 2 and "RUN_ID or --latest" in neither.stderr
+    unknown = cli("report", "ffffffff", env=env, cwd=tmp_path)
+    assert unknown.returncode == 1 and "python -m consumer runs" in unknown.stderr

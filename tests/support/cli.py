@@ -8,13 +8,13 @@ import subprocess
 import sys
 
 
-def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict | None = None, timeout: float = 120, cwd=None) -> subprocess.CompletedProcess:
     """Run ``python -m consumer ARGS`` with none of this machine's service settings, only ``env``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DATABASE_URL", "DB_"))}
     full_env.pop("INSTANCE_CONNECTION_NAME", None)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "consumer", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 def log_entries(result: subprocess.CompletedProcess) -> list[dict]:
