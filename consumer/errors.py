@@ -42,6 +42,10 @@ class DatabaseTLSMismatch(DatabaseRefused):
     """The connection's TLS settings (``sslmode``) and the server's do not agree, or its certificate does not verify."""
 
 
+class DatabaseMissing(DatabaseRefused):
+    """The server answers, but the database the settings name is not on it."""
+
+
 class UnknownScope(ConfigError):
     """A request names a scope that no question of the bank has: a typo or a stale name, not a quiet week."""
 

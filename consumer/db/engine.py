@@ -29,7 +29,8 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from ..errors import ConfigError, DatabaseLoginRefused, DatabaseRefused, DatabaseTLSMismatch, DatabaseUnavailable
+from ..errors import (ConfigError, DatabaseLoginRefused, DatabaseMissing, DatabaseRefused, DatabaseTLSMismatch,
+                      DatabaseUnavailable)
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,12 @@ def unavailable(engine: sa.Engine, exc: BaseException) -> DatabaseUnavailable | 
     mismatch = _tls_mismatch(engine, exc)
     if mismatch is not None:
         return mismatch
+    fields = _server_error(exc)
+    if fields is not None and fields.get("C") == _NO_SUCH_DATABASE and engine not in _EMBEDDED:
+        return DatabaseMissing(
+            f"the database server at {describe(engine)} answers, but has no such database: {fields.get('M', '')} "
+            f"(SQLSTATE {_NO_SUCH_DATABASE})",
+            "check the database name in DATABASE_URL (or DB_NAME), or create the database")
     refused = _login_refused(exc)
     if refused is not None:
         return DatabaseLoginRefused(
@@ -308,11 +315,17 @@ def unavailable(engine: sa.Engine, exc: BaseException) -> DatabaseUnavailable | 
     return DatabaseUnavailable(f"cannot reach the database at {describe(engine)}: {reason}", hint)
 
 
+#: The server's SQLSTATE for a database name it does not have.
+_NO_SUCH_DATABASE = "3D000"
+
+
 def _reason(exc: BaseException) -> str:
     inner = getattr(exc, "orig", None) or exc
     fields = _server_error(exc)
     if fields is not None:
         return f"{fields.get('M', 'error')} (SQLSTATE {fields.get('C', '?')})"
+    if any(isinstance(each, ConnectionRefusedError) for each in _chain(exc)):
+        return "connection refused: nothing listens on that host and port"
     if any(isinstance(each, TimeoutError) for each in _chain(exc)):
         detail = str(inner).splitlines()[0] if str(inner) else "timed out"
         return f"no answer in time ({type(inner).__name__}: {detail[:200]})"

@@ -118,26 +118,33 @@ def test_an_unreachable_database_is_one_line_without_the_password():
     assert "s3cret-pw" not in result.stderr + result.stdout and "Traceback" not in result.stderr
 
 
-def test_a_missing_database_says_so(server_url):
+def test_a_missing_database_on_a_live_server_is_a_setting_error_that_says_so(server_url):
     url = server_url.set(database="no_such_database_here").render_as_string(hide_password=False)
     result = cli("calibrate", env={"DATABASE_URL": url})
+    assert result.returncode == 2  # a setting to fix, not an outage to wait out
+    (line,) = error_lines(result)
+    assert 'answers, but has no such database: database "no_such_database_here" does not exist' in line
+
+
+def test_a_closed_port_says_nothing_listens_there_not_the_drivers_text():
+    result = cli("calibrate", env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/platform"})
     assert result.returncode == 3
     (line,) = error_lines(result)
-    assert 'database "no_such_database_here" does not exist' in line
+    assert "connection refused: nothing listens on that host and port" in line and "source_address" not in line
 
 
 def test_a_missing_database_over_a_unix_socket_says_so_every_time():
     # Over a Unix socket the server's refusal used to come out as pg8000's "network error" most times:
     # its goodbye on the closed socket failed and hid the server's message.
     from consumer.db.engine import check_connection, describe
-    from consumer.errors import DatabaseUnavailable
+    from consumer.errors import DatabaseMissing
     from tests.support.database import embedded_server_url
     url = embedded_server_url().set(database="no_such_database_here")
     engine = sa.create_engine(url)
     assert "unix_sock" in url.query
     assert describe(engine).startswith("postgresql+pg8000://postgres@/no_such_database_here (Unix socket ")
     for _ in range(20):
-        with pytest.raises(DatabaseUnavailable) as failure:
+        with pytest.raises(DatabaseMissing) as failure:
             check_connection(engine)
         assert 'database "no_such_database_here" does not exist (SQLSTATE 3D000)' in str(failure.value)
     engine.dispose()
