@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pull calibration requests from MIRT_REQUESTS_SUBSCRIPTION in GOOGLE_CLOUD_PROJECT (or the "
                     "emulator at PUBSUB_EMULATOR_HOST), run them one at a time, publish calibration-completed to "
                     "MIRT_COMPLETED_TOPIC, and serve /healthz and /readyz on PORT. Stops cleanly on SIGTERM/SIGINT.")
+    serve.add_argument("--demo", action="store_true",
+                       help="the whole loop on this machine: the bundled local Pub/Sub server (started, or reused), "
+                            "its topics and subscriptions as infra/ makes them, and the demo's database")
     serve.set_defaults(handler=_serve)
 
     publish = commands.add_parser(
@@ -147,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="wait for the calibration-completed event (every scope's, for a fan-out) and print it")
     publish.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
                          help="seconds to wait with --wait, > 0 (default 900)")
+    publish.add_argument("--demo", action="store_true",
+                         help="publish to the local Pub/Sub server that serve --demo runs")
     publish.set_defaults(handler=_publish)
 
     tag = commands.add_parser(
@@ -312,14 +317,18 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .bus.publisher import require_reachable
+    from .db.embedded import DEMO_DATABASE
     from .db.engine import READINESS_TIMEOUT_SECONDS, check_connection, create_engine
     from .errors import DatabaseUnavailable
     from .health import HealthServer
     from .warmup import load_kernels
     settings = _settings(args)
+    if args.demo:
+        from .bus.local_demo import serving
+        settings = serving(settings)
     settings.require_project()
     configure_opentelemetry()
-    engine = create_engine(settings)
+    engine = create_engine(settings, embedded_database=DEMO_DATABASE if args.demo else None)
     try:  # a refused login is a setting to fix (exit 2); an outage is waited out, /readyz answering 503
         check_connection(engine)
     except DatabaseUnavailable as problem:
@@ -355,6 +364,9 @@ def _publish(args: argparse.Namespace) -> int:
     from .bus.publisher import EventPublisher, pubsub_failure, require_reachable
     from .bus.waiter import CompletionWaiter
     settings = Settings.load()
+    if args.demo:
+        from .bus.local_demo import publishing
+        settings = publishing(settings)
     settings.require_project()
     overrides = {name: parse_setting(name, getattr(args, name), source=f"--{name.replace('_', '-')}")
                  for name in ("model", "lookback_days", "max_obs", "linking_method")

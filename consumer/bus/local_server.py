@@ -133,8 +133,13 @@ class LocalPubSub:
         self.stop()
 
 
-def start(cache_dir: Path, port: int | None = None, timeout: float = 30.0) -> LocalPubSub:
-    """Start the local Pub/Sub server on 127.0.0.1 and wait until it serves."""
+def start(cache_dir: Path, port: int | None = None, timeout: float = 30.0, own_session: bool = False) -> LocalPubSub:
+    """Start the local Pub/Sub server on 127.0.0.1 and wait until it serves.
+
+    ``own_session``: in a session of its own, so that the Ctrl-C typed at the
+    process that started it does not stop it under that process while it
+    shuts down cleanly (``serve --demo`` stops it last).
+    """
     path = install(cache_dir)
     port = port or free_port()
     # cloudbox's modules, and this package (local_server_behaviour) wherever it is imported from.
@@ -142,7 +147,7 @@ def start(cache_dir: Path, port: int | None = None, timeout: float = 30.0) -> Lo
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(package_root)]), "CLOUDBOX_DATA_DIR": ""}
     process = subprocess.Popen([sys.executable, "-c", _LAUNCHER, "127.0.0.1", str(port)], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
+                               text=True, start_new_session=own_session)
     deadline = time.monotonic() + timeout
     line = process.stdout.readline() if process.stdout else ""
     while line.strip() != "ready":

@@ -781,3 +781,19 @@ def test_runbook_quotes_the_services_own_log_lines(runbook):
         pieces = [piece.strip() for piece in quote.split("…") if piece.strip()]
         assert any(_quoted_in(literal, pieces) for literal in literals), \
             f"the runbook quotes {quote!r}, which no log message of consumer/ says (any more)"
+
+
+def test_the_local_topology_is_infras():
+    """serve --demo's topics and subscriptions (consumer/bus/topology.py) are those infra/ creates, with its settings."""
+    from consumer.bus import topology
+    seconds = lambda text: int(re.fullmatch(r"(\d+)s", text)[1])  # noqa: E731
+    assert topology.REQUESTS_TOPIC == variable_default("requests_topic")
+    assert topology.REQUESTS_SUBSCRIPTION == variable_default("requests_subscription")
+    assert topology.COMPLETED_TOPIC == variable_default("completed_topic")
+    assert topology.DEAD_LETTER_TOPIC == variable_default("dead_letter_topic")
+    assert topology.DEAD_LETTER_SUBSCRIPTION == variable_default("dead_letter_subscription")
+    assert topology.Policy() == topology.Policy(
+        ack_deadline_seconds=variable_default("ack_deadline_seconds"),
+        minimum_backoff_seconds=seconds(variable_default("retry_minimum_backoff")),
+        maximum_backoff_seconds=seconds(variable_default("retry_maximum_backoff")),
+        max_delivery_attempts=variable_default("max_delivery_attempts"))

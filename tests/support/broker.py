@@ -15,16 +15,17 @@ from pathlib import Path
 
 from google.cloud import pubsub_v1
 
-from consumer.bus import events
+from consumer.bus import events, topology
 from consumer.bus.local_server import free_port
-from consumer.settings import SPECS
 
-REQUESTS = SPECS["requests_topic"].default
-SUBSCRIPTION = SPECS["requests_subscription"].default
-COMPLETED = SPECS["completed_topic"].default
-DEAD_LETTER = "calibration-requested-dead-letter"
-#: The requests subscription's retry policy: infra/'s (10 s doubling to 600 s), scaled down for tests.
-RETRY_POLICY = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}}
+REQUESTS = topology.REQUESTS_TOPIC
+SUBSCRIPTION = topology.REQUESTS_SUBSCRIPTION
+COMPLETED = topology.COMPLETED_TOPIC
+DEAD_LETTER = topology.DEAD_LETTER_TOPIC
+#: The requests subscription's delivery settings: infra/'s retry policy (10 s doubling to 600 s) scaled down for
+#: tests, and no dead-letter policy (the consumer forwards what it rejects; tests count deliveries themselves).
+POLICY = topology.Policy(ack_deadline_seconds=10, minimum_backoff_seconds=1, maximum_backoff_seconds=10,
+                         max_delivery_attempts=None)
 
 
 @dataclass
@@ -39,13 +40,8 @@ class Broker:
         publisher = pubsub_v1.PublisherClient()
         subscriber = pubsub_v1.SubscriberClient()
         broker = cls(host, project, publisher, subscriber)
-        for topic in (REQUESTS, COMPLETED, DEAD_LETTER):
-            publisher.create_topic(name=broker.topic(topic))
-        subscriber.create_subscription(request={
-            "name": broker.subscription(SUBSCRIPTION), "topic": broker.topic(REQUESTS),
-            "ack_deadline_seconds": 10, "retry_policy": RETRY_POLICY})
-        for watcher, topic in (("completed-watch", COMPLETED), ("dead-letter-watch", DEAD_LETTER)):
-            subscriber.create_subscription(name=broker.subscription(watcher), topic=broker.topic(topic))
+        topology.create(project, POLICY, completed_subscription="completed-watch",
+                        dead_letter_subscription="dead-letter-watch", publisher=publisher, subscriber=subscriber)
         return broker
 
     def delete(self) -> None:
