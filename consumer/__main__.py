@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20, metavar="N", help="how many, at least 1 (default 20)")
     runs.add_argument("--status", choices=["running", "succeeded", "skipped", "failed", "abandoned"],
                       help="only runs that ended so")
+    runs.add_argument("--since", type=_timestamp, metavar="TIME",
+                      help="only runs started at or after this time, ISO 8601 (e.g. 2026-11-01)")
     runs.add_argument("--json", action="store_true", help="print them as one JSON array")
     runs.add_argument("--scope", metavar="NAME", help="only this scope's runs (default: every scope)")
     _demo_database_flag(runs)
@@ -480,7 +482,7 @@ def _runs(args: argparse.Namespace) -> int:
     engine = _engine(settings, args)
     _migrate_the_platforms_database(engine, only_questions=True)
     scope = resolve(settings.scope_key, args.scope) if args.scope else None
-    found = latest_runs(engine, scope, args.limit, args.status)
+    found = latest_runs(engine, scope, args.limit, args.status, args.since)
     print(json.dumps(found) if args.json else format_runs(found))
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 
 from .db import ledger
@@ -9,11 +11,12 @@ from .db.engine import unavailable
 from .scope import Scope
 
 
-def latest_runs(engine: sa.Engine, scope: Scope | None, limit: int = 20, status: str | None = None) -> list[dict]:
-    """The latest runs, newest first (of one scope, or of every scope when ``scope`` is None)."""
+def latest_runs(engine: sa.Engine, scope: Scope | None, limit: int = 20, status: str | None = None,
+                since: datetime | None = None) -> list[dict]:
+    """The latest runs, newest first (of one scope, or of every scope when ``scope`` is None; started ``since``)."""
     try:
         with engine.connect() as conn:
-            return ledger.recent_runs(conn, scope, limit, status)
+            return ledger.recent_runs(conn, scope, limit, status, since)
     except sa.exc.DBAPIError as exc:
         raise unavailable(engine, exc) from exc
 

@@ -88,10 +88,14 @@ def answered(engine: sa.Engine, request_id: str, scope: Scope, finished: tuple[s
         raise unavailable(engine, exc) from exc
 
 
-def recent_runs(conn: sa.Connection, scope: Scope | None, limit: int, status: str | None = None) -> list[dict]:
-    """The latest runs, newest first: of ``scope`` (None: every scope), with ``status`` when given."""
+def recent_runs(conn: sa.Connection, scope: Scope | None, limit: int, status: str | None = None,
+                since=None) -> list[dict]:
+    """The latest runs, newest first: of ``scope`` (None: every scope), with ``status``, started ``since``."""
     where = ["true"]
     values: dict = {"limit": limit}
+    if since is not None:
+        where.append("started_at >= :since")
+        values["since"] = since
     if scope is not None:
         where.append("scope = :scope")
         values["scope"] = scope.name

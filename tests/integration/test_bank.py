@@ -170,3 +170,6 @@ def test_runs_lists_the_latest_runs_with_their_mode_so_that_one_finds_the_one_to
     table = format_runs(listed)
     assert recalibration.run_id in table and "population N(" in table
     assert [r["run_id"] for r in latest_runs(engine, WHOLE_BANK, limit=1)] == [recalibration.run_id]
+    since = rows(engine, "SELECT started_at FROM mirt_fit_meta WHERE run_id = CAST(:r AS uuid)", r=weekly.run_id)[0][0]
+    assert {r["run_id"] for r in latest_runs(engine, WHOLE_BANK, since=since)} == {weekly.run_id,
+                                                                                 recalibration.run_id}
