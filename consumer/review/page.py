@@ -71,8 +71,8 @@ def _header(review: Review, view: PageView) -> Markup:
     request = spec.get("request") or {}
     dry = " (dry run: nothing written)" if spec.get("dry_run") else ""
     line = join([Markup(f'<span class="status {text(run.status)}">{text(run.status)}</span> '),
-                 f"{view.model or 'model not recorded'} \u00b7 scope: {view.scope} \u00b7 fitted "
-                 f"{fmt.when(run.fitted_at or run.finished_at)}{dry} \u00b7 requested by "
+                 f"{view.model or 'model not recorded'} \u00b7 scope: {view.scope} \u00b7 "
+                 f"{'fitted' if run.fitted_at else 'ended'} {fmt.when(run.fitted_at or run.finished_at)}{dry} \u00b7 requested by "
                  f"{request.get('requested_by') or fmt.MISSING}, request {run.request_id or fmt.MISSING}"])
     error = paragraph(f"The run failed: {run.error}", "note") if run.error else ""
     return join([tag("h1", f"Calibration run {run.run_id}: review"), paragraph(line), error])
@@ -127,8 +127,8 @@ def _run_section(review: Review) -> Markup:
 
 def _fit_section(review: Review) -> Markup:
     spec, fit = review.run.model_spec, review.run.fit_stats
-    if not fit:
-        return section("fit", "Fit", paragraph("The run recorded no fit (it ended before fitting)."))
+    if "iterations" not in fit:  # at most the choice of priors: the fit did not finish
+        return section("fit", "Fit", paragraph("The run recorded no fit (it ended before its fit finished)."))
     priors = fit.get("item_priors") or {}
     rows = [("model", spec.get("model") or fmt.MISSING),
             ("converged", fmt.yes_no(fit.get("converged"))), ("EM passes", fmt.count(fit.get("iterations"))),
@@ -169,6 +169,9 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
     spec = review.run.model_spec
     misfits = spec.get("misfitting_items") or {}
     threshold = (spec.get("settings") or {}).get("item_fit_threshold")
+    if "iterations" not in review.run.fit_stats and review.run.status != "succeeded":
+        return section("misfit", "Item fit", paragraph("Item fit was not computed: the run ended before its fit "
+                                                       "finished."))
     intro = paragraph(f"RMSD between each item's observed and model curves on the quadrature grid, weighted by where "
                       f"its respondents are; above {fmt.plain(threshold)} (MIRT_ITEM_FIT_THRESHOLD) an item "
                       f"misfits{_pisa(threshold)}. "
@@ -212,12 +215,21 @@ def _pisa(threshold) -> str:
 def _link_section(review: Review, view: PageView) -> Markup:
     spec, constants = review.run.model_spec, review.run.constants
     method = constants.get("method")
-    parts = [table(("constant", "value", "standard error (jackknife)"), [
-        ("method", method or fmt.MISSING, ""),
-        ("slope A", fmt.number(constants.get("slope"), 4), fmt.number(constants.get("slope_se"), 4)),
-        ("intercept B", fmt.number(constants.get("intercept"), 4), fmt.number(constants.get("intercept_se"), 4)),
-        ("anchors linked on", fmt.count(constants.get("n_anchors")), "")], numeric=(1, 2)),
-        paragraph("theta_old = A \u00d7 theta_new + B; b_old = A \u00d7 b_new + B; a_old = a_new / A.", "quiet")]
+    # A run refused at the link set no constants: the identity it carries would read as a scale of its own.
+    if review.run.status in ("failed", "abandoned") and method in (None, "none"):
+        tagged = len(spec.get("anchor_table") or [])
+        parts = [paragraph(f"The run refused to link on its {tagged:,} anchors: {review.run.error}. It set no linking "
+                           "constants." if tagged else "The run ended before it linked: it set no linking constants.",
+                           "note")]
+        if view.anchors is None:
+            return section("link", "Link", *parts)
+    else:
+        parts = [table(("constant", "value", "standard error (jackknife)"), [
+            ("method", method or fmt.MISSING, ""),
+            ("slope A", fmt.number(constants.get("slope"), 4), fmt.number(constants.get("slope_se"), 4)),
+            ("intercept B", fmt.number(constants.get("intercept"), 4), fmt.number(constants.get("intercept_se"), 4)),
+            ("anchors linked on", fmt.count(constants.get("n_anchors")), "")], numeric=(1, 2)),
+            paragraph("theta_old = A \u00d7 theta_new + B; b_old = A \u00d7 b_new + B; a_old = a_new / A.", "quiet")]
     note = view.reference_model_note
     if note:
         parts.append(paragraph(note, "note"))
