@@ -95,14 +95,17 @@ def _run_section(review: Review) -> Markup:
     run, spec, summary = review.run, review.run.model_spec, review.run.summary
     request, window = spec.get("request") or {}, spec.get("window") or summary.get("window") or {}
     durations = summary.get("durations") or {}
-    took = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
+    # One source for how long the run took, the one its step table ends with; the timestamps only where it has none.
+    took = durations.get("total")
+    if took is None and run.finished_at and run.started_at:
+        took = (run.finished_at - run.started_at).total_seconds()
     about = facts([
         ("run id", run.run_id), ("status", run.status), ("scope", fmt.scope(run.scope, spec.get("scope"))),
         ("requested by", request.get("requested_by") or fmt.MISSING), ("request id", run.request_id or fmt.MISSING),
         ("overrides in the request", fmt.plain(request.get("overrides")) if request.get("overrides") else "none"),
         ("dry run", fmt.yes_no(bool(spec.get("dry_run")))),
         ("started", fmt.when(run.started_at)), ("finished", fmt.when(run.finished_at)),
-        ("took", fmt.seconds(took if took is not None else durations.get("total"))),
+        ("took", fmt.seconds(took)),
         ("answers from", f"{fmt.when(window.get('since'))} to {fmt.when(window.get('until'))} (look-back window)"),
         ("first and last answer used", f"{fmt.when(window.get('first_at'))}, {fmt.when(window.get('last_at'))}"),
     ])

@@ -159,3 +159,17 @@ def test_the_page_of_a_failed_run_says_it_failed_and_why_and_no_card_reads_as_a_
     assert "Not linked: the run ended before it linked." in card(page, "Link")
     items = words(section(page, "items"))
     assert "0 written" in items and "100 not estimated or held back, with the reason" in items
+
+
+def test_the_run_took_what_its_step_table_says_the_whole_run_took(engine):
+    fill(engine)
+    run = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="timed", as_of=AS_OF))
+    # The ledger's timestamps span more than the run's own clock (they are taken around the recording).
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE mirt_fit_meta SET finished_at = finished_at + interval '3 seconds' "
+                             "WHERE run_id = CAST(:r AS uuid)"), {"r": run.run_id})
+
+    about = words(section(page_of(engine, run.run_id), "run"))
+    took = re.search(r"took ([\d.]+ s) answers from", about).group(1)
+    assert re.search(rf"whole run {re.escape(took)}\b", about)
+    assert took == f"{run.durations['total']:.2f} s"
