@@ -179,9 +179,10 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
                       f"its respondents are; above {fmt.plain(threshold)} (MIRT_ITEM_FIT_THRESHOLD) an item "
                       f"misfits{_pisa(threshold)}. "
                       f"{len(misfits):,} items misfit.")
+    spread = _rmsd_spread(review)
     if not misfits:
-        return section("misfit", "Item fit", intro)
-    parts = [intro, _reasons_table(misfits, "flagged because")]
+        return section("misfit", "Item fit", intro, spread)
+    parts = [intro, spread, _reasons_table(misfits, "flagged because")]
     if view.curves is None:
         parts.append(paragraph("The observed proportions behind these RMSDs were not recorded for this run.", "note"))
         return section("misfit", "Item fit", *parts)
@@ -200,6 +201,18 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
     shown = (f"The {len(plots)} worst, as recorded by the run: the model's curve, and the observed proportion "
              "correct at each quadrature node (a dot's area follows the answers there).")
     return section("misfit", "Item fit", *parts, tag("h3", "Evidence"), paragraph(shown), join(plots))
+
+
+def _rmsd_spread(review: Review) -> Markup | str:
+    """How the items' RMSDs spread: median, 95th percentile and the largest, with its item (also with no misfit)."""
+    rmsd = review.items.values["rmsd"]
+    known = np.flatnonzero(np.isfinite(rmsd))
+    if not known.size:
+        return ""
+    worst = known[np.argmax(rmsd[known])]
+    return paragraph(f"RMSD of the {known.size:,} items with one: median {fmt.number(float(np.median(rmsd[known])), 3)}, "
+                     f"95th percentile {fmt.number(float(np.percentile(rmsd[known], 95)), 3)}, maximum "
+                     f"{fmt.number(float(rmsd[worst]), 3)} (item {int(review.items.question_ids[worst])}).")
 
 
 #: The RMSD past which PISA 2015 flagged an item (OECD, PISA 2015 Technical Report, ch. 9).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 
+import numpy as np
 import sqlalchemy as sa
 
 from consumer.run import CalibrationRequest, calibrate
@@ -173,3 +174,19 @@ def test_the_run_took_what_its_step_table_says_the_whole_run_took(engine):
     took = re.search(r"took ([\d.]+ s) answers from", about).group(1)
     assert re.search(rf"whole run {re.escape(took)}\b", about)
     assert took == f"{run.durations['total']:.2f} s"
+
+
+def test_with_no_misfit_item_fit_shows_how_the_rmsds_spread(engine):
+    fill(engine)
+    run = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="fits", as_of=AS_OF))
+    assert run.status == "succeeded" and not run.counts["misfitting_items"]
+
+    misfit = words(section(page_of(engine, run.run_id), "misfit"))
+    assert "0 items misfit" in misfit
+    stored = {r[0]: r[1] for r in rows_of(engine, "SELECT item_id, (params->>'rmsd')::float8 FROM "
+                                                  "mirt_item_params_history WHERE run_id = CAST(:r AS uuid)",
+                                          r=run.run_id)}
+    values = np.array(list(stored.values()))
+    worst = max(stored, key=stored.get)
+    assert (f"RMSD of the {len(stored)} items with one: median {np.median(values):.3f}, 95th percentile "
+            f"{np.percentile(values, 95):.3f}, maximum {stored[worst]:.3f} (item {worst})") in misfit
