@@ -522,7 +522,7 @@ def _history_parts(review: Review) -> list:
     history = review.history
     if not history:
         return []
-    labels = [fmt.when(h.fitted_at)[5:16] for h in history]
+    labels = fmt.run_labels([h.fitted_at for h in history], [h.run_id for h in history])
     rows = [(fmt.when(h.fitted_at), h.run_id[:8], h.model or fmt.MISSING, h.constants.get("method") or fmt.MISSING,
              with_se(h.constants.get("slope"), h.constants.get("slope_se")),
              with_se(h.constants.get("intercept"), h.constants.get("intercept_se")),

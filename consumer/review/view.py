@@ -477,7 +477,7 @@ def _bank(review: Review, stored) -> BankSection | None:
         f"{len(flagged):,} flagged for drift, {len(suspended):,} suspended, {len(promoted):,} promoted.",
         f"This window's students on the bank's scale: mean {mean}, SD {sd}."])
     populations = history.populations
-    labels = [fmt.when(p.fitted_at)[5:16] for p in populations]
+    labels = fmt.run_labels([p.fitted_at for p in populations], [p.run_id for p in populations])
     mean_trend = sd_trend = None
     if len(populations) > 1:
         mean_trend = Trend(labels, np.array([p.mean for p in populations]), np.array([p.mean_se for p in populations]))
@@ -502,7 +502,7 @@ def _gate_order(key: str) -> int:
 
 def _bank_item(question_id: int, suspended: bool, why: str, history: BankHistory) -> BankItem:
     runs = history.drift.get(question_id, [])
-    labels = [fmt.when(r.fitted_at)[5:16] for r in runs]
+    labels = fmt.run_labels([r.fitted_at for r in runs], [r.run_id for r in runs])
     column = lambda name: np.array([getattr(r, name) for r in runs], float)  # noqa: E731
     flagged = np.array([r.flagged for r in runs], bool)
     status, params = history.items.get(question_id, ("", {}))

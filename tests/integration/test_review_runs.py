@@ -190,3 +190,21 @@ def test_with_no_misfit_item_fit_shows_how_the_rmsds_spread(engine):
     worst = max(stored, key=stored.get)
     assert (f"RMSD of the {len(stored)} items with one: median {np.median(values):.3f}, 95th percentile "
             f"{np.percentile(values, 95):.3f}, maximum {stored[worst]:.3f} (item {worst})") in misfit
+
+
+def test_trend_ticks_never_give_two_runs_one_label(engine):
+    fill(engine)
+    runs = [calibrate(engine, Settings.load({}), CalibrationRequest(request_id=f"week-{k}", as_of=AS_OF)).run_id
+            for k in range(3)]
+    # Three runs in one minute, the last two in one second.
+    with engine.begin() as conn:
+        for run_id, fitted in zip(runs, ("13:43:07", "13:43:52.1", "13:43:52.9")):
+            conn.execute(sa.text("UPDATE mirt_fit_meta SET fitted_at = CAST(:t AS timestamptz) "
+                                 "WHERE run_id = CAST(:r AS uuid)"), {"t": f"2026-12-03 {fitted}+00", "r": run_id})
+
+    changes = section(page_of(engine, runs[-1]), "changes")
+    charts = [chart for chart in re.findall(r"<svg.*?</svg>", changes, re.S) if "12-03 13:43" in chart]
+    assert len(charts) == 3  # slope, intercept, abilities
+    for chart in charts:
+        ticks = [html.unescape(t) for t in re.findall(r'text-anchor="middle">([^<]*\d\d:\d\d[^<]*)</text>', chart)]
+        assert ticks == ["12-03 13:43:07", f"12-03 13:43:52 {runs[1][:8]}", f"12-03 13:43:52 {runs[2][:8]}"], ticks
