@@ -118,6 +118,23 @@ def when(value) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def run_labels(times: list, run_ids: list[str]) -> list[str]:
+    """Tick labels of runs, one each, by when they were fitted ("12-03 13:43"), never one label for two runs.
+
+    Where two runs share the minute, each gets its seconds ("12-03 13:43:07"); where they share the second too,
+    the first characters of its run id ("12-03 13:43:07 89b72b93").
+    """
+    def repeated(labels):
+        return {label for label in labels if labels.count(label) > 1}
+
+    stamps = [when(t) for t in times]
+    labels = [stamp[5:16] for stamp in stamps]
+    clash = repeated(labels)
+    labels = [stamp[5:19] if label in clash else label for stamp, label in zip(stamps, labels)]
+    clash = repeated(labels)
+    return [f"{label} {run_id[:8]}" if label in clash else label for label, run_id in zip(labels, run_ids)]
+
+
 def yes_no(value) -> str:
     return MISSING if value is None else ("yes" if value else "no")
 

@@ -71,8 +71,8 @@ def _header(review: Review, view: PageView) -> Markup:
     request = spec.get("request") or {}
     dry = " (dry run: nothing written)" if spec.get("dry_run") else ""
     line = join([Markup(f'<span class="status {text(run.status)}">{text(run.status)}</span> '),
-                 f"{view.model or 'model not recorded'} \u00b7 scope: {view.scope} \u00b7 fitted "
-                 f"{fmt.when(run.fitted_at or run.finished_at)}{dry} \u00b7 requested by "
+                 f"{view.model or 'model not recorded'} \u00b7 scope: {view.scope} \u00b7 "
+                 f"{'fitted' if run.fitted_at else 'ended'} {fmt.when(run.fitted_at or run.finished_at)}{dry} \u00b7 requested by "
                  f"{request.get('requested_by') or fmt.MISSING}, request {run.request_id or fmt.MISSING}"])
     error = paragraph(f"The run failed: {run.error}", "note") if run.error else ""
     return join([tag("h1", f"Calibration run {run.run_id}: review"), paragraph(line), error])
@@ -95,14 +95,17 @@ def _run_section(review: Review) -> Markup:
     run, spec, summary = review.run, review.run.model_spec, review.run.summary
     request, window = spec.get("request") or {}, spec.get("window") or summary.get("window") or {}
     durations = summary.get("durations") or {}
-    took = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
+    # One source for how long the run took, the one its step table ends with; the timestamps only where it has none.
+    took = durations.get("total")
+    if took is None and run.finished_at and run.started_at:
+        took = (run.finished_at - run.started_at).total_seconds()
     about = facts([
         ("run id", run.run_id), ("status", run.status), ("scope", fmt.scope(run.scope, spec.get("scope"))),
         ("requested by", request.get("requested_by") or fmt.MISSING), ("request id", run.request_id or fmt.MISSING),
         ("overrides in the request", fmt.plain(request.get("overrides")) if request.get("overrides") else "none"),
         ("dry run", fmt.yes_no(bool(spec.get("dry_run")))),
         ("started", fmt.when(run.started_at)), ("finished", fmt.when(run.finished_at)),
-        ("took", fmt.seconds(took if took is not None else durations.get("total"))),
+        ("took", fmt.seconds(took)),
         ("answers from", f"{fmt.when(window.get('since'))} to {fmt.when(window.get('until'))} (look-back window)"),
         ("first and last answer used", f"{fmt.when(window.get('first_at'))}, {fmt.when(window.get('last_at'))}"),
     ])
@@ -127,8 +130,8 @@ def _run_section(review: Review) -> Markup:
 
 def _fit_section(review: Review) -> Markup:
     spec, fit = review.run.model_spec, review.run.fit_stats
-    if not fit:
-        return section("fit", "Fit", paragraph("The run recorded no fit (it ended before fitting)."))
+    if "iterations" not in fit:  # at most the choice of priors: the fit did not finish
+        return section("fit", "Fit", paragraph("The run recorded no fit (it ended before its fit finished)."))
     priors = fit.get("item_priors") or {}
     rows = [("model", spec.get("model") or fmt.MISSING),
             ("converged", fmt.yes_no(fit.get("converged"))), ("EM passes", fmt.count(fit.get("iterations"))),
@@ -169,13 +172,17 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
     spec = review.run.model_spec
     misfits = spec.get("misfitting_items") or {}
     threshold = (spec.get("settings") or {}).get("item_fit_threshold")
+    if "iterations" not in review.run.fit_stats and review.run.status != "succeeded":
+        return section("misfit", "Item fit", paragraph("Item fit was not computed: the run ended before its fit "
+                                                       "finished."))
     intro = paragraph(f"RMSD between each item's observed and model curves on the quadrature grid, weighted by where "
                       f"its respondents are; above {fmt.plain(threshold)} (MIRT_ITEM_FIT_THRESHOLD) an item "
                       f"misfits{_pisa(threshold)}. "
                       f"{len(misfits):,} items misfit.")
+    spread = _rmsd_spread(review)
     if not misfits:
-        return section("misfit", "Item fit", intro)
-    parts = [intro, _reasons_table(misfits, "flagged because")]
+        return section("misfit", "Item fit", intro, spread)
+    parts = [intro, spread, _reasons_table(misfits, "flagged because")]
     if view.curves is None:
         parts.append(paragraph("The observed proportions behind these RMSDs were not recorded for this run.", "note"))
         return section("misfit", "Item fit", *parts)
@@ -196,6 +203,18 @@ def _misfit_section(review: Review, view: PageView) -> Markup:
     return section("misfit", "Item fit", *parts, tag("h3", "Evidence"), paragraph(shown), join(plots))
 
 
+def _rmsd_spread(review: Review) -> Markup | str:
+    """How the items' RMSDs spread: median, 95th percentile and the largest, with its item (also with no misfit)."""
+    rmsd = review.items.values["rmsd"]
+    known = np.flatnonzero(np.isfinite(rmsd))
+    if not known.size:
+        return ""
+    worst = known[np.argmax(rmsd[known])]
+    return paragraph(f"RMSD of the {known.size:,} items with one: median {fmt.number(float(np.median(rmsd[known])), 3)}, "
+                     f"95th percentile {fmt.number(float(np.percentile(rmsd[known], 95)), 3)}, maximum "
+                     f"{fmt.number(float(rmsd[worst]), 3)} (item {int(review.items.question_ids[worst])}).")
+
+
 #: The RMSD past which PISA 2015 flagged an item (OECD, PISA 2015 Technical Report, ch. 9).
 PISA_2015_RMSD = 0.12
 
@@ -212,12 +231,21 @@ def _pisa(threshold) -> str:
 def _link_section(review: Review, view: PageView) -> Markup:
     spec, constants = review.run.model_spec, review.run.constants
     method = constants.get("method")
-    parts = [table(("constant", "value", "standard error (jackknife)"), [
-        ("method", method or fmt.MISSING, ""),
-        ("slope A", fmt.number(constants.get("slope"), 4), fmt.number(constants.get("slope_se"), 4)),
-        ("intercept B", fmt.number(constants.get("intercept"), 4), fmt.number(constants.get("intercept_se"), 4)),
-        ("anchors linked on", fmt.count(constants.get("n_anchors")), "")], numeric=(1, 2)),
-        paragraph("theta_old = A \u00d7 theta_new + B; b_old = A \u00d7 b_new + B; a_old = a_new / A.", "quiet")]
+    # A run refused at the link set no constants: the identity it carries would read as a scale of its own.
+    if review.run.status in ("failed", "abandoned") and method in (None, "none"):
+        tagged = len(spec.get("anchor_table") or [])
+        parts = [paragraph(f"The run refused to link on its {tagged:,} anchors: {review.run.error}. It set no linking "
+                           "constants." if tagged else "The run ended before it linked: it set no linking constants.",
+                           "note")]
+        if view.anchors is None:
+            return section("link", "Link", *parts)
+    else:
+        parts = [table(("constant", "value", "standard error (jackknife)"), [
+            ("method", method or fmt.MISSING, ""),
+            ("slope A", fmt.number(constants.get("slope"), 4), fmt.number(constants.get("slope_se"), 4)),
+            ("intercept B", fmt.number(constants.get("intercept"), 4), fmt.number(constants.get("intercept_se"), 4)),
+            ("anchors linked on", fmt.count(constants.get("n_anchors")), "")], numeric=(1, 2)),
+            paragraph("theta_old = A \u00d7 theta_new + B; b_old = A \u00d7 b_new + B; a_old = a_new / A.", "quiet")]
     note = view.reference_model_note
     if note:
         parts.append(paragraph(note, "note"))
@@ -494,7 +522,7 @@ def _history_parts(review: Review) -> list:
     history = review.history
     if not history:
         return []
-    labels = [fmt.when(h.fitted_at)[5:16] for h in history]
+    labels = fmt.run_labels([h.fitted_at for h in history], [h.run_id for h in history])
     rows = [(fmt.when(h.fitted_at), h.run_id[:8], h.model or fmt.MISSING, h.constants.get("method") or fmt.MISSING,
              with_se(h.constants.get("slope"), h.constants.get("slope_se")),
              with_se(h.constants.get("intercept"), h.constants.get("intercept_se")),

@@ -360,7 +360,16 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
     held_back, at_bounds = spec.get("held_back_items") or {}, fit.get("items_at_bounds") or {}
     misfits = spec.get("misfitting_items") or {}
     verdicts = []
-    if fit:
+    failed = review.run.status in ("failed", "abandoned")
+    if failed:  # first: every card below is read as what the run got to before it ended
+        verdicts.append(Verdict(f"Run {review.run.status}", "bad", [
+            f"The run {'failed' if review.run.status == 'failed' else 'was abandoned'}: "
+            f"{review.run.error or 'no reason was recorded'}.",
+            "Nothing was written: the current parameters and abilities are those of the runs before it."]))
+    fitted = "iterations" in fit  # a run that ended before its fit finished records at most the priors' choice
+    if fit and not fitted:
+        verdicts.append(Verdict("Fit", "bad", ["Not fitted: the run ended before its fit finished."]))
+    elif fit:
         converged = fit.get("converged")
         problems = bool(held_back or at_bounds or misfits) or converged is False
         verdicts.append(Verdict("Fit", "bad" if converged is False else "warn" if problems else "", [
@@ -372,7 +381,10 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
     if constants:
         dropped = spec.get("anchors_dropped") or {}
         skipped = spec.get("anchors_skipped") or {}
-        if constants.get("method") in (None, "none"):
+        if failed and constants.get("method") in (None, "none"):
+            lines = [f"Not linked: the run refused to link on its {len(spec['anchor_table']):,} anchors (see the Link "
+                     "section)." if spec.get("anchor_table") else "Not linked: the run ended before it linked."]
+        elif constants.get("method") in (None, "none"):
             lines = ["Not linked: no anchors, so this run defines the scale (slope 1, intercept 0)."]
         else:
             lines = [f"{constants.get('method')} on {fmt.count(constants.get('n_anchors'))} anchors; "
@@ -381,7 +393,9 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
                      f"{with_se(constants.get('intercept'), constants.get('intercept_se'))}."]
         if note:
             lines.append(note)
-        verdicts.append(Verdict("Link", "warn" if dropped or skipped or note else "", lines))
+        level = "bad" if failed and constants.get("method") in (None, "none") else "warn" if (
+            dropped or skipped or note) else ""
+        verdicts.append(Verdict("Link", level, lines))
     if bank is not None:
         verdicts.append(bank.verdict)
     if movement is not None:
@@ -463,7 +477,7 @@ def _bank(review: Review, stored) -> BankSection | None:
         f"{len(flagged):,} flagged for drift, {len(suspended):,} suspended, {len(promoted):,} promoted.",
         f"This window's students on the bank's scale: mean {mean}, SD {sd}."])
     populations = history.populations
-    labels = [fmt.when(p.fitted_at)[5:16] for p in populations]
+    labels = fmt.run_labels([p.fitted_at for p in populations], [p.run_id for p in populations])
     mean_trend = sd_trend = None
     if len(populations) > 1:
         mean_trend = Trend(labels, np.array([p.mean for p in populations]), np.array([p.mean_se for p in populations]))
@@ -488,7 +502,7 @@ def _gate_order(key: str) -> int:
 
 def _bank_item(question_id: int, suspended: bool, why: str, history: BankHistory) -> BankItem:
     runs = history.drift.get(question_id, [])
-    labels = [fmt.when(r.fitted_at)[5:16] for r in runs]
+    labels = fmt.run_labels([r.fitted_at for r in runs], [r.run_id for r in runs])
     column = lambda name: np.array([getattr(r, name) for r in runs], float)  # noqa: E731
     flagged = np.array([r.flagged for r in runs], bool)
     status, params = history.items.get(question_id, ("", {}))

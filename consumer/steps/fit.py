@@ -68,7 +68,16 @@ def fit(run: RunContext, observations: Observations) -> Calibration:
         items = holdback.unconverged(items)
         span.set_attributes({"model": items.model, "iterations": items.iterations, "converged": items.converged,
                              "items_estimated": int(items.estimated.sum())})
+    if not items.estimated.any():  # refused here: standard errors and item fit need an item to work on
+        count_items(run, observations.question_ids, items)
+        refuse_without_items(settings)
     return Calibration(items, priors)
+
+
+def refuse_without_items(settings) -> None:
+    raise CalibrationRefused("no item could be estimated from the answers in the window",
+                             "widen MIRT_LOOKBACK_DAYS or raise MIRT_MAX_OBS so that items gather "
+                             f"MIRT_MIN_RESPONSES={settings.min_responses} informative answers")
 
 
 def diagnose(run: RunContext, observations: Observations, calibration: Calibration,
@@ -167,9 +176,7 @@ def report_fit(run: RunContext, observations: Observations, diagnostics: Diagnos
     if one_sided:
         run.warn("%d items not estimated: %s", len(one_sided), reasons(one_sided))
     if not items.estimated.any():
-        raise CalibrationRefused("no item could be estimated from the answers in the window",
-                                 "widen MIRT_LOOKBACK_DAYS or raise MIRT_MAX_OBS so that items gather "
-                                 f"MIRT_MIN_RESPONSES={settings.min_responses} informative answers")
+        refuse_without_items(settings)
 
 
 def free_parameters(items: ItemCalibration) -> int:

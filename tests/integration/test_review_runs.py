@@ -5,11 +5,14 @@ from __future__ import annotations
 import html
 import re
 
+import numpy as np
+import sqlalchemy as sa
+
 from consumer.run import CalibrationRequest, calibrate
 from consumer.settings import Settings
 
 from tests.support.platform_data import AS_OF
-from tests.support.review_pages import fill, item_rows, page_of, rows_of, section
+from tests.support.review_pages import ANCHORS, fill, item_rows, page_of, rows_of, section
 
 
 def card(page: str, title: str) -> str:
@@ -115,3 +118,93 @@ def test_the_page_of_a_first_run_words_counts_citations_and_the_csv_for_what_the
     assert by_id.keys() == stored.keys()
     for question_id, (b, answers) in stored.items():  # columns after item and flags: a, SE a, b, SE b, answers
         assert float(by_id[question_id][2]) == b and by_id[question_id][4] == str(answers)
+
+
+def test_the_page_of_a_failed_run_says_it_failed_and_why_and_no_card_reads_as_a_finished_run(engine):
+    fill(engine)
+    # The anchors' references scattered by up to 4 logits: they disagree as a whole, and the run refuses to link.
+    with engine.begin() as conn:
+        for position, shift in zip(ANCHORS, [0.0, 2.0, -2.0, 4.0, -4.0] * 5):
+            conn.execute(sa.text("UPDATE question SET meta = jsonb_set(meta, '{irt,b}', "
+                                 "to_jsonb((meta->'irt'->>'b')::float8 + :shift)) "
+                                 "WHERE id = (SELECT id FROM question ORDER BY id OFFSET :k LIMIT 1)"),
+                         {"shift": shift, "k": position})
+    refused = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="refused", as_of=AS_OF))
+    # No item reaches the answers an estimate needs.
+    unestimated = calibrate(engine, Settings.load({}).with_overrides(min_responses=100_000),
+                            CalibrationRequest(request_id="thin", as_of=AS_OF))
+    assert refused.status == unestimated.status == "failed"
+    assert "refusing to link on noise" in refused.error
+    assert unestimated.error.startswith("no item could be estimated from the answers in the window")
+
+    for run in (refused, unestimated):
+        page = page_of(engine, run.run_id)
+        assert '<span class="status failed">failed</span>' in page and " fitted " not in section(page, "summary")
+        assert f"The run failed: {run.error}" in re.sub(r"\s+", " ", card(page, "Run failed"))
+        assert "Nothing was written" in card(page, "Run failed")
+        assert "no anchors" not in card(page, "Link") and "defines the scale" not in page
+        assert "slope A" not in section(page, "link")  # no constants were set: the identity is not shown as one
+        assert "nothing to measure with" in section(page, "measurement")
+
+    page = page_of(engine, refused.run_id)
+    assert "Not linked: the run refused to link on its 25 anchors" in card(page, "Link")
+    assert "The run refused to link on its 25 anchors: the anchors' difficulty shifts" in words(section(page, "link"))
+    assert "Converged in" in card(page, "Fit")  # it fitted, then refused
+
+    page = page_of(engine, unestimated.run_id)
+    assert "Not fitted: the run ended before its fit finished." in card(page, "Fit")
+    assert "converge" not in card(page, "Fit")
+    assert "The run recorded no fit" in section(page, "fit")
+    misfit = words(section(page, "misfit"))
+    assert "Item fit was not computed" in misfit and "items misfit" not in misfit
+    assert "Not linked: the run ended before it linked." in card(page, "Link")
+    items = words(section(page, "items"))
+    assert "0 written" in items and "100 not estimated or held back, with the reason" in items
+
+
+def test_the_run_took_what_its_step_table_says_the_whole_run_took(engine):
+    fill(engine)
+    run = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="timed", as_of=AS_OF))
+    # The ledger's timestamps span more than the run's own clock (they are taken around the recording).
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE mirt_fit_meta SET finished_at = finished_at + interval '3 seconds' "
+                             "WHERE run_id = CAST(:r AS uuid)"), {"r": run.run_id})
+
+    about = words(section(page_of(engine, run.run_id), "run"))
+    took = re.search(r"took ([\d.]+ s) answers from", about).group(1)
+    assert re.search(rf"whole run {re.escape(took)}\b", about)
+    assert took == f"{run.durations['total']:.2f} s"
+
+
+def test_with_no_misfit_item_fit_shows_how_the_rmsds_spread(engine):
+    fill(engine)
+    run = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="fits", as_of=AS_OF))
+    assert run.status == "succeeded" and not run.counts["misfitting_items"]
+
+    misfit = words(section(page_of(engine, run.run_id), "misfit"))
+    assert "0 items misfit" in misfit
+    stored = {r[0]: r[1] for r in rows_of(engine, "SELECT item_id, (params->>'rmsd')::float8 FROM "
+                                                  "mirt_item_params_history WHERE run_id = CAST(:r AS uuid)",
+                                          r=run.run_id)}
+    values = np.array(list(stored.values()))
+    worst = max(stored, key=stored.get)
+    assert (f"RMSD of the {len(stored)} items with one: median {np.median(values):.3f}, 95th percentile "
+            f"{np.percentile(values, 95):.3f}, maximum {stored[worst]:.3f} (item {worst})") in misfit
+
+
+def test_trend_ticks_never_give_two_runs_one_label(engine):
+    fill(engine)
+    runs = [calibrate(engine, Settings.load({}), CalibrationRequest(request_id=f"week-{k}", as_of=AS_OF)).run_id
+            for k in range(3)]
+    # Three runs in one minute, the last two in one second.
+    with engine.begin() as conn:
+        for run_id, fitted in zip(runs, ("13:43:07", "13:43:52.1", "13:43:52.9")):
+            conn.execute(sa.text("UPDATE mirt_fit_meta SET fitted_at = CAST(:t AS timestamptz) "
+                                 "WHERE run_id = CAST(:r AS uuid)"), {"t": f"2026-12-03 {fitted}+00", "r": run_id})
+
+    changes = section(page_of(engine, runs[-1]), "changes")
+    charts = [chart for chart in re.findall(r"<svg.*?</svg>", changes, re.S) if "12-03 13:43" in chart]
+    assert len(charts) == 3  # slope, intercept, abilities
+    for chart in charts:
+        ticks = [html.unescape(t) for t in re.findall(r'text-anchor="middle">([^<]*\d\d:\d\d[^<]*)</text>', chart)]
+        assert ticks == ["12-03 13:43:07", f"12-03 13:43:52 {runs[1][:8]}", f"12-03 13:43:52 {runs[2][:8]}"], ticks
