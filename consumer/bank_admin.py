@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from .calibration import SUCCEEDED
 from .db import bank as bank_db
+from .db import queries
 from .errors import ConfigError, ServiceError
 from .irt import bank as rules
 from .scope import Scope
@@ -69,7 +70,8 @@ def adopt(engine: sa.Engine, scope: Scope, by: str, run_id: str | None = None) -
                               "(bank accept RUN_ID)")
         if run_id is not None:
             _check_run(conn, run_id, scope, recalibration=False)
-            rows = [(item_id, model, params, run_id) for item_id, model, params in _run_params(conn, run_id)]
+            rows = [(item_id, model, params, run_id)
+                    for item_id, model, params in queries.run_item_params(conn, run_id)]
         else:
             rows = bank_db.current_item_params(conn, scope)
         usable = [(item_id, model, _params(params), source) for item_id, model, params, source in rows
@@ -105,7 +107,7 @@ def accept(engine: sa.Engine, scope: Scope, run_id: str, by: str) -> BankChange:
         held = {row.item_id: row for row in bank_db.bank_items(conn, scope)
                 if row.status in (rules.OPERATIONAL, rules.SUSPENDED)}
         rows = []
-        for item_id, model, params in _run_params(conn, run_id):
+        for item_id, model, params in queries.run_item_params(conn, run_id):
             if item_id in held and _params(params) is not None:
                 rows.append({"item_id": item_id, "status": rules.OPERATIONAL, "model": model,
                              "params": _params(params), "run_id": run_id,
@@ -136,10 +138,6 @@ def _check_run(conn: sa.Connection, run_id: str, scope: Scope, recalibration: bo
     if recalibration and mode != "recalibration":
         raise BankRefused(f"run {run_id} is not a recalibration",
                           "run one first: python -m consumer calibrate --recalibrate")
-
-
-def _run_params(conn: sa.Connection, run_id: str) -> list[tuple[int, str, dict]]:
-    return bank_db.run_item_params(conn, run_id)
 
 
 def show(engine: sa.Engine, scope: Scope, flagged_runs: int = 8) -> dict:

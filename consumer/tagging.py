@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from .anchors import AnchorCriteria, choose_anchor_candidates
 from .db import bank as bank_db
+from .db import queries
 from .db import tagging as tagging_db
 from .errors import ServiceError
 from .scope import Scope
@@ -55,7 +56,7 @@ def tag_anchors(engine: sa.Engine, criteria: AnchorCriteria, scope: Scope, *,
                                "to take anchors from",
                                "run a calibration first (python -m consumer calibrate)")
         run_id, model = latest
-        params = tagging_db.run_item_params(conn, run_id)
+        params = [(item_id, p) for item_id, _, p in queries.run_item_params(conn, run_id)]
         anchors, odd = tagging_db.questions_not_taggable(conn, scope)
         present = tagging_db.existing_question_ids(conn, [item_id for item_id, _ in params])
         ids = np.array([item_id for item_id, _ in params], dtype=np.int64)

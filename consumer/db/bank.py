@@ -122,13 +122,6 @@ def run_record(conn: sa.Connection, run_id: str) -> tuple[str, str, dict, dict] 
     return (row[0], row[1], row[2] or {}, row[3] or {}) if row else None
 
 
-def run_item_params(conn: sa.Connection, run_id: str) -> list[tuple[int, str, dict]]:
-    """(item id, model, params) of one run's item parameters, from the history."""
-    return [(int(r[0]), r[1], r[2]) for r in conn.execute(sa.text(
-        "SELECT item_id, model, params FROM mirt_item_params_history WHERE run_id = CAST(:r AS uuid) ORDER BY item_id"),
-        {"r": run_id})]
-
-
 def accepted_before(conn: sa.Connection, scope: Scope, run_id: str) -> bool:
     return bool(conn.execute(sa.text(
         "SELECT EXISTS (SELECT 1 FROM mirt_bank_history WHERE scope = :scope AND run_id = CAST(:r AS uuid) "

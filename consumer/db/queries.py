@@ -237,6 +237,13 @@ def finished_run_summary(conn: sa.Connection, request_id: str, scope: Scope,
     ), {"request_id": request_id, "scope": scope.name, "finished": list(finished)}).scalar()
 
 
+def run_item_params(conn: sa.Connection, run_id: str) -> list[tuple[int, str, dict]]:
+    """(item id, model, params) of one run's item parameters, from the history."""
+    return [(int(r[0]), r[1], r[2]) for r in conn.execute(sa.text(
+        "SELECT item_id, model, params FROM mirt_item_params_history WHERE run_id = CAST(:r AS uuid) ORDER BY item_id"),
+        {"r": run_id})]
+
+
 def run_summary(conn: sa.Connection, run_id: str) -> dict | None:
     """The summary recorded for run ``run_id``."""
     return conn.execute(sa.text("SELECT summary FROM mirt_fit_meta WHERE run_id = CAST(:r AS uuid)"),

@@ -19,12 +19,6 @@ def latest_succeeded_run(conn: sa.Connection, scope: Scope) -> tuple[str, str] |
     return (row[0], row[1]) if row else None
 
 
-def run_item_params(conn: sa.Connection, run_id: str) -> list[tuple[int, dict]]:
-    return [(int(r[0]), r[1]) for r in conn.execute(sa.text(
-        "SELECT item_id, params FROM mirt_item_params_history WHERE run_id = CAST(:r AS uuid) ORDER BY item_id"
-    ), {"r": run_id})]
-
-
 def run_misfits(conn: sa.Connection, run_id: str) -> set[int]:
     """Items the run flagged for misfit."""
     spec = conn.execute(sa.text("SELECT model_spec FROM mirt_fit_meta WHERE run_id = CAST(:r AS uuid)"),

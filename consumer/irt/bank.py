@@ -126,8 +126,10 @@ def watch_drift(bank: ItemParameters, free: ItemParameters, errors: linking.Anch
                                 [a_se[j] / placed.a[j], *(np.array(recent.a_se) / np.array(recent.a))],
                                 [np.log(bank.a[j]), *np.log(older.a)],
                                 [bank_a_se[j] / bank.a[j], *(np.array(older.a_se) / np.array(older.a))])
-    z_b = _robust_z(d_b / s_b)
-    z_a = _robust_z(d_a / s_a)
+    # A spread below one standard error is luck, not precision.
+    everyone = np.ones(n, bool)
+    z_b = linking.robust_z(d_b / s_b, everyone, 1.0)
+    z_a = linking.robust_z(d_a / s_a, everyone, 1.0)
     z_b = np.where(np.abs(d_b) >= linking.MIN_B_DRIFT, z_b, 0.0)
     z_a = np.where(np.abs(d_a) >= np.log(linking.MIN_A_DRIFT_RATIO), z_a, 0.0)
     flagged = (np.abs(z_b) > threshold) | (np.abs(z_a) > threshold + A_DRIFT_MARGIN)
@@ -147,12 +149,6 @@ def _shift(recent, recent_se, baseline, baseline_se) -> tuple[float, float]:
     se = np.sqrt((np.square(np.nan_to_num(recent_se, nan=0.0)).sum() / recent.size**2)
                  + (np.square(np.nan_to_num(baseline_se, nan=0.0)).sum() / baseline.size**2))
     return float(recent.mean() - baseline.mean()), float(max(se, 1e-6))
-
-
-def _robust_z(x: np.ndarray) -> np.ndarray:
-    """(x - median) / max(scaled MAD, 1): standardized shifts whose spread is below 1 are luck, not precision."""
-    centre = np.median(x)
-    return (x - centre) / max(1.4826 * np.median(np.abs(x - centre)), 1.0)
 
 
 def suspend(flagged_now: np.ndarray, flagged_before: np.ndarray, runs_to_suspend: int) -> np.ndarray:

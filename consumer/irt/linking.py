@@ -285,15 +285,21 @@ def drift_z(reference: ItemParameters, new: ItemParameters, constants: LinkingCo
         se_log_a = np.hypot(errors.new_a / new.a,
                             0.0 if errors.reference_a is None else np.nan_to_num(errors.reference_a / reference.a))
         x_b, x_a, floor = b_shift / se_b, log_a_shift / se_log_a, _MIN_STANDARDIZED_SPREAD
-    z_b = _robust_z_against(x_b, x_b[index], floor)
-    z_a = _robust_z_against(x_a, x_a[index], floor)
+    z_b = robust_z(x_b, index, floor)
+    z_a = robust_z(x_a, index, floor)
     return (np.where(np.abs(b_shift) >= MIN_B_DRIFT, z_b, 0.0),
             np.where(np.abs(log_a_shift) >= np.log(MIN_A_DRIFT_RATIO), z_a, 0.0))
 
 
-def _robust_z_against(values: np.ndarray, sample: np.ndarray, floor: float) -> np.ndarray:
-    centre = np.median(sample)
-    spread = max(1.4826 * np.median(np.abs(sample - centre)), floor)
+def robust_z(values: np.ndarray, among, floor: float) -> np.ndarray:
+    """(value - median) / max(1.4826 * MAD, floor), the median and MAD taken over ``values[among]``.
+
+    A spread below ``floor`` is luck, not precision: in logits for raw
+    shifts, in standard errors for standardized ones.
+    """
+    centre = np.median(values[among])
+    # 1.4826 = 1 / Phi^-1(3/4): makes the median absolute deviation estimate a normal standard deviation.
+    spread = max(1.4826 * float(np.median(np.abs(values[among] - centre))), floor)
     return (values - centre) / spread
 
 

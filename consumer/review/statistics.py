@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..irt.linking import robust_z
 from ..irt.model import ItemParameters
 
-#: 1 / Phi^-1(3/4): makes the median absolute deviation estimate a normal standard deviation.
-MAD_TO_SD = 1.4826
 #: Floors of the robust spread, as the drift screen keeps them: one standard error for
 #: standardized shifts (a spread below the sampling error is luck), 0.05 logits for raw ones.
 STANDARDIZED_SPREAD_FLOOR = 1.0
@@ -78,13 +77,6 @@ def marginal_reliability(nodes: np.ndarray, information: np.ndarray, mean: float
     with np.errstate(divide="ignore"):
         error_variance = float(np.sum(weights / np.asarray(information, dtype=float)))
     return sd**2 / (sd**2 + error_variance)
-
-
-def robust_z(values: np.ndarray, among: np.ndarray, floor: float) -> np.ndarray:
-    """(value - median) / max(1.4826 * MAD, floor), the median and MAD taken over ``values[among]``."""
-    centre = np.median(values[among])
-    spread = max(MAD_TO_SD * float(np.median(np.abs(values[among] - centre))), floor)
-    return (values - centre) / spread
 
 
 @dataclass(frozen=True)

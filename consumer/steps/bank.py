@@ -8,7 +8,7 @@ through anchors. Its weekly run:
    ``MIRT_DRIFT_RUNS`` of its last ``MIRT_DRIFT_RUNS + 1`` runs is suspended: it leaves the fixed set;
 2. calibrates the window with every other operational item held at its
    bank value (fixed-parameter calibration, MWU-MEM): the population's mean
-   and SD on the bank's scale are the run's constants (method ``bank``),
+   and SD on the bank's scale are the run's constants (method ``fipc``),
    and the pretest items land on the bank's scale;
 3. promotes the pretest items that pass the gates (``irt.bank.PromotionGates``);
 4. scores every student from operational bank parameters only, with the
@@ -37,7 +37,7 @@ from ..irt import bank as rules
 from ..irt import linking
 from ..irt.model import ItemParameters
 from ..irt.scoring import Abilities, score_eap
-from .context import RunContext, reasons
+from .context import RunContext, finite, reasons
 from .fit import Diagnostics
 from .link import Link, fixed_parameter_calibration
 
@@ -61,10 +61,14 @@ class Bank:
     def ids(self, status: str) -> list[int]:
         return [i for i, row in self.items.items() if row.status == status]
 
+    def anchor(self, item_id: int) -> anchor_io.Anchor:
+        """An item's bank values (parameters and standard errors) as an anchor's reference."""
+        row = self.items[item_id]
+        return anchor_io.parse_anchor(item_id, {**row.params, "model": row.model})
+
     def as_anchors(self) -> list[anchor_io.Anchor]:
         """The operational items as anchors: what a recalibration links onto."""
-        return [anchor_io.parse_anchor(i, {**self.items[i].params, "model": self.items[i].model})
-                for i in self.ids(rules.OPERATIONAL)]
+        return [self.anchor(i) for i in self.ids(rules.OPERATIONAL)]
 
 
 @dataclass(frozen=True)
@@ -121,14 +125,14 @@ def hold_scale(run: RunContext, observations: Observations, diagnostics: Diagnos
         position = {int(q): j for j, q in enumerate(qid)}
         operational = [(i, position[i]) for i in bank.ids(rules.OPERATIONAL) if i in position]
         watched = np.array([j for i, j in operational if items.estimated[j]], dtype=np.int64)
-        drift = _watch(run, observations, diagnostics, bank, watched)
+        watched_values = [bank.anchor(int(qid[j])) for j in watched]
+        drift = _watch(run, diagnostics, bank, watched, watched_values)
         streak = np.array([bank.flags_before.get(int(qid[j]), 0) for j in watched], dtype=np.int64)
         leaving = rules.suspend(drift.flagged, streak, settings.drift_runs)
         suspended = {int(watched[k]): f"drift flagged in {settings.drift_runs} of its last {settings.drift_runs + 1} "
                                       f"runs: {drift.reasons[k]}"
                      for k in np.flatnonzero(leaving)}
-        fixed = [(anchor_io.parse_anchor(i, {**bank.items[i].params, "model": bank.items[i].model}), j)
-                 for i, j in operational if j not in suspended]
+        fixed = [(bank.anchor(i), j) for i, j in operational if j not in suspended]
         if len(fixed) < settings.min_anchors:
             raise CalibrationRefused(
                 f"only {len(fixed)} operational items of {run.scope.item_bank} were answered in the window; "
@@ -149,10 +153,10 @@ def hold_scale(run: RunContext, observations: Observations, diagnostics: Diagnos
     for j in promoted:
         status[j] = rules.OPERATIONAL
     fixed_errors = {j: (x.a_se, x.b_se) for x, j in fixed}
-    pretest_errors = {int(j): (_finite(held.errors.a[j] / constants.slope), _finite(held.errors.b[j] * constants.slope))
+    pretest_errors = {int(j): (finite(held.errors.a[j] / constants.slope), finite(held.errors.b[j] * constants.slope))
                       for j in np.flatnonzero(held.items.estimated) if int(j) not in fixed_errors}
-    outcome = BankOutcome(status, on_bank, drift, watched, _bank_values(bank, qid, watched), promoted, suspended,
-                          entered, _gates(settings), fixed_errors, pretest_errors)
+    outcome = BankOutcome(status, on_bank, drift, watched, anchor_io.reference_parameters(watched_values), promoted,
+                          suspended, entered, _gates(settings), fixed_errors, pretest_errors)
     _report(run, observations, constants, outcome, failing)
     s.linking_constants = constants.as_dict()
     s.counts["anchors"] = constants.n_anchors
@@ -164,21 +168,14 @@ def _bank_model(bank: Bank) -> str:
     return models.pop() if len(models) == 1 else "/".join(sorted(models))
 
 
-def _bank_values(bank: Bank, question_ids: np.ndarray, positions: np.ndarray) -> ItemParameters:
-    values = [anchor_io.parse_anchor(int(question_ids[j]), bank.items[int(question_ids[j])].params) for j in positions]
-    return anchor_io.reference_parameters(values)
-
-
-def _watch(run: RunContext, observations: Observations, diagnostics: Diagnostics, bank: Bank,
-           watched: np.ndarray) -> rules.Drift:
-    """The drift watch over the operational items this run estimated freely."""
-    rows = [bank.items[int(observations.question_ids[j])] for j in watched]
-    values = [anchor_io.parse_anchor(row.item_id, row.params) for row in rows]
+def _watch(run: RunContext, diagnostics: Diagnostics, bank: Bank, watched: np.ndarray,
+           values: list[anchor_io.Anchor]) -> rules.Drift:
+    """The drift watch over the operational items this run estimated freely (at ``watched``, bank ``values``)."""
     reference = anchor_io.reference_parameters(values)
     reference_b_se, reference_a_se = anchor_io.reference_errors(values)
     errors = linking.AnchorErrors(new_b=diagnostics.errors.b[watched], new_a=diagnostics.errors.a[watched],
                                   reference_b=reference_b_se, reference_a=reference_a_se)
-    earlier = [_earlier(bank.drift_history.get(row.item_id, [])) for row in rows]
+    earlier = [_earlier(bank.drift_history.get(x.question_id, [])) for x in values]
     try:
         drift = rules.watch_drift(reference, diagnostics.items.params.take(watched), errors,
                                   run.settings.drift_threshold, earlier, window=run.settings.drift_runs)
@@ -298,10 +295,10 @@ def write_bank(conn, run: RunContext, observations: Observations, outcome: BankO
     }
     drift = outcome.drift
     changed["drift_watched"] = bank_db.write_drift(conn, run.run_id, run.scope, fitted_at, [
-        {"item_id": int(qid[j]), "a": _finite(drift.placed.a[k]), "b": _finite(drift.placed.b[k]),
-         "a_se": _finite(drift.placed_a_se[k]), "b_se": _finite(drift.placed_b_se[k]),
+        {"item_id": int(qid[j]), "a": finite(drift.placed.a[k]), "b": finite(drift.placed.b[k]),
+         "a_se": finite(drift.placed_a_se[k]), "b_se": finite(drift.placed_b_se[k]),
          "a_bank": float(outcome.watched_bank.a[k]), "b_bank": float(outcome.watched_bank.b[k]),
-         "z_b": _finite(drift.z_b[k]), "z_a": _finite(drift.z_a[k]), "flagged": bool(drift.flagged[k])}
+         "z_b": finite(drift.z_b[k]), "z_a": finite(drift.z_a[k]), "flagged": bool(drift.flagged[k])}
         for k, j in enumerate(outcome.watched)])
     return changed
 
@@ -312,20 +309,16 @@ def _bank_params(outcome: BankOutcome, j: int) -> dict:
             "a_se": se[0], "b_se": se[1]}
 
 
-def _finite(value) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
 def recalibration_impact(run: RunContext, observations: Observations, link: Link, bank: Bank) -> rules.Impact:
     """How the recalibration, linked onto the bank, would move the students' scores against the bank's."""
     with run.step("score"):
         qid = observations.question_ids
-        on_bank = [(j, anchor_io.parse_anchor(int(q), bank.items[int(q)].params)) for j, q in enumerate(qid)
-                   if int(q) in bank.items and bank.items[int(q)].status == rules.OPERATIONAL]
-        a, b, c = (np.full(qid.size, np.nan) for _ in range(3))
-        c[:] = 0.0
-        for j, x in on_bank:
-            a[j], b[j], c[j] = x.a, x.b, x.c
+        operational = set(bank.ids(rules.OPERATIONAL))
+        a, b, c = np.full(qid.size, np.nan), np.full(qid.size, np.nan), np.zeros(qid.size)
+        for j, q in enumerate(qid):
+            if int(q) in operational:
+                x = bank.anchor(int(q))
+                a[j], b[j], c[j] = x.a, x.b, x.c
         now = score_eap(observations.responses, ItemParameters(a, b, c), quadrature=run.quadrature)
         proposed = score_eap(observations.responses, link.diagnostics.items.params, linking=link.constants,
                              quadrature=run.quadrature)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
+import numpy as np
 import sqlalchemy as sa
 from opentelemetry import trace
 
@@ -122,3 +123,8 @@ def reasons(by_item: dict[str, str], limit: int = 10) -> str:
     """Items with why, for a log line: the first ``limit``, then how many more."""
     shown = "; ".join(f"{k}: {v}" for k, v in list(by_item.items())[:limit])
     return shown + (f"; ... ({len(by_item) - limit} more)" if len(by_item) > limit else "")
+
+
+def finite(value: float) -> float | None:
+    """A number as it is stored: None for NaN or infinity."""
+    return float(value) if np.isfinite(value) else None

@@ -14,7 +14,7 @@ from ..errors import RunLockLost
 from ..irt import information
 from ..irt.estimate import ItemCalibration
 from ..irt.scoring import Abilities, score_eap
-from .context import RunContext
+from .context import RunContext, finite
 from .bank import bank_item_params, score_from_bank, write_bank
 from .link import Link
 
@@ -110,12 +110,8 @@ def item_params(params, errors: information.ItemStandardErrors, rmsd: np.ndarray
                 items: ItemCalibration) -> dict:
     """One item's row of mirt_item_params.params, on the linked scale (standard errors too)."""
     out = {"a": float(params.a[j]), "b": float(params.b[j]), "c": float(params.c[j]),
-           "a_se": _finite(errors.a[j] / slope), "b_se": _finite(errors.b[j] * slope),
-           "n_responses": int(items.responses_per_item[j]), "rmsd": _finite(rmsd[j])}
+           "a_se": finite(errors.a[j] / slope), "b_se": finite(errors.b[j] * slope),
+           "n_responses": int(items.responses_per_item[j]), "rmsd": finite(rmsd[j])}
     if items.model == "3PL":
-        out["c_se"] = _finite(errors.c[j])
+        out["c_se"] = finite(errors.c[j])
     return out
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
