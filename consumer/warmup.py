@@ -32,7 +32,7 @@ log = logging.getLogger("consumer.warmup")
 
 #: The modules whose kernels a calibration run calls; none imports another, so they compile side by side.
 KERNEL_MODULES = ("consumer.irt.kernels", "consumer.irt.information_kernels", "consumer.irt.information_exact_kernels",
-                  "consumer.irt.information_approximate_kernels")
+                  "consumer.irt.information_approximate_kernels", "consumer.irt.scoring_kernels")
 #: While numba compiles, a log line this often (the demo's goal: never 5 s without one).
 HEARTBEAT_SECONDS = 3.0
 

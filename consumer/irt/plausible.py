@@ -50,7 +50,7 @@ def draw_plausible_values(
     draws: int,
     rng: np.random.Generator,
     *,
-    population: tuple[float, float] = (0.0, 1.0),
+    population: tuple[float, float] | None = None,
     linking: LinkingConstants = IDENTITY,
     quadrature: Quadrature | None = None,
 ) -> np.ndarray:
@@ -59,7 +59,8 @@ def draw_plausible_values(
 
     ``population`` (mean, SD) is the population's distribution on the scale
     of ``params``: the prior the draws need to be unbiased for group
-    statistics. The uniforms are ``rng.random((draws, persons))``, as the
+    statistics (None: the quadrature's own weights, N(0, 1) for
+    ``Quadrature.normal``). The uniforms are ``rng.random((draws, persons))``, as the
     Python mirt port takes them.
     """
     quadrature = quadrature or Quadrature.normal()
@@ -67,7 +68,7 @@ def draw_plausible_values(
     data, kept = responses.restrict_items(usable)
     uniforms = np.ascontiguousarray(rng.random((draws, data.n_persons)).T)
     values = np.full((data.n_persons, draws), np.nan)
-    weighted = quadrature.with_population(*population)
+    weighted = quadrature if population is None else quadrature.with_population(*population)
     in_chunks(scoring_kernels._plausible_values, scoring_kernels.chunk_count(), data.person_ptr, data.item,
               data.correct, kernels.as_rows(params.take(kept).log_curves(quadrature.nodes)),
               np.ascontiguousarray(weighted.log_weights), np.ascontiguousarray(quadrature.nodes, dtype=np.float64),

@@ -97,13 +97,14 @@ def score(
     *,
     linking: LinkingConstants = IDENTITY,
     quadrature: Quadrature | None = None,
-    prior: tuple[float, float] = STANDARD_NORMAL,
+    prior: tuple[float, float] | None = None,
 ) -> Abilities:
     """Abilities by ``method`` from ``params``, reported on the linked scale.
 
     ``prior`` (mean, SD) is the population the Bayesian methods assume, on
-    the scale of ``params``. Responses to items whose parameters are NaN (not
-    estimated) are ignored.
+    the scale of ``params``; None: the quadrature's own weights for EAP and
+    EAP-sum (N(0, 1) for ``Quadrature.normal``), N(0, 1) for MAP. Responses
+    to items whose parameters are NaN (not estimated) are ignored.
     """
     method = method_name(method)
     if len(params) != responses.n_items:
@@ -114,13 +115,14 @@ def score(
     items = params.take(kept)
     log_curves = items.log_curves(quadrature.nodes)
     bound = np.zeros(responses.n_persons, dtype=np.int8)
+    weighted = quadrature if prior is None else quadrature.with_population(*prior)
     if method == EAP:
-        weighted = quadrature.with_population(*prior)
         theta, se = kernels.posterior_moments(data, log_curves, weighted.log_weights, quadrature.nodes)
     elif method == EAP_SUM:
-        theta, se = _summed_score_eap(data, log_curves, quadrature.with_population(*prior))
+        theta, se = _summed_score_eap(data, log_curves, weighted)
     else:
-        theta, se, bound = _modes(data, items, log_curves, quadrature.nodes, _MODE_CODES[method], prior)
+        theta, se, bound = _modes(data, items, log_curves, quadrature.nodes, _MODE_CODES[method],
+                                  prior or STANDARD_NORMAL)
     return Abilities(theta=linking.slope * theta + linking.intercept, se=linking.slope * se,
                      scored=np.diff(data.person_ptr) > 0, method=method, bound=bound)
 
