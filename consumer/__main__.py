@@ -20,6 +20,7 @@ from .db.migrations import migrate
 from .errors import ConfigError, ServiceError
 from .irt import linking
 from .irt.model import MODELS
+from .irt.scoring_names import METHODS
 from .settings import SPECS, Settings, parse_setting
 from .telemetry import FitProgress, configure_logging, configure_opentelemetry, shutdown_opentelemetry
 
@@ -28,7 +29,7 @@ log = logging.getLogger("consumer")
 #: Values shown for the flags that take one of a few (the settings check them, case-insensitively).
 _METAVARS = {"model": "|".join(MODELS), "linking_method": "|".join(linking.RUN_METHODS),
              "lookback_days": "DAYS", "max_obs": "N", "min_responses": "N", "em_tolerance": "X",
-             "em_max_iterations": "N", "quadrature_points": "N"}
+             "em_max_iterations": "N", "quadrature_points": "N", "scoring": "|".join(METHODS)}
 
 
 class UsageError(SystemExit):
@@ -61,7 +62,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _calibration_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that override the calibration settings; help text comes from the settings table."""
-    for name in ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "em_tolerance",
+    for name in ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "scoring", "em_tolerance",
                  "em_max_iterations", "quadrature_points"):
         spec = SPECS[name]
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=_METAVARS[name],
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish one calibration-requested event to MIRT_REQUESTS_TOPIC, as Cloud Scheduler does "
                     "weekly. With --wait, print the matching calibration-completed event as JSON (one line per "
                     "scope for a fan-out) and exit 0 when every run succeeded or was skipped.")
-    for name in ("model", "lookback_days", "max_obs", "linking_method"):
+    for name in ("model", "lookback_days", "max_obs", "linking_method", "scoring"):
         spec = SPECS[name]
         publish.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=_METAVARS[name],
                              help=f"override: {spec.help}: {spec.allowed} (default: the consumer's {spec.env})")
@@ -371,7 +372,7 @@ def _publish(args: argparse.Namespace) -> int:
         settings = publishing(settings)
     settings.require_project()
     overrides = {name: parse_setting(name, getattr(args, name), source=f"--{name.replace('_', '-')}")
-                 for name in ("model", "lookback_days", "max_obs", "linking_method")
+                 for name in ("model", "lookback_days", "max_obs", "linking_method", "scoring")
                  if getattr(args, name) is not None}
     if not args.timeout > 0:
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")

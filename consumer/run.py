@@ -27,8 +27,8 @@ from .db import ledger
 from .errors import CalibrationRefused, ServiceError
 from .irt.estimate import Progress
 from .settings import Settings
-from .steps import (Anchors, RunContext, diagnose, fit, link_scale, load_anchors, load_observations, report_fit,
-                    score, write)
+from .steps import (Anchors, RunContext, diagnose, fit, link_scale, load_anchors, load_observations, population,
+                    report_fit, score, write)
 from .steps.bank import RECALIBRATION, hold_scale, load_bank, recalibration_impact
 
 log = logging.getLogger("consumer.run")
@@ -94,7 +94,7 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
 
 def _steps(run: RunContext, fence_token: int) -> None:
     """SPEC's steps: load, anchors (or the scope's bank), fit (with its diagnostics), link (or hold the bank's
-    scale), score, write. A recalibration of a bank scores only to tell its impact, and writes history only."""
+    scale), score (and the population's plausible values), write. A recalibration of a bank scores only to tell its impact, and writes history only."""
     observations = load_observations(run)
     if observations.n_obs == 0:
         run.warn("no observations completed between %s and %s (look-back %d days): nothing to calibrate; "
@@ -121,7 +121,8 @@ def _steps(run: RunContext, fence_token: int) -> None:
         recalibration_impact(run, observations, link, bank)
         write(run, fence_token, observations, link, None)
     else:
-        write(run, fence_token, observations, link, score(run, observations, link))
+        scores = score(run, observations, link)
+        write(run, fence_token, observations, link, scores, population(run, observations, link))
 
 
 def earlier_answer(engine: sa.Engine, settings: Settings, request: CalibrationRequest) -> RunSummary | None:

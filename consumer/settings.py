@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
-from .irt import bank, defaults, linking
+from .irt import bank, defaults, linking, scoring_names
 from .irt.model import MODELS, model_name
 from .irt.quadrature import DEFAULT_POINTS
 
@@ -98,6 +98,14 @@ def _scope_key(text: str) -> str:
     return key
 
 
+def _plausible_draws(text: str) -> int:
+    """0 (no plausible values) or a number of draws Rubin's rules can combine."""
+    value = int(str(text).strip())
+    if value != 0 and not scoring_names.MIN_DRAWS <= value <= scoring_names.MAX_DRAWS:
+        raise ValueError
+    return value
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -150,6 +158,13 @@ SPECS: dict[str, Spec] = {
                         "the items (3PL's c ~ Beta(5, 17) always); auto: only on thin data"),
     "item_fit_threshold": Spec("MIRT_ITEM_FIT_THRESHOLD", 0.12, _positive_float, "a number > 0",
                                "items whose RMSD between observed and model curves exceeds this are flagged"),
+    "scoring": Spec("MIRT_SCORING", scoring_names.EAP, scoring_names.method_name,
+                    f"one of {', '.join(scoring_names.METHODS)}",
+                    "how students' abilities are scored (docs/psychometrics.md, Scoring)"),
+    "plausible_values": Spec("MIRT_PLAUSIBLE_VALUES", scoring_names.DEFAULT_DRAWS, _plausible_draws,
+                             f"0 (none) or a whole number from {scoring_names.MIN_DRAWS} to "
+                             f"{scoring_names.MAX_DRAWS}", "plausible values drawn per student for the population's "
+                             "mean and SD, stored per run (never per student)"),
     "em_tolerance": Spec("MIRT_EM_TOLERANCE", defaults.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
                          "EM stops when no slope or intercept moves more than this"),
     "em_max_iterations": Spec("MIRT_EM_MAX_ITERATIONS", defaults.DEFAULT_MAX_ITERATIONS, _positive_int,
@@ -208,6 +223,8 @@ class Settings:
     promotion_runs: int
     item_priors: str
     item_fit_threshold: float
+    scoring: str
+    plausible_values: int
     em_tolerance: float
     em_max_iterations: int
     quadrature_points: int
@@ -322,7 +339,7 @@ class Settings:
 
 #: The settings that shape the numbers (logged at the start of a run and stored with it).
 CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "min_anchors",
-                        "drift_threshold", "item_priors", "item_fit_threshold", "em_tolerance", "em_max_iterations", "quadrature_points")
+                        "drift_threshold", "item_priors", "item_fit_threshold", "scoring", "plausible_values", "em_tolerance", "em_max_iterations", "quadrature_points")
 
 
 def parse_setting(name: str, raw: Any, *, source: str) -> Any:

@@ -26,7 +26,7 @@ REQUESTED_TYPE = "com.exam-prep.calibration.requested.v1"
 COMPLETED_TYPE = "com.exam-prep.calibration.completed.v1"
 SOURCE = "//irt-calibration/consumer"
 #: Request overrides that become settings of the run (dry_run is not a setting).
-SETTING_OVERRIDES = ("model", "lookback_days", "max_obs", "linking_method")
+SETTING_OVERRIDES = ("model", "lookback_days", "max_obs", "linking_method", "scoring")
 
 
 class InvalidMessage(ValueError):

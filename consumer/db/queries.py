@@ -308,26 +308,38 @@ def write_item_params(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetim
 
 
 def write_abilities(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime, scope: Scope,
-                    user_ids: list[str], theta: np.ndarray, se: np.ndarray, *, history_only: bool = False) -> int:
-    """Record the run's abilities in the history and (unless ``history_only``) upsert the current ones (one per
-    student and scope)."""
+                    user_ids: list[str], theta: np.ndarray, se: np.ndarray, *, method: str = "EAP",
+                    history_only: bool = False) -> int:
+    """Record the run's abilities, scored by ``method``, in the history and (unless ``history_only``) upsert the
+    current ones (one per student and scope). A NaN standard error (an infinite ML estimate) is written as NULL."""
     conn.exec_driver_sql(
         "CREATE TEMP TABLE run_abilities (user_id text, theta float8, theta_se float8) ON COMMIT DROP")
+    # csv writes None as an empty field, which COPY reads as NULL.
     _copy_csv(conn, "run_abilities", ("user_id", "theta", "theta_se"),
-              zip(user_ids, theta.tolist(), se.tolist()))
-    values = {"run_id": run_id, "fitted_at": fitted_at, "scope": scope.name}
+              zip(user_ids, theta.tolist(), np.where(np.isnan(se), None, se).tolist()))
+    values = {"run_id": run_id, "fitted_at": fitted_at, "scope": scope.name, "method": method}
     conn.execute(sa.text(
-        "INSERT INTO mirt_ability_history (run_id, user_id, theta, theta_se, fitted_at, scope) "
-        "SELECT :run_id, user_id, theta, theta_se, :fitted_at, :scope FROM run_abilities"
+        "INSERT INTO mirt_ability_history (run_id, user_id, theta, theta_se, method, fitted_at, scope) "
+        "SELECT :run_id, user_id, theta, theta_se, :method, :fitted_at, :scope FROM run_abilities"
     ), values)
     if history_only:
         return 0
     return conn.execute(sa.text(
-        "INSERT INTO mirt_ability (user_id, scope, theta, theta_se, run_id, fitted_at) "
-        "SELECT user_id, :scope, theta, theta_se, :run_id, :fitted_at FROM run_abilities "
+        "INSERT INTO mirt_ability (user_id, scope, theta, theta_se, method, run_id, fitted_at) "
+        "SELECT user_id, :scope, theta, theta_se, :method, :run_id, :fitted_at FROM run_abilities "
         "ON CONFLICT (user_id, scope) DO UPDATE SET theta = excluded.theta, theta_se = excluded.theta_se, "
-        "run_id = excluded.run_id, fitted_at = excluded.fitted_at"
+        "method = excluded.method, run_id = excluded.run_id, fitted_at = excluded.fitted_at"
     ), values).rowcount
+
+
+def write_plausible_values(conn: sa.Connection, run_id: uuid.UUID, fitted_at: datetime, scope: Scope, n: int,
+                           means: np.ndarray, sds: np.ndarray) -> int:
+    """Record the run's population statistics from each set of plausible values (one row per draw)."""
+    return conn.execute(sa.text(
+        "INSERT INTO mirt_plausible_values (run_id, scope, draw, n_students, mean, sd, fitted_at) "
+        "VALUES (:run_id, :scope, :draw, :n, :mean, :sd, :fitted_at)"
+    ), [{"run_id": run_id, "scope": scope.name, "draw": m + 1, "n": int(n), "mean": float(mean), "sd": float(sd),
+         "fitted_at": fitted_at} for m, (mean, sd) in enumerate(zip(means, sds))]).rowcount
 
 
 # --- the run lock: one per scope --------------------------------------------------------------

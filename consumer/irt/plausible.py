@@ -40,9 +40,6 @@ from .model import ItemParameters
 from .quadrature import Quadrature
 from .responses import Responses
 
-#: R mirt's and the Python port's default number of plausible values per student.
-DEFAULT_DRAWS = 5
-
 
 def draw_plausible_values(
     responses: Responses,

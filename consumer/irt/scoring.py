@@ -47,22 +47,14 @@ from .linking import IDENTITY, LinkingConstants
 from .model import ItemParameters
 from .quadrature import Quadrature
 from .responses import Responses
+from .scoring_names import EAP, EAP_SUM, MAP, METHODS, ML, WLE, method_name
 
-EAP, MAP, ML, WLE, EAP_SUM = "EAP", "MAP", "ML", "WLE", "EAP-sum"
-#: The scoring methods, by the names settings, requests and ``mirt_ability.method`` use.
-METHODS = (EAP, MAP, ML, WLE, EAP_SUM)
-_BY_NAME = {m.upper().replace("-", "").replace("_", ""): m for m in METHODS}
+__all__ = ["EAP", "EAP_SUM", "MAP", "METHODS", "ML", "WLE", "Abilities", "forms", "item_information_tables",
+           "method_name", "score", "score_eap"]
+
 _MODE_CODES = {ML: scoring_kernels.ML_CODE, MAP: scoring_kernels.MAP_CODE, WLE: scoring_kernels.WLE_CODE}
-#: The prior of the Bayesian methods (EAP, MAP, EAP-sum), on the scale of the parameters scored with.
+#: The prior of MAP when none is given, on the scale of the parameters scored with.
 STANDARD_NORMAL = (0.0, 1.0)
-
-
-def method_name(name: str) -> str:
-    """The canonical name of a scoring method (case-insensitive; EAPsum and EAP_SUM mean EAP-sum)."""
-    canonical = _BY_NAME.get(str(name).strip().upper().replace("-", "").replace("_", ""))
-    if canonical is None:
-        raise ValueError(f"unknown scoring method {name!r}; choose one of {', '.join(METHODS)}")
-    return canonical
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from .context import RunContext
 from .fit import Calibration, Diagnostics, diagnose, fit, report_fit
 from .link import Link, link_scale
 from .load import Anchors, load_anchors, load_observations
-from .write import score, write
+from .write import population, score, write
 
 __all__ = ["Anchors", "Calibration", "Diagnostics", "Link", "RunContext", "diagnose", "fit", "link_scale",
-           "load_anchors", "load_observations", "report_fit", "score", "write"]
+           "load_anchors", "load_observations", "population", "report_fit", "score", "write"]

@@ -36,7 +36,7 @@ from ..errors import CalibrationRefused
 from ..irt import bank as rules
 from ..irt import linking
 from ..irt.model import ItemParameters
-from ..irt.scoring import Abilities, score_eap
+from ..irt.scoring import Abilities, score, score_eap
 from .context import RunContext, finite, reasons
 from .fit import Diagnostics
 from .link import Link, fixed_parameter_calibration
@@ -259,12 +259,25 @@ def _report(run: RunContext, observations: Observations, constants: linking.Link
                  len(failing))
 
 
-def score_from_bank(run: RunContext, observations: Observations, outcome: BankOutcome) -> Abilities:
-    """EAP abilities from the operational items' bank parameters (and the newly promoted ones'), prior N(0, 1)."""
+def _scored_items(outcome: BankOutcome) -> ItemParameters:
+    """The operational items' bank parameters (and the newly promoted ones'); NaN for the items not scored on."""
     scored_on = outcome.status == rules.OPERATIONAL
-    params = ItemParameters(np.where(scored_on, outcome.on_bank.a, np.nan), np.where(scored_on, outcome.on_bank.b,
-                                                                                     np.nan), outcome.on_bank.c)
-    return score_eap(observations.responses, params, quadrature=run.quadrature)
+    return ItemParameters(np.where(scored_on, outcome.on_bank.a, np.nan), np.where(scored_on, outcome.on_bank.b,
+                                                                                   np.nan), outcome.on_bank.c)
+
+
+def score_from_bank(run: RunContext, observations: Observations, outcome: BankOutcome) -> Abilities:
+    """Abilities by the run's method from the scored items' bank parameters, on the bank's scale; the Bayesian
+    methods' prior is the bank's reference population N(0, 1), so that a student's theta does not move with the
+    cohort they were calibrated with."""
+    return score(observations.responses, _scored_items(outcome), run.settings.scoring, quadrature=run.quadrature)
+
+
+def bank_population(outcome: BankOutcome, constants: linking.LinkingConstants,
+                    ) -> tuple[ItemParameters, tuple[float, float]]:
+    """What plausible values are drawn with in bank mode: the items scored on, and the window's population on the
+    bank's scale as the fixed-parameter calibration estimated it (mean, SD)."""
+    return _scored_items(outcome), (constants.intercept, constants.slope)
 
 
 def bank_item_params(outcome: BankOutcome, j: int, params: dict) -> dict:

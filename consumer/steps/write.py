@@ -13,36 +13,79 @@ from ..db.queries import Observations
 from ..errors import RunLockLost
 from ..irt import information
 from ..irt.estimate import ItemCalibration
-from ..irt.scoring import Abilities, score_eap
+from ..irt import plausible
+from ..irt.scoring import ML, Abilities, score as score_by
 from .context import RunContext, finite
-from .bank import bank_item_params, score_from_bank, write_bank
+from .bank import bank_item_params, bank_population, score_from_bank, write_bank
 from .link import Link
 
 
 def score(run: RunContext, observations: Observations, link: Link) -> Abilities:
-    """EAP abilities of every student with an answer on a scored item.
+    """Abilities of every student with an answer on a scored item, by the run's method (MIRT_SCORING).
 
     Linked: from the calibration's estimates, on the linked scale. In bank
     mode: from the operational items' bank parameters, on the bank's scale
     (``steps.bank.score_from_bank``).
     """
+    method = run.settings.scoring
     with run.step("score") as span:
         if link.bank is not None:
             scores, on = score_from_bank(run, observations, link.bank), "from the bank's operational items"
         else:
-            scores = score_eap(observations.responses, link.diagnostics.items.params, linking=link.constants,
-                               quadrature=run.quadrature)
+            scores = score_by(observations.responses, link.diagnostics.items.params, method, linking=link.constants,
+                              quadrature=run.quadrature)
             on = "on the linked scale"
         scored = int(scores.scored.sum())
-        span.set_attribute("users_scored", scored)
-    run.summary.counts["users_scored"] = scored
-    run.log.info("scored %d users by EAP %s (%d with no estimated item left unscored) in %.2fs",
-                 scored, on, run.summary.counts["users"] - scored, run.summary.durations["score"])
+        span.set_attributes({"users_scored": scored, "method": method})
+    s = run.summary
+    s.counts["users_scored"] = scored
+    at_bound = scores.at_bound()
+    s.fit["scoring"] = {"method": method, "at_bound": at_bound}
+    run.log.info("scored %d users by %s %s (%d with no estimated item left unscored) in %.2fs",
+                 scored, method, on, s.counts["users"] - scored, s.durations["score"])
+    if method == ML and any(at_bound.values()):
+        run.log.info("%d ML estimates are infinite (all answers right: %d, all wrong or the likelihood still "
+                     "falling: %d): written as the end of the scale's range, with no standard error (NULL)",
+                     sum(at_bound.values()), at_bound["upper"], at_bound["lower"])
+    elif any(at_bound.values()):
+        run.log.info("%d %s estimates lie at the end of the scale's range (%d upper, %d lower)",
+                     sum(at_bound.values()), method, at_bound["upper"], at_bound["lower"])
     return scores
 
 
+def population(run: RunContext, observations: Observations, link: Link) -> plausible.PopulationEstimate | None:
+    """The scored students' mean and SD on the reported scale from MIRT_PLAUSIBLE_VALUES plausible values each,
+    combined by Rubin's rules (None with MIRT_PLAUSIBLE_VALUES=0 or fewer than two students).
+
+    The draws' prior is the population's own distribution, as plausible
+    values need: linked, the calibration's N(0, 1) (carried by the linking
+    constants); in bank mode, the population the fixed-parameter calibration
+    estimated on the bank's scale, N(mean, SD^2), with the items scored on.
+    """
+    draws = run.settings.plausible_values
+    if not draws:
+        return None
+    with run.step("plausible_values"):
+        rng = np.random.default_rng(run.run_id.int)  # the same draws when the run is read again
+        if link.bank is not None:
+            params, mean_sd = bank_population(link.bank, link.constants)
+            values = plausible.draw_plausible_values(observations.responses, params, draws, rng,
+                                                     population=mean_sd, quadrature=run.quadrature)
+        else:
+            values = plausible.draw_plausible_values(observations.responses, link.diagnostics.items.params, draws,
+                                                     rng, linking=link.constants, quadrature=run.quadrature)
+        if np.isfinite(values).all(axis=1).sum() < 2:
+            return None
+        estimate = plausible.population_statistics(values)
+    run.summary.fit["plausible_values"] = estimate.as_dict()
+    run.log.info("population from %d plausible values per student (%d students): mean %.4f (SE %.4f, between "
+                 "draws %.4f), SD %.4f (SE %.4f, between draws %.4f)", draws, estimate.n, estimate.mean,
+                 estimate.mean_se, estimate.mean_between, estimate.sd, estimate.sd_se, estimate.sd_between)
+    return estimate
+
+
 def write(run: RunContext, fence_token: int, observations: Observations, link: Link, scores: Abilities | None,
-          ) -> None:
+          population: plausible.PopulationEstimate | None = None) -> None:
     """Item parameters, abilities and the run's record in one transaction, if the run still holds its lock.
 
     In bank mode the bank's changes and the drift watch go in the same
@@ -75,9 +118,13 @@ def write(run: RunContext, fence_token: int, observations: Observations, link: L
                                                        history_only=scores is None),
                     "abilities": queries.write_abilities(conn, run.run_id, fitted_at, run.scope,
                                                          [observations.student_ids[i] for i in scored],
-                                                         scores.theta[scored], scores.se[scored])
+                                                         scores.theta[scored], scores.se[scored], method=scores.method)
                     if scores is not None else 0,
                 }
+                if population is not None:
+                    s.rows_upserted["plausible_values"] = queries.write_plausible_values(
+                        conn, run.run_id, fitted_at, run.scope, population.n, population.draw_means,
+                        population.draw_sds)
                 if link.bank is not None:
                     s.rows_upserted.update(write_bank(conn, run, observations, link.bank, fitted_at))
             s.status = SUCCEEDED
@@ -103,7 +150,7 @@ def record_dry_run(conn, run: RunContext, fitted_at: datetime, model: str, obser
                               [{**p, "dry_run": True} for p in params], history_only=True)
     if scores is not None:
         queries.write_abilities(conn, run.run_id, fitted_at, run.scope, [observations.student_ids[i] for i in scored],
-                                scores.theta[scored], scores.se[scored], history_only=True)
+                                scores.theta[scored], scores.se[scored], method=scores.method, history_only=True)
 
 
 def item_params(params, errors: information.ItemStandardErrors, rmsd: np.ndarray, slope: float, j: int,

@@ -20,6 +20,8 @@ BAD_VALUES = {
     "MIRT_PROMOTION_RUNS": "-2",
     "MIRT_ITEM_PRIORS": "perhaps",
     "MIRT_ITEM_FIT_THRESHOLD": "0",
+    "MIRT_SCORING": "bayes",
+    "MIRT_PLAUSIBLE_VALUES": "1",
     "MIRT_EM_TOLERANCE": "inf",
     "MIRT_EM_MAX_ITERATIONS": "1.5",
     "MIRT_QUADRATURE_POINTS": "3",
@@ -69,3 +71,12 @@ def test_secrets_are_not_echoed_back():
     with pytest.raises(ConfigError) as problem:
         Settings.load({"DB_IAM_AUTH": "maybe", "DB_PASS": "hunter2"})
     assert "hunter2" not in str(problem.value)
+
+
+def test_the_scoring_method_is_read_in_any_case_and_kept_by_its_canonical_name():
+    assert Settings.load({"MIRT_SCORING": "wle"}).scoring == "WLE"
+    assert Settings.load({"MIRT_SCORING": "eapsum"}).scoring == "EAP-sum"
+    assert Settings.load({}).scoring == "EAP" and Settings.load({}).plausible_values == 5
+    assert Settings.load({"MIRT_PLAUSIBLE_VALUES": "0"}).plausible_values == 0
+    with pytest.raises(ConfigError, match="request override scoring"):
+        Settings.load({}).with_overrides("request", scoring="median")
