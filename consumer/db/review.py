@@ -58,7 +58,8 @@ def ability_blobs(conn: sa.Connection, run_id: str) -> tuple[bytes, bytes]:
     # Two float8 arrays in binary, one row: 400,000 students cross the wire as 6.4 MB, not 400,000 rows.
     row = conn.execute(sa.text(
         "SELECT coalesce(string_agg(float8send(theta), '' ORDER BY user_id), ''), "
-        "coalesce(string_agg(float8send(theta_se), '' ORDER BY user_id), '') "
+        # An infinite ML estimate has no standard error (NULL): NaN here, so that both arrays keep one value each.
+        "coalesce(string_agg(float8send(coalesce(theta_se, 'NaN')), '' ORDER BY user_id), '') "
         "FROM mirt_ability_history WHERE run_id = CAST(:r AS uuid)"), {"r": run_id}).one()
     return bytes(row[0]), bytes(row[1])
 

@@ -76,25 +76,30 @@ def information(grid: np.ndarray, typical: np.ndarray, bank: np.ndarray, answers
                                   "answered).")
 
 
-def conditional_sem(grid: np.ndarray, csem: np.ndarray, theta: np.ndarray, se: np.ndarray) -> Markup:
+def conditional_sem(grid: np.ndarray, csem: np.ndarray, theta: np.ndarray, se: np.ndarray,
+                    method: str = "EAP") -> Markup:
     centres, medians = stats.binned_median(theta, se, np.arange(np.floor(grid[0]), np.ceil(grid[-1]) + 0.25, 0.25))
     top = float(np.nanmax(np.concatenate([np.where(np.isfinite(csem), csem, np.nan), medians, [0.5]])))
     chart = Chart((grid[0], grid[-1]), (0.0, min(top * 1.08, 3.0)), "theta (linked scale)",
                   "standard error", "Conditional standard error of measurement")
     chart.line(grid, csem, COLOURS["blue"], label="model: 1 / sqrt(information)")
     if centres.size:
-        chart.points(centres, medians, COLOURS["orange"], radius=3.5, label="students' EAP SEs (median)")
+        chart.points(centres, medians, COLOURS["orange"], radius=3.5, label=f"students' {method} SEs (median)")
+    what = {"EAP": "EAP posterior SDs: pulled in by the prior at the extremes",
+            "EAP-sum": "posterior SDs given the summed score: pulled in by the prior at the extremes",
+            "MAP": "from the posterior's curvature: pulled in by the prior at the extremes",
+            "ML": "1 / sqrt(information); infinite estimates, which have none, left out",
+            "WLE": "1 / sqrt(information) at the WLE"}.get(method, method)
     return figure(chart.render(), "Conditional standard error of measurement for the typical student's answers, "
-                                  "and the median reported SE of the students in each quarter-logit band (EAP "
-                                  "posterior SDs: pulled in by the prior at the extremes).")
+                                  f"and the median reported SE of the students in each quarter-logit band ({what}).")
 
 
-def wright(theta: np.ndarray, b: np.ndarray, grid: np.ndarray) -> Markup:
+def wright(theta: np.ndarray, b: np.ndarray, grid: np.ndarray, method: str = "EAP") -> Markup:
     edges = np.arange(np.floor(grid[0]), np.ceil(grid[-1]) + 0.25, 0.25)
     students = np.histogram(np.clip(theta, edges[0], edges[-1] - 1e-9), edges)[0]
     items = np.histogram(np.clip(b[np.isfinite(b)], edges[0], edges[-1] - 1e-9), edges)[0]
     svg = wright_map(edges, students, items, "Wright map: students' abilities and items' difficulties on one scale")
-    return figure(svg, "Wright map: students' EAP abilities (left) and the items' difficulties (right) in "
+    return figure(svg, f"Wright map: students' {method} abilities (left) and the items' difficulties (right) in "
                        "quarter-logit bands on the linked scale; values beyond the ends are counted in the end bands.")
 
 

@@ -397,24 +397,35 @@ def _measurement_section(review: Review, view: PageView) -> Markup:
     written = "estimated items (dry run: not written)" if review.run.dry_run else "written items"
     grid = view.grid
     mean, sd = measured.population_mean, measured.population_sd
-    rows = [("marginal reliability (model, typical student's answers)", fmt.number(measured.marginal_reliability)),
+    method = measured.method
+    rows = [("scoring method", _scoring_method(measured)),
+            ("marginal reliability (model, typical student's answers)", fmt.number(measured.marginal_reliability)),
             ("population on the linked scale", f"N({mean:.3f}, {sd:.3f}\u00b2): the calibration's N(0, 1) carried "
                                                "by the linking constants")]
+    if measured.plausible_values:
+        rows.append(_plausible_values(measured.plausible_values))
+    has_se = np.isfinite(se)
     if theta.size:
-        rows = [("empirical reliability of the EAP scores", fmt.number(stats.empirical_reliability(theta, se))),
+        rows = [(f"empirical reliability of the {method} scores", fmt.number(stats.empirical_reliability(theta, se))),
                 *rows, ("students scored", fmt.count(theta.size)),
                 ("mean and SD of theta", f"{fmt.number(float(np.mean(theta)))}, {fmt.number(float(np.std(theta)))}"),
-                ("median SE of theta", fmt.number(float(np.median(se))))]
+                ("median SE of theta", fmt.number(float(np.median(se[has_se])) if has_se.any() else None))]
     parts = [facts(rows),
-             paragraph("Empirical reliability: var(EAP) / (var(EAP) + mean SE\u00b2) over the scored students. "
+             paragraph(f"Empirical reliability: var({method}) / (var({method}) + mean SE\u00b2) over the scored "
+                       "students (those with a standard error). "
                        "Marginal reliability: \u03c3\u00b2 / (\u03c3\u00b2 + E[1 / I(\u03b8)]) over the population, "
                        "with I the information of a typical student's answers (as many as the average student gave, "
-                       "drawn from the estimated bank).", "quiet"),
+                       "drawn from the estimated bank)."
+                       + (" Plausible values: draws from each student's posterior under the population's own "
+                          "distribution (Mislevy 1991); their mean and SD estimate the population's without the "
+                          "shrinkage of EAP or MAP scores or the noise of ML or WLE scores; the spread between draws "
+                          "is what the students' measurement error adds (for group statistics only, never a "
+                          "student's score)." if measured.plausible_values else ""), "quiet"),
              figures.information(grid, measured.typical_information, measured.bank_information,
                                  measured.answers_per_student),
-             figures.conditional_sem(grid, measured.csem, theta, se)]
+             figures.conditional_sem(grid, measured.csem, theta[has_se], se[has_se], method)]
     if theta.size:
-        parts.append(figures.wright(theta, items.values["b"], grid))
+        parts.append(figures.wright(theta, items.values["b"], grid, method))
     parts.append(tag("h3", "Distributions"))
     a = items.values["a"][np.isfinite(items.values["a"])]
     if view.model == "1PL" or (a.size and np.ptp(a) < 1e-9):
@@ -426,10 +437,39 @@ def _measurement_section(review: Review, view: PageView) -> Markup:
     parts.append(figures.histogram(items.values["b"], "difficulty b (linked scale)",
                                    f"Difficulties of the {len(items):,} {written}", colour="#d1772a"))
     if theta.size:
-        parts.append(figures.histogram(theta, "theta (EAP, linked scale)",
+        parts.append(figures.histogram(theta, f"theta ({method}, linked scale)",
                                        f"Abilities of the {theta.size:,} scored students"
                                        + (" (dry run: not written)" if review.run.dry_run else "")))
     return section("measurement", "Measurement", *parts)
+
+
+#: What each scoring method is, in a line (docs/psychometrics.md, Scoring).
+_SCORING = {"EAP": "EAP: posterior mean under N(0, 1), SE the posterior SD",
+            "MAP": "MAP: posterior mode under N(0, 1), SE from the posterior's curvature",
+            "ML": "ML: likelihood maximum, SE 1 / sqrt(information)",
+            "WLE": "WLE: Warm's weighted likelihood, SE 1 / sqrt(information)",
+            "EAP-sum": "EAP-sum: posterior mean given the summed score on the student's form"}
+
+
+def _scoring_method(measured) -> str:
+    """The method in words, with the estimates at the ends of the range (ML's are infinite: written there)."""
+    text = _SCORING.get(measured.method, measured.method)
+    ends = measured.scoring.get("at_bound") or {}
+    n = int(ends.get("upper") or 0) + int(ends.get("lower") or 0)
+    if n:
+        what = "infinite, written at" if measured.method == "ML" else "at"
+        text += (f"; {fmt.count(n)} estimates {what} the end of the range ({fmt.count(ends.get('upper') or 0)} "
+                 f"upper, {fmt.count(ends.get('lower') or 0)} lower{', no SE' if measured.method == 'ML' else ''})")
+    return text
+
+
+def _plausible_values(pv: dict) -> tuple[str, str]:
+    """The population from plausible values: mean and SD, each with its standard error and between-draw spread."""
+    return (f"population from plausible values ({pv.get('draws')} per student, {fmt.count(pv.get('n'))} students, "
+            "Rubin's rules)",
+            f"mean {fmt.number(pv.get('mean'))} (SE {fmt.number(pv.get('mean_se'))}, between draws "
+            f"\u00b1{fmt.number(pv.get('mean_between'))}), SD {fmt.number(pv.get('sd'))} (SE "
+            f"{fmt.number(pv.get('sd_se'))}, between draws \u00b1{fmt.number(pv.get('sd_between'))})")
 
 
 def _changes_section(review: Review, view: PageView) -> Markup:

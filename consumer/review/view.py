@@ -68,6 +68,14 @@ class Measurement:
     marginal_reliability: float
     population_mean: float
     population_sd: float
+    #: How the run scored (``fit_stats.scoring``: method, estimates at the range's ends); EAP for runs before it.
+    scoring: dict
+    #: The population from plausible values (``fit_stats.plausible_values``), None when the run drew none.
+    plausible_values: dict | None = None
+
+    @property
+    def method(self) -> str:
+        return self.scoring.get("method") or "EAP"
 
 
 @dataclass(frozen=True)
@@ -430,7 +438,7 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
             f"{review.theta.size:,} students scored{' (dry run: not written)' if review.run.dry_run else ''}; "
             "empirical reliability "
             f"{fmt.number(stats.empirical_reliability(review.theta, review.theta_se))}; median SE "
-            f"{fmt.number(float(np.median(review.theta_se)))}."]))
+            f"{fmt.number(_median(review.theta_se))}."]))
     return verdicts
 
 
@@ -445,8 +453,17 @@ def _measurement(review: Review, grid: np.ndarray) -> Measurement | None:
     typical = bank * share
     constants = review.run.constants
     mean, sd = float(constants.get("intercept", 0.0)), float(constants.get("slope", 1.0))
+    scoring = review.run.fit_stats.get("scoring")
+    plausible = review.run.fit_stats.get("plausible_values")
     return Measurement(bank, typical, per_student or float(len(items)), stats.conditional_sem(typical),
-                       stats.marginal_reliability(grid, typical, mean, sd), mean, sd)
+                       stats.marginal_reliability(grid, typical, mean, sd), mean, sd,
+                       scoring if isinstance(scoring, dict) else {}, plausible if isinstance(plausible, dict) else None)
+
+
+def _median(values: np.ndarray) -> float | None:
+    """The median of the finite values (an infinite ML estimate's standard error is NaN), None without any."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else None
 
 
 # --- the bank ---------------------------------------------------------------------------------
