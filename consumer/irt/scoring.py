@@ -180,7 +180,7 @@ def _summed_score_eap(data: Responses, log_curves: np.ndarray, quadrature: Quadr
     np.cumsum(lengths[representative] + 1, out=table_ptr[1:])
     mean, sd = np.empty(int(table_ptr[-1])), np.empty(int(table_ptr[-1]))
     in_chunks(scoring_kernels._sum_score_tables, scoring_kernels.chunk_count(), data.person_ptr, data.item,
-              representative.astype(np.int64), table_ptr, kernels.as_rows(log_curves),
+              representative.astype(np.int64), table_ptr, np.exp(kernels.as_rows(log_curves)),
               np.ascontiguousarray(quadrature.log_weights), np.ascontiguousarray(quadrature.nodes), mean, sd)
     answered = form >= 0
     summed = np.add.reduceat(data.correct.astype(np.int64), data.person_ptr[:-1][answered]) if answered.any() \

@@ -37,7 +37,7 @@ _MATRIX = float64[:, ::1]
 #: Method codes of ``modes``.
 ML_CODE, MAP_CODE, WLE_CODE = 0, 1, 2
 #: The root is found to this width in theta, or after this many steps.
-_TOLERANCE = 1e-11
+_TOLERANCE = 1e-10
 _MAX_STEPS = 200
 
 
@@ -45,7 +45,7 @@ def chunk_count() -> int:
     return max(1, numba.get_num_threads())
 
 
-@njit(cache=True, nogil=True)
+@njit(fastmath=True, cache=True, nogil=True)
 def _derivatives(theta, start, stop, item, correct, a, d, g):
     """At ``theta``, for the person's answers ``start:stop``: the score (d log L / d theta), the test information
     I, Warm's J = sum P' P'' / (P Q), and the observed curvature d^2 log L / d theta^2.
@@ -102,9 +102,12 @@ def _root(lo, f_lo, hi, f_hi, start, stop, item, correct, a, d, g, method, prior
     side = 0
     x = lo
     for _ in range(_MAX_STEPS):
+        previous = x
         x = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
         if not (lo < x < hi):
             x = 0.5 * (lo + hi)
+        if abs(x - previous) < _TOLERANCE:  # the steps have stopped moving: the bracket need not close on both sides
+            return x
         f_x = _estimating(x, start, stop, item, correct, a, d, g, method, prior_mean, prior_var)
         if f_x > 0.0:
             lo, f_lo = x, f_x
@@ -241,7 +244,8 @@ def _sum_score_tables(c, n_chunks, ptr, item, representative, table_ptr, rows, l
 
     Form f is the item set of person ``representative[f]``; its k + 1 results
     go to ``mean[table_ptr[f]:table_ptr[f + 1]]``. P(score | node) comes from
-    the Lord-Wingersky (1984) recursion over the form's items.
+    the Lord-Wingersky (1984) recursion over the form's items. ``rows`` are
+    here the probabilities P(y | node), not their logs.
     """
     n_nodes = nodes.size
     n_forms = representative.size
@@ -259,8 +263,8 @@ def _sum_score_tables(c, n_chunks, ptr, item, representative, table_ptr, rows, l
         for m in range(n):
             j = item[start + m]
             for q in range(n_nodes):
-                right[q] = np.exp(rows[2 * j + 1, q])
-                wrong[q] = np.exp(rows[2 * j, q])
+                right[q] = rows[2 * j + 1, q]
+                wrong[q] = rows[2 * j, q]
             # Scores 0..m so far; this item moves each up by one (right) or leaves it (wrong), from the top down.
             for q in range(n_nodes):
                 dist[m + 1, q] = dist[m, q] * right[q]
