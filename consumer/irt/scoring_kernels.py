@@ -13,7 +13,8 @@ The modes (ML, MAP, WLE) are found per person in two stages:
    largest: sums of table rows, no exponentials, as the EAP pass does;
 2. from that node, along the grid, the first interval where the exact
    estimating function (the derivative of the objective) changes sign,
-   then its root in that interval by the Illinois variant of regula falsi.
+   then its root in that interval by Newton steps kept inside it (from
+   the vertex of the parabola through the grid's three best values).
    When the function keeps its sign up to the end of the grid, the estimate
    is that end (reported as lying at the bound).
 
@@ -86,44 +87,49 @@ def _derivatives(theta, start, stop, item, correct, a, d, g):
 
 @njit(cache=True, nogil=True)
 def _estimating(theta, start, stop, item, correct, a, d, g, method, prior_mean, prior_var):
-    """The derivative of the method's objective at ``theta``: ML's score, MAP's with the prior's, WLE's Warm
-    equation score + J / (2 I)."""
-    score, info, warm, _ = _derivatives(theta, start, stop, item, correct, a, d, g)
+    """The derivative of the method's objective at ``theta`` (ML's score, MAP's with the prior's, WLE's Warm
+    equation score + J / (2 I)), and the slope Newton steps take for it: the curvature of the log-likelihood (with
+    the prior's for MAP; for WLE without the derivative of J / (2 I), which is O(1) against the curvature's O(n))."""
+    score, info, warm, curvature = _derivatives(theta, start, stop, item, correct, a, d, g)
     if method == 1:
-        return score - (theta - prior_mean) / prior_var
+        return score - (theta - prior_mean) / prior_var, curvature - 1.0 / prior_var
     if method == 2:
-        return score + warm / (2.0 * info) if info > 0.0 else score
-    return score
+        return (score + warm / (2.0 * info) if info > 0.0 else score), curvature
+    return score, curvature
 
 
 @njit(cache=True, nogil=True)
-def _root(lo, f_lo, hi, f_hi, start, stop, item, correct, a, d, g, method, prior_mean, prior_var):
-    """The root in [lo, hi] of the estimating function, which is > 0 at lo and <= 0 at hi (Illinois)."""
-    side = 0
-    x = lo
+def _root(lo, hi, x, start, stop, item, correct, a, d, g, method, prior_mean, prior_var):
+    """The root in [lo, hi] of the estimating function, which is > 0 at lo and <= 0 at hi, from ``x``: Newton
+    steps, each replaced by the bracket's midpoint when it would leave the bracket or the slope is not negative."""
     for _ in range(_MAX_STEPS):
-        previous = x
-        x = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
-        if not (lo < x < hi):
-            x = 0.5 * (lo + hi)
-        if abs(x - previous) < _TOLERANCE:  # the steps have stopped moving: the bracket need not close on both sides
-            return x
-        f_x = _estimating(x, start, stop, item, correct, a, d, g, method, prior_mean, prior_var)
+        f_x, slope = _estimating(x, start, stop, item, correct, a, d, g, method, prior_mean, prior_var)
         if f_x > 0.0:
-            lo, f_lo = x, f_x
-            if side == 1:
-                f_hi *= 0.5
-            side = 1
+            lo = x
         elif f_x < 0.0:
-            hi, f_hi = x, f_x
-            if side == -1:
-                f_lo *= 0.5
-            side = -1
+            hi = x
         else:
             return x
-        if hi - lo < _TOLERANCE:
-            break
+        following = x - f_x / slope if slope < 0.0 else 0.5 * (lo + hi)
+        if not (lo < following < hi):
+            following = 0.5 * (lo + hi)
+        if abs(following - x) < _TOLERANCE or hi - lo < _TOLERANCE:
+            return following
+        x = following
     return x
+
+
+@njit(cache=True, nogil=True)
+def _vertex(nodes, objective, q, lo, hi):
+    """Where the parabola through the objective at nodes q - 1, q, q + 1 peaks, kept inside (lo, hi)."""
+    if 0 < q < nodes.size - 1:
+        left, centre, right = objective[q - 1], objective[q], objective[q + 1]
+        bend = left - 2.0 * centre + right
+        if bend < 0.0:
+            x = nodes[q] + 0.5 * (nodes[q + 1] - nodes[q]) * (left - right) / bend
+            if lo < x < hi:
+                return x
+    return 0.5 * (lo + hi)
 
 
 @njit((int64, int64, _OFFSETS, _ITEMS, _OUTCOMES, _VECTOR, _VECTOR, _VECTOR, _MATRIX, _MATRIX, _MATRIX, _VECTOR,
@@ -179,39 +185,38 @@ def _modes(c, n_chunks, ptr, item, correct, a, d, g, rows, info_rows, warm_rows,
             if objective[q] > objective[best]:
                 best = q
         x = nodes[best]
-        f_x = _estimating(x, start, stop, item, correct, a, d, g, method, prior_mean, prior_var)
+        f_x, _ = _estimating(x, start, stop, item, correct, a, d, g, method, prior_mean, prior_var)
         where = 0
         if f_x > 0.0:  # the root lies to the right
             q = best
             while True:
                 if q == n_nodes - 1:
                     where = 1
+                    x = nodes[q]
                     break
-                f_next = _estimating(nodes[q + 1], start, stop, item, correct, a, d, g, method, prior_mean, prior_var)
+                f_next, _ = _estimating(nodes[q + 1], start, stop, item, correct, a, d, g, method, prior_mean,
+                                        prior_var)
                 if f_next <= 0.0:
-                    x = _root(nodes[q], f_x, nodes[q + 1], f_next, start, stop, item, correct, a, d, g, method,
-                              prior_mean, prior_var)
+                    x = nodes[q + 1] if f_next == 0.0 else _root(
+                        nodes[q], nodes[q + 1], _vertex(nodes, objective, best, nodes[q], nodes[q + 1]), start, stop,
+                        item, correct, a, d, g, method, prior_mean, prior_var)
                     break
                 q += 1
-                f_x = f_next
-            if where == 1:
-                x = nodes[n_nodes - 1]
         elif f_x < 0.0:  # to the left
             q = best
             while True:
                 if q == 0:
                     where = -1
+                    x = nodes[0]
                     break
-                f_previous = _estimating(nodes[q - 1], start, stop, item, correct, a, d, g, method, prior_mean,
-                                         prior_var)
+                f_previous, _ = _estimating(nodes[q - 1], start, stop, item, correct, a, d, g, method, prior_mean,
+                                            prior_var)
                 if f_previous >= 0.0:
-                    x = _root(nodes[q - 1], f_previous, nodes[q], f_x, start, stop, item, correct, a, d, g,
-                              method, prior_mean, prior_var) if f_previous > 0.0 else nodes[q - 1]
+                    x = nodes[q - 1] if f_previous == 0.0 else _root(
+                        nodes[q - 1], nodes[q], _vertex(nodes, objective, best, nodes[q - 1], nodes[q]), start, stop,
+                        item, correct, a, d, g, method, prior_mean, prior_var)
                     break
                 q -= 1
-                f_x = f_previous
-            if where == -1:
-                x = nodes[0]
         _, info, _, curvature = _derivatives(x, start, stop, item, correct, a, d, g)
         theta[i] = x
         bound[i] = where
