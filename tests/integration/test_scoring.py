@@ -95,3 +95,31 @@ def test_an_ml_run_writes_infinite_estimates_as_the_ranges_end_with_no_standard_
     extremes = int(np.sum(right == answered) + np.sum(right == 0))
     assert extremes > 50 and sum(summary.fit["scoring"]["at_bound"].values()) == extremes
     assert not rows(engine, "SELECT 1 FROM mirt_plausible_values") and "plausible_values" not in summary.fit
+
+
+def test_bank_mode_scores_from_the_bank_by_the_method_and_draws_plausible_values_under_the_windows_population(
+        engine):
+    """A week of students from N(0.5, 1.2^2) on the bank's scale: MAP scores with the bank's reference N(0, 1) prior
+    are pulled toward 0 (by design: a student's score does not move with the cohort); the plausible values, drawn
+    under the population the fixed-parameter calibration estimated, recover the week's mean and SD."""
+    from tests.support.bank_data import N_OPERATIONAL, adopt_base_week, put_week, week_request
+
+    _, params = adopt_base_week(engine)
+    with engine.begin() as conn:
+        put_week(conn, 1, params, 0.5, 1.2, n_items=N_OPERATIONAL)
+
+    summary = calibrate(engine, Settings.load({"MIRT_SCORING": "MAP", "MIRT_PLAUSIBLE_VALUES": "10"}),
+                        week_request(1))
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.fit["bank"]["mode"] == "weekly" and summary.fit["scoring"]["method"] == "MAP"
+    week = rows(engine, "SELECT theta, method FROM mirt_ability WHERE user_id LIKE 'w1-%'")
+    assert len(week) == 3000 and {m for _, m in week} == {"MAP"}
+    pooled = summary.fit["plausible_values"]
+    assert pooled["draws"] == 10 and pooled["n"] == 3000
+    assert pooled["mean"] == pytest.approx(0.5, abs=3 * pooled["mean_se"] + 0.05)
+    assert pooled["sd"] == pytest.approx(1.2, abs=3 * pooled["sd_se"] + 0.05)
+    population = summary.fit["bank"]["population"]
+    assert pooled["mean"] == pytest.approx(population["mean"], abs=0.05)
+    theta = np.array([t for t, _ in week])
+    assert theta.std() < pooled["sd"] - 0.1, "MAP under the reference N(0, 1) shrinks the week's spread"
