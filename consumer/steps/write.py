@@ -11,9 +11,8 @@ from ..db import queries
 from ..db.connection import opened
 from ..db.queries import Observations
 from ..errors import RunLockLost
-from ..irt import information
+from ..irt import information, plausible
 from ..irt.estimate import ItemCalibration
-from ..irt import plausible
 from ..irt.scoring import ML, Abilities, score as score_by
 from .context import RunContext, finite
 from .bank import bank_item_params, bank_population, score_from_bank, write_bank
@@ -44,8 +43,8 @@ def score(run: RunContext, observations: Observations, link: Link) -> Abilities:
     run.log.info("scored %d users by %s %s (%d with no estimated item left unscored) in %.2fs",
                  scored, method, on, s.counts["users"] - scored, s.durations["score"])
     if method == ML and any(at_bound.values()):
-        run.log.info("%d ML estimates are infinite (all answers right: %d, all wrong or the likelihood still "
-                     "falling: %d): written as the end of the scale's range, with no standard error (NULL)",
+        run.log.info("%d ML estimates are infinite (%d all right; %d all wrong, or a 3PL likelihood still rising "
+                     "toward -inf): written as the end of the scale's range, with no standard error (NULL)",
                      sum(at_bound.values()), at_bound["upper"], at_bound["lower"])
     elif any(at_bound.values()):
         run.log.info("%d %s estimates lie at the end of the scale's range (%d upper, %d lower)",

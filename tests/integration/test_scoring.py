@@ -27,7 +27,8 @@ def written(engine, simulated):
     params = ItemParameters(np.array([items[j]["a"] for j in range(n_items)]),
                             np.array([items[j]["b"] for j in range(n_items)]), np.zeros(n_items))
     position = {s: i for i, s in enumerate(student_ids(simulated.responses.n_persons))}
-    abilities = {position[r[0]]: r[1:] for r in rows(engine, "SELECT user_id, theta, theta_se, method FROM mirt_ability")}
+    abilities = {position[r[0]]: r[1:]
+                 for r in rows(engine, "SELECT user_id, theta, theta_se, method FROM mirt_ability")}
     return params, abilities
 
 
