@@ -84,6 +84,25 @@ def test_every_method_agrees_with_the_python_mirt_port(model, method):
     np.testing.assert_allclose(ours.se[~at_bound], se[~at_bound], atol=1e-4, err_msg=f"{model} {method} SE")
 
 
+@pytest.mark.parametrize("method", ["EAP", "MAP", "EAP-sum"])
+def test_a_prior_other_than_the_standard_normal_as_the_port_takes_it(method):
+    """N(0.5, 1.2^2): what the window's population would be as a prior; the port's prior_mean and prior_cov.
+
+    On a grid wider than [-6, 6]: the all-correct student's posterior has the prior's right tail, and at 4.6
+    prior SDs [-6, 6] (R mirt's grid, the service's) cuts it off enough to move the posterior SD by 2e-4,
+    where the port's Gauss-Hermite nodes, centred on the prior, reach past 9 SDs. And with the port's EAP on
+    151 nodes instead of its default 49: its 49 nodes, spread by the prior's SD of 1.2, lie about 0.4 apart near
+    the centre, as far as a posterior SD of 0.45, which leaves an error of 1e-4 in the SD (151 nodes agree with
+    a grid of 0.15 to 1e-9)."""
+    params = items_for("2PL")
+    x = answers(params)
+    ours = scoring.score(as_responses(x), params, method, prior=(0.5, 1.2), quadrature=Quadrature.normal(121, 9.0))
+    theirs = fscores(port_model("2PL", params), x, method=PORT_METHOD[method], prior_mean=np.array([0.5]),
+                     prior_cov=np.array([[1.44]]), n_quadpts=151 if method == "EAP" else None)
+    np.testing.assert_allclose(ours.theta, theirs.theta.ravel(), atol=1e-4)
+    np.testing.assert_allclose(ours.se, theirs.standard_error.ravel(), atol=1e-4)
+
+
 @pytest.mark.parametrize("model", ["1PL", "2PL", "3PL"])
 def test_ml_of_all_correct_and_all_wrong_is_the_end_of_the_range_with_no_standard_error(model):
     params = items_for(model)
