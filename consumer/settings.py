@@ -98,6 +98,22 @@ def _scope_key(text: str) -> str:
     return key
 
 
+def _column_name(text: str) -> str:
+    """A column name of ``attempt`` as an SQL identifier takes it unquoted: a letter or _, then letters, digits, _
+    (at most 63 characters, PostgreSQL's limit); empty means none. It is still quoted where it is used."""
+    name = str(text).strip()
+    if name and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise ValueError
+    return name
+
+
+def _group_label(text: str) -> str:
+    label = str(text).strip()
+    if len(label) > 200:
+        raise ValueError
+    return label
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -188,6 +204,12 @@ SPECS: dict[str, Spec] = {
                                    "on SIGTERM, how long a run in flight may finish before it is abandoned"),
     "scope_key": Spec("MIRT_SCOPE_KEY", "", _scope_key, "a key of question.meta (letters, digits, _ or -)",
                       "question.meta key whose values are the scopes, one scale each (empty: the whole bank is one)"),
+    "dif_group_column": Spec("MIRT_DIF_GROUP_COLUMN", "", _column_name,
+                             "a column name of attempt (a letter or _, then letters, digits or _; empty: no DIF)",
+                             "column of attempt holding each answer's group label (device, locale, cohort); when set, "
+                             "every run screens its items for DIF between the groups"),
+    "dif_reference_group": Spec("MIRT_DIF_REFERENCE_GROUP", "", _group_label, "a group label (empty: the largest)",
+                                "the DIF screen's reference group, which every other group is compared with"),
     "max_lease_seconds": Spec("MIRT_MAX_LEASE_SECONDS", 7200, _positive_int, "a whole number of seconds > 0",
                               "how long the consumer keeps extending a request's lease while its run goes on"),
 }
@@ -229,6 +251,8 @@ class Settings:
     health_port: int
     shutdown_grace_seconds: int
     scope_key: str
+    dif_group_column: str
+    dif_reference_group: str
     max_lease_seconds: int
 
     @classmethod
@@ -288,8 +312,8 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings that shape a run, safe to log and to store (no secrets, no URLs)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name in CALIBRATION_SETTINGS}
+        shown = CALIBRATION_SETTINGS + (DIF_SETTINGS if self.dif_group_column else ())
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in shown}
 
     def require_project(self) -> str:
         if not self.project:
@@ -323,6 +347,8 @@ class Settings:
 #: The settings that shape the numbers (logged at the start of a run and stored with it).
 CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "min_anchors",
                         "drift_threshold", "item_priors", "item_fit_threshold", "em_tolerance", "em_max_iterations", "quadrature_points")
+#: Shown with them only when DIF is on (MIRT_DIF_GROUP_COLUMN set): without it a run's record is as before.
+DIF_SETTINGS = ("dif_group_column", "dif_reference_group")
 
 
 def parse_setting(name: str, raw: Any, *, source: str) -> Any:
