@@ -15,6 +15,7 @@ from consumer.settings import Settings
 from tests.support.database import rows
 from tests.support.dif_data import planted_dif
 from tests.support.platform_data import AS_OF, FIRST_QUESTION_ID, load_simulation
+from tests.support.review_pages import page_of, section
 from tests.support.runs import REQUEST
 
 N_PER_GROUP = 1500
@@ -53,6 +54,13 @@ def test_a_run_with_a_group_column_records_the_dif_screen_and_flags_the_planted_
                              "FROM mirt_fit_meta")
     assert stored == ("desktop", "device")
 
+    page = page_of(engine, summary.run_id)
+    shown = section(page, "dif")
+    assert 'href="#dif"' in page and "phone against desktop" in shown
+    for question_id in planted:
+        assert f"Item {question_id}: curves of groups desktop and phone" in shown
+    assert shown.count("<figure") == len(flagged)
+
 
 def test_a_students_group_is_the_label_of_their_earliest_answer(engine, grouped):
     with engine.begin() as conn:
@@ -70,6 +78,8 @@ def test_without_a_group_column_nothing_is_screened(engine, grouped):
     assert summary.status == "succeeded" and "dif" not in summary.fit and "dif" not in summary.rows_upserted
     assert rows(engine, "SELECT count(*) FROM mirt_dif") == [(0,)]
     assert "dif_group_column" not in rows(engine, "SELECT model_spec->'settings' FROM mirt_fit_meta")[0][0]
+    page = page_of(engine, summary.run_id)
+    assert '<section id="dif">' not in page and 'href="#dif"' not in page
 
 
 def test_a_group_column_attempt_does_not_have_fails_the_run_naming_the_setting(engine, grouped):
