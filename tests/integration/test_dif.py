@@ -86,3 +86,12 @@ def test_a_group_column_attempt_does_not_have_fails_the_run_naming_the_setting(e
     summary = calibrate(engine, Settings.load({"MIRT_DIF_GROUP_COLUMN": "locale"}), REQUEST)
     assert summary.status == "failed"
     assert "MIRT_DIF_GROUP_COLUMN" in summary.error and "'locale'" in summary.error and "device" in summary.error
+
+
+def test_the_capped_load_carries_each_students_group_too(engine, grouped):
+    with engine.begin() as conn:
+        observations = queries.load_observations(conn, AS_OF - np.timedelta64(30, "D").item(), AS_OF, 5000,
+                                                 WHOLE_BANK, "device")
+    assert observations.capped and len(observations.groups) == len(observations.student_ids) > 0
+    expected = ["desktop" if s < f"u{N_PER_GROUP:05d}" else "phone" for s in observations.student_ids]
+    assert observations.groups == expected

@@ -133,3 +133,11 @@ def test_a_focal_group_too_small_to_calibrate_is_skipped_with_why():
     result = dif.screen(data.responses, group, ["r", "small", "other"], pooled.params, "2PL")
     assert "small" in result.skipped and "at least" in result.skipped["small"]
     assert [c.focal for c in result.comparisons] == ["other"]
+
+
+def test_the_1pl_tests_b_alone_and_finds_uniform_dif():
+    data = planted_dif(1500, non_uniform=(), seed=2)
+    pooled = estimate_items(data.responses, "1PL")
+    comparison = dif.screen(data.responses, data.group, ["r", "f"], pooled.params, "1PL").comparisons[0]
+    assert set(comparison.wald_df[comparison.tested]) == {1.0}
+    assert comparison.flagged[[0, 1]].all() and comparison.flagged[2:].mean() <= 0.1, comparison.why
