@@ -50,9 +50,9 @@ def test_a_run_with_a_group_column_records_the_dif_screen_and_flags_the_planted_
     assert len(table) == 30 and {r[1] for r in table} == {"phone"} and {r[4] for r in table} == {summary.run_id}
     assert {r[0] for r in table if r[3]} == flagged
     assert summary.rows_upserted["dif"] == 30
-    (stored,) = rows(engine, "SELECT fit_stats->'dif'->>'reference', model_spec->'settings'->>'dif_group_column' "
-                             "FROM mirt_fit_meta")
-    assert stored == ("desktop", "device")
+    (stored,) = rows(engine, "SELECT fit_stats->'dif'->>'reference', model_spec->'settings'->>'dif_group_column', "
+                             "model_spec->'dif_flagged_items'->'phone' FROM mirt_fit_meta")
+    assert stored[:2] == ("desktop", "device") and {int(q) for q in stored[2]} == flagged
 
     page = page_of(engine, summary.run_id)
     shown = section(page, "dif")
@@ -77,7 +77,8 @@ def test_without_a_group_column_nothing_is_screened(engine, grouped):
     summary = calibrate(engine, Settings.load({}), REQUEST)
     assert summary.status == "succeeded" and "dif" not in summary.fit and "dif" not in summary.rows_upserted
     assert rows(engine, "SELECT count(*) FROM mirt_dif") == [(0,)]
-    assert "dif_group_column" not in rows(engine, "SELECT model_spec->'settings' FROM mirt_fit_meta")[0][0]
+    (spec,) = rows(engine, "SELECT model_spec FROM mirt_fit_meta")[0]
+    assert "dif_group_column" not in spec["settings"] and "dif_flagged_items" not in spec
     page = page_of(engine, summary.run_id)
     assert '<section id="dif">' not in page and 'href="#dif"' not in page
 
