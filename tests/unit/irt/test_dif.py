@@ -72,6 +72,7 @@ def test_the_largest_group_is_the_reference_unless_one_is_named():
 
 
 def test_agrees_with_mirt_dif_on_the_same_data_and_anchors(screened):
+    # mirt.dif() is compute_dif() returned as a DataFrame (which needs pandas); the numbers are compute_dif's.
     compute_dif = pytest.importorskip("mirt.diagnostics.dif").compute_dif
     data, result = screened
     comparison = result.comparisons[0]
@@ -87,6 +88,9 @@ def test_agrees_with_mirt_dif_on_the_same_data_and_anchors(screened):
     assert wald["linking_constants"][1] == pytest.approx(comparison.focal_mean, abs=2e-3)
     b_gap = comparison.focal_params.b - comparison.reference_params.b
     np.testing.assert_allclose(b_gap[studied], wald["effect_size"][studied], atol=5e-3)
+
+    lord = compute_dif(matrix, labels, method="lord", **options)  # Lord's chi-square: mirt's other name for it
+    np.testing.assert_allclose(b_gap[studied], lord["effect_size"][studied], atol=5e-3)
 
     raju = compute_dif(matrix, labels, method="raju", **options)
     # mirt's areas are reference minus focal; ours focal minus reference.
