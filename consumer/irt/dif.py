@@ -394,8 +394,11 @@ def screen(responses: Responses, group: np.ndarray, labels: list[str], params: I
             skipped[labels[g]] = (f"only {int(tested.sum())} items estimated in both groups with {min_responses} "
                                   f"answers each (at least {linking.MIN_ANCHORS} are needed to link them)")
             continue
-        comparisons.append(_compare(responses, group, ref, g, labels, params, tested, reference_fit, focal_fit,
-                                    model, quadrature))
+        try:
+            comparisons.append(_compare(responses, group, ref, g, labels, params, tested, reference_fit, focal_fit,
+                                        model, quadrature))
+        except linking.LinkingError as exc:
+            skipped[labels[g]] = f"the group could not be linked to the reference group: {exc}"
     return DifScreen(labels=list(labels), reference=labels[ref],
                      group_sizes={labels[g]: int(sizes[g]) for g in range(len(labels))},
                      comparisons=comparisons, skipped=skipped, unassigned=int((group < 0).sum()))
@@ -405,11 +408,10 @@ def _compare(responses, group, ref, g, labels, params, tested, reference_fit, fo
              quadrature) -> Comparison:
     in_pair = (group == ref) | (group == g)
     is_focal = group == g
-    estimated = np.isfinite(params.a) & np.isfinite(params.b)
     # MH, two stages: match on every estimated item, then without the items classed B or C.
     nothing = np.zeros(len(params), bool)
     mh = _matching_mh(responses, params, in_pair, is_focal, quadrature, nothing)
-    first_flags = np.isin(mh.ets, ("B", "C")) & estimated
+    first_flags = np.isin(mh.ets, ("B", "C")) & tested
     if first_flags.any():
         mh = _matching_mh(responses, params, in_pair, is_focal, quadrature, first_flags)
     mh = MantelHaenszel(*(np.where(tested, v, np.nan if v.dtype.kind == "f" else "") for v in

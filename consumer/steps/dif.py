@@ -54,10 +54,16 @@ def screen_dif(run: RunContext, observations: Observations, diagnostics: Diagnos
         reference = ""
     items = diagnostics.items
     with run.step("dif") as span:
-        screen = dif.screen(observations.responses, group, labels, items.params, items.model,
-                            quadrature=run.quadrature, min_responses=settings.min_responses, reference=reference,
-                            priors=diagnostics.calibration.priors, tolerance=settings.em_tolerance,
-                            max_iterations=settings.em_max_iterations)
+        try:
+            screen = dif.screen(observations.responses, group, labels, items.params, items.model,
+                                quadrature=run.quadrature, min_responses=settings.min_responses, reference=reference,
+                                priors=diagnostics.calibration.priors, tolerance=settings.em_tolerance,
+                                max_iterations=settings.em_max_iterations)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            # The screen informs the calibration, it does not make it: a numerical failure is told, not fatal.
+            record["skipped"] = f"the screen failed ({type(exc).__name__}: {exc})"
+            run.warn("DIF screen skipped: %s; the calibration goes on without it", record["skipped"])
+            return None
         span.set_attributes({"groups": len(labels),
                              "flagged": int(sum(c.flagged.sum() for c in screen.comparisons))})
     record.update(summarise(screen, observations.question_ids))

@@ -96,3 +96,17 @@ def test_the_capped_load_carries_each_students_group_too(engine, grouped):
     assert observations.capped and len(observations.groups) == len(observations.student_ids) > 0
     expected = ["desktop" if s < f"u{N_PER_GROUP:05d}" else "phone" for s in observations.student_ids]
     assert observations.groups == expected
+
+
+def test_a_screen_that_fails_is_a_warning_and_the_calibration_is_written(engine, grouped, monkeypatch):
+    from consumer.irt import dif
+
+    def singular(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(dif, "screen", singular)
+    summary = calibrate(engine, Settings.load({"MIRT_DIF_GROUP_COLUMN": "device"}), REQUEST)
+    assert summary.status == "succeeded" and summary.rows_upserted["items"] == 30
+    assert "Singular matrix" in summary.fit["dif"]["skipped"]
+    assert any(w.startswith("DIF screen skipped") for w in summary.warnings)
+    assert rows(engine, "SELECT count(*) FROM mirt_dif") == [(0,)]
