@@ -54,6 +54,8 @@ ALPHA = 0.05
 ETS_B, ETS_C = 1.0, 1.5
 #: RMSD_DIF (probability units, focal-weighted) from which a significant Wald test flags an item.
 RMSD_FLAG = 0.05
+#: Fewest items the groups are linked on: fewer tested items skip the group; fewer purified anchors link on all.
+MIN_LINK_ITEMS = 5
 #: Rounds of anchor purification before the anchor set is taken as it is.
 PURIFICATION_ROUNDS = 10
 #: Points of the group curves kept for the review page (theta on the reference group's scale).
@@ -390,9 +392,9 @@ def screen(responses: Responses, group: np.ndarray, labels: list[str], params: I
         reference_fit, focal_fit = fit_of(ref), fit_of(g)
         tested = (estimated & np.isfinite(reference_fit.params.b) & np.isfinite(focal_fit.params.b)
                   & (reference_fit.answers >= min_responses) & (focal_fit.answers >= min_responses))
-        if tested.sum() < linking.MIN_ANCHORS:
+        if tested.sum() < MIN_LINK_ITEMS:
             skipped[labels[g]] = (f"only {int(tested.sum())} items estimated in both groups with {min_responses} "
-                                  f"answers each (at least {linking.MIN_ANCHORS} are needed to link them)")
+                                  f"answers each (at least {MIN_LINK_ITEMS} are needed to link them)")
             continue
         try:
             comparisons.append(_compare(responses, group, ref, g, labels, params, tested, reference_fit, focal_fit,
@@ -422,7 +424,7 @@ def _compare(responses, group, ref, g, labels, params, tested, reference_fit, fo
     common_slope = model == "1PL"
     result = None
     for _ in range(PURIFICATION_ROUNDS):
-        purified = anchors.sum() >= linking.MIN_ANCHORS
+        purified = anchors.sum() >= MIN_LINK_ITEMS
         on = anchors if purified else tested
         constants = linking.stocking_lord(reference_fit.params.take(on), focal_fit.params.take(on))
         A, B = constants.slope, constants.intercept
