@@ -293,6 +293,10 @@ class Settings:
             raise ConfigError(f"MIRT_MIN_ANCHORS must be at least {linking.MIN_ANCHORS}, got {self.min_anchors}")
         if self.quadrature_points < 5:
             raise ConfigError(f"MIRT_QUADRATURE_POINTS must be at least 5, got {self.quadrature_points}")
+        if self.dif_reference_group and not self.dif_group_column:
+            raise ConfigError("MIRT_DIF_REFERENCE_GROUP is set but MIRT_DIF_GROUP_COLUMN is not",
+                              "set MIRT_DIF_GROUP_COLUMN to the column of attempt holding the group labels, or "
+                              "leave MIRT_DIF_REFERENCE_GROUP empty")
         if self.instance_connection_name and self.instance_connection_name.count(":") != 2:
             raise ConfigError(f"INSTANCE_CONNECTION_NAME must read project:region:instance, "
                               f"got {self.instance_connection_name!r}")

@@ -83,3 +83,8 @@ def test_the_dif_settings_show_in_a_runs_settings_only_when_dif_is_on():
     assert "dif_group_column" not in Settings.load({}).public()
     on = Settings.load({"MIRT_DIF_GROUP_COLUMN": "device", "MIRT_DIF_REFERENCE_GROUP": "desktop"}).public()
     assert (on["dif_group_column"], on["dif_reference_group"]) == ("device", "desktop")
+
+
+def test_a_dif_reference_group_without_a_group_column_is_an_error():
+    with pytest.raises(ConfigError, match="MIRT_DIF_REFERENCE_GROUP is set but MIRT_DIF_GROUP_COLUMN is not"):
+        Settings.load({"MIRT_DIF_REFERENCE_GROUP": "desktop"})
