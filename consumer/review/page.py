@@ -264,7 +264,7 @@ def _dif_section(view: PageView) -> Markup | str:
             continue
         parts.append(table(("item", "ETS", "delta MH", "Wald chi2", "Wald p (BH)", "RMSD_DIF", "signed", "why"),
                            [(f["question_id"], f["ets"], fmt.signed(f["mh_delta"]), fmt.number(f["wald_chi2"], 1),
-                             fmt.small(f["wald_p_adjusted"]), fmt.number(f["rmsd_dif"]),
+                             _p_value(f["wald_p_adjusted"]), fmt.number(f["rmsd_dif"]),
                              fmt.signed(f["signed_difference"], 3), f["why"]) for f in group.flagged],
                            numeric=(0, 2, 3, 4, 5, 6), scroll=len(group.flagged) > 20))
         plots = [figures.dif_curves(f["question_id"], f["curves"], dif.reference, group.focal,
@@ -273,6 +273,13 @@ def _dif_section(view: PageView) -> Markup | str:
         if plots:
             parts.append(join(plots))
     return section("dif", "DIF", *parts)
+
+
+def _p_value(p) -> str:
+    """A p-value as a reader compares it with 0.05: three decimals, or two significant figures below 0.001."""
+    if not fmt.is_number(p):
+        return fmt.MISSING
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def _link_section(review: Review, view: PageView) -> Markup:
