@@ -29,6 +29,7 @@ from .irt.estimate import Progress
 from .settings import Settings
 from .steps import (Anchors, RunContext, diagnose, fit, link_scale, load_anchors, load_observations, population,
                     report_fit, score, write)
+from .steps.dif import screen_dif
 from .steps.bank import RECALIBRATION, hold_scale, load_bank, recalibration_impact
 
 log = logging.getLogger("consumer.run")
@@ -93,9 +94,9 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
 
 
 def _steps(run: RunContext, fence_token: int) -> None:
-    """SPEC's steps: load, anchors (or the scope's bank), fit (with its diagnostics), link (or hold the bank's
-    scale), score (and the population's plausible values), write. A recalibration of a bank scores only to tell
-    its impact, and writes history only."""
+    """SPEC's steps: load, anchors (or the scope's bank), fit (with its diagnostics and, with a group column,
+    the DIF screen), link (or hold the bank's scale), score (and the population's plausible values), write. A
+    recalibration of a bank scores only to tell its impact, and writes history only."""
     observations = load_observations(run)
     if observations.n_obs == 0:
         run.warn("no observations completed between %s and %s (look-back %d days): nothing to calibrate; "
@@ -114,16 +115,17 @@ def _steps(run: RunContext, fence_token: int) -> None:
     with run.step("diagnostics"):
         diagnostics = diagnose(run, observations, calibration)
     report_fit(run, observations, diagnostics)
+    dif = screen_dif(run, observations, diagnostics)  # None unless MIRT_DIF_GROUP_COLUMN is set
     if bank is not None and not recalibrating:
         link = hold_scale(run, observations, diagnostics, bank)
     else:
         link = link_scale(run, observations, diagnostics, anchors)
     if recalibrating:
         recalibration_impact(run, observations, link, bank)
-        write(run, fence_token, observations, link, None)
+        write(run, fence_token, observations, link, None, dif=dif)
     else:
         scores = score(run, observations, link)
-        write(run, fence_token, observations, link, scores, population(run, observations, link))
+        write(run, fence_token, observations, link, scores, population(run, observations, link), dif=dif)
 
 
 def earlier_answer(engine: sa.Engine, settings: Settings, request: CalibrationRequest) -> RunSummary | None:

@@ -106,6 +106,22 @@ def _plausible_draws(text: str) -> int:
     return value
 
 
+def _column_name(text: str) -> str:
+    """A column name of ``attempt`` as an SQL identifier takes it unquoted: a letter or _, then letters, digits, _
+    (at most 63 characters, PostgreSQL's limit); empty means none. It is still quoted where it is used."""
+    name = str(text).strip()
+    if name and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise ValueError
+    return name
+
+
+def _group_label(text: str) -> str:
+    label = str(text).strip()
+    if len(label) > 200:
+        raise ValueError
+    return label
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -203,6 +219,12 @@ SPECS: dict[str, Spec] = {
                                    "on SIGTERM, how long a run in flight may finish before it is abandoned"),
     "scope_key": Spec("MIRT_SCOPE_KEY", "", _scope_key, "a key of question.meta (letters, digits, _ or -)",
                       "question.meta key whose values are the scopes, one scale each (empty: the whole bank is one)"),
+    "dif_group_column": Spec("MIRT_DIF_GROUP_COLUMN", "", _column_name,
+                             "a column name of attempt (a letter or _, then letters, digits or _; empty: no DIF)",
+                             "column of attempt holding each answer's group label (device, locale, cohort); when set, "
+                             "every run screens its items for DIF between the groups"),
+    "dif_reference_group": Spec("MIRT_DIF_REFERENCE_GROUP", "", _group_label, "a group label (empty: the largest)",
+                                "the DIF screen's reference group, which every other group is compared with"),
     "max_lease_seconds": Spec("MIRT_MAX_LEASE_SECONDS", 7200, _positive_int, "a whole number of seconds > 0",
                               "how long the consumer keeps extending a request's lease while its run goes on"),
 }
@@ -246,6 +268,8 @@ class Settings:
     health_port: int
     shutdown_grace_seconds: int
     scope_key: str
+    dif_group_column: str
+    dif_reference_group: str
     max_lease_seconds: int
 
     @classmethod
@@ -286,6 +310,10 @@ class Settings:
             raise ConfigError(f"MIRT_MIN_ANCHORS must be at least {linking.MIN_ANCHORS}, got {self.min_anchors}")
         if self.quadrature_points < 5:
             raise ConfigError(f"MIRT_QUADRATURE_POINTS must be at least 5, got {self.quadrature_points}")
+        if self.dif_reference_group and not self.dif_group_column:
+            raise ConfigError("MIRT_DIF_REFERENCE_GROUP is set but MIRT_DIF_GROUP_COLUMN is not",
+                              "set MIRT_DIF_GROUP_COLUMN to the column of attempt holding the group labels, or "
+                              "leave MIRT_DIF_REFERENCE_GROUP empty")
         if self.instance_connection_name and self.instance_connection_name.count(":") != 2:
             raise ConfigError(f"INSTANCE_CONNECTION_NAME must read project:region:instance, "
                               f"got {self.instance_connection_name!r}")
@@ -305,8 +333,8 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings that shape a run, safe to log and to store (no secrets, no URLs)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name in CALIBRATION_SETTINGS}
+        shown = CALIBRATION_SETTINGS + (DIF_SETTINGS if self.dif_group_column else ())
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in shown}
 
     def require_project(self) -> str:
         if not self.project:
@@ -339,7 +367,10 @@ class Settings:
 
 #: The settings that shape the numbers (logged at the start of a run and stored with it).
 CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "min_anchors",
-                        "drift_threshold", "item_priors", "item_fit_threshold", "scoring", "plausible_values", "em_tolerance", "em_max_iterations", "quadrature_points")
+                        "drift_threshold", "item_priors", "item_fit_threshold", "scoring", "plausible_values",
+                        "em_tolerance", "em_max_iterations", "quadrature_points")
+#: Shown with them only when DIF is on (MIRT_DIF_GROUP_COLUMN set): without it a run's record is as before.
+DIF_SETTINGS = ("dif_group_column", "dif_reference_group")
 
 
 def parse_setting(name: str, raw: Any, *, source: str) -> Any:

@@ -23,6 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from .. import scope as scopes
+from ..errors import PlatformSchemaError
 from ..irt.responses import Responses
 from ..scope import Scope
 
@@ -39,6 +40,8 @@ class Observations:
     attempts_in_window: int = 0
     #: Whether the cap dropped first answers (the most recent were kept).
     capped: bool = False
+    #: With MIRT_DIF_GROUP_COLUMN: each student's group label (``group_label``), None for a student without one.
+    groups: list[str | None] | None = None
 
     @property
     def n_obs(self) -> int:
@@ -76,6 +79,12 @@ SELECT student_id::text,
  GROUP BY student_id"""
 
 
+# With a DIF group column: the label goes along with each first answer, and each student's group is
+# the label of the earliest of the student's answers (kept by the window and the cap) that has one.
+_WITH_LABEL = ", {column}::text AS group_label"
+_GROUP_OF_STUDENT = ", (array_agg(group_label ORDER BY completed_at, question_id) FILTER (WHERE group_label IS NOT NULL{capped}))[1]"
+
+
 @dataclass(frozen=True)
 class _Load:
     """The load's three statements over one window: the whole bank's, or a scope's questions only."""
@@ -85,11 +94,17 @@ class _Load:
     capped: sa.TextClause
 
     @classmethod
-    def over(cls, window: str) -> "_Load":
-        firsts = _FIRSTS.format(window=window)
+    def over(cls, window: str, group_column: str = "") -> "_Load":
+        firsts, pack, capped = _FIRSTS.format(window=window), _PACK, _CAPPED
+        if group_column:  # one more column through the firsts, one more aggregate per student, last
+            firsts = firsts.replace(", completed_at\n  FROM", _WITH_LABEL.format(column=quoted(group_column))
+                                    + ", completed_at\n  FROM", 1)
+            pack = pack.replace("\n  FROM", _GROUP_OF_STUDENT.format(capped="") + "\n  FROM", 1)
+            capped = capped.replace("max(rank) > :cap\n", "max(rank) > :cap"
+                                    + _GROUP_OF_STUDENT.format(capped=" AND rank <= :cap") + "\n", 1)
         # The firsts come sorted by student, so the packing streams (GroupAggregate) with no second sort.
         return cls(sa.text(f"SELECT count(*) FROM attempt WHERE {window}"),
-                   sa.text(_PACK.format(source=f"({firsts})")), sa.text(_CAPPED.format(firsts=firsts)))
+                   sa.text(pack.format(source=f"({firsts})")), sa.text(capped.format(firsts=firsts)))
 
 
 _LOADS = {False: _Load.over(_WINDOW), True: _Load.over(_SCOPED_WINDOW)}
@@ -98,19 +113,40 @@ _LOADS = {False: _Load.over(_WINDOW), True: _Load.over(_SCOPED_WINDOW)}
 _LOAD_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 
+def quoted(identifier: str) -> str:
+    """``identifier`` as a quoted SQL identifier (settings allow only letters, digits and _; quoted all the same)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def check_group_column(conn: sa.Connection, column: str) -> None:
+    """Raise ``PlatformSchemaError`` unless ``attempt`` has the DIF group column ``column`` (MIRT_DIF_GROUP_COLUMN)."""
+    present = [row[0] for row in conn.execute(sa.text(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'attempt' AND table_schema = ANY (current_schemas(false)) ORDER BY ordinal_position"))]
+    if column not in present:
+        raise PlatformSchemaError(f"MIRT_DIF_GROUP_COLUMN names column {column!r}, which attempt does not have "
+                                  f"(its columns: {', '.join(present)})",
+                                  "set MIRT_DIF_GROUP_COLUMN to the column of attempt that holds each answer's group "
+                                  "label (the name as PostgreSQL spells it, lowercase unless created quoted), or "
+                                  "leave it empty for no DIF screen")
+
+
 def scope_parameters(scope: Scope) -> dict:
     return {} if scope.whole_bank else {"scope_key": scope.key, "scope": scope.name}
 
 
 def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap: int,
-                      scope: Scope) -> Observations:
+                      scope: Scope, group_column: str = "") -> Observations:
     """Each student's first answer to each question of ``scope`` in (since, until], the ``cap`` most recent.
 
+    With ``group_column`` (MIRT_DIF_GROUP_COLUMN, checked by ``check_group_column``), also each student's
+    group: the label of the student's earliest loaded answer that has one.
     Call inside a transaction (the load's settings are local to it).
     """
     for statement in _LOAD_SETTINGS:
         conn.exec_driver_sql(statement)
-    load = _LOADS[not scope.whole_bank]
+    load = _Load.over(_SCOPED_WINDOW if not scope.whole_bank else _WINDOW, group_column) if group_column \
+        else _LOADS[not scope.whole_bank]
     window = {"since": since, "until": until, **scope_parameters(scope)}
     attempts = int(conn.execute(load.count, window).scalar())
     capped = False
@@ -118,8 +154,10 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
         rows = conn.execute(load.capped, {**window, "cap": cap}).all()
         capped = any(row[4] for row in rows)
         rows = [row for row in rows if row[1] is not None]  # a student whose only answer fell past the cap
+        groups = [row[5] for row in rows] if group_column else None
     else:
         rows = conn.execute(load.everything, window).all()
+        groups = [row[4] for row in rows] if group_column else None
     student_ids = [row[0] for row in rows]
     lengths = np.fromiter((len(row[1]) // 8 for row in rows), dtype=np.int64, count=len(rows))
     first_at = min((row[2] for row in rows), default=None)
@@ -142,6 +180,7 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
         last_at=last_at,
         attempts_in_window=attempts,
         capped=capped,
+        groups=groups,
     )
 
 
@@ -340,6 +379,25 @@ def write_plausible_values(conn: sa.Connection, run_id: uuid.UUID, fitted_at: da
         "VALUES (:run_id, :scope, :draw, :n, :mean, :sd, :fitted_at)"
     ), [{"run_id": run_id, "scope": scope.name, "draw": m + 1, "n": int(n), "mean": float(mean), "sd": float(sd),
          "fitted_at": fitted_at} for m, (mean, sd) in enumerate(zip(means, sds))]).rowcount
+#: mirt_dif's columns after run_id and scope, in the order ``steps.dif.table_rows`` gives them.
+DIF_COLUMNS = ("item_id", "reference_group", "focal_group", "n_reference", "n_focal", "mh_alpha", "mh_delta",
+               "mh_delta_se", "mh_chi2", "mh_p", "ets_class", "wald_chi2", "wald_df", "wald_p", "wald_p_adjusted",
+               "signed_difference", "rmsd_dif", "signed_area", "unsigned_area", "reference_a", "reference_b",
+               "focal_a", "focal_b", "anchor", "flagged")
+
+
+def write_dif(conn: sa.Connection, run_id: uuid.UUID, scope: Scope, rows: list[tuple]) -> int:
+    """Record the run's DIF screen, one row per focal group and tested item (``DIF_COLUMNS``)."""
+    if not rows:
+        return 0
+    conn.exec_driver_sql("CREATE TEMP TABLE run_dif (LIKE mirt_dif) ON COMMIT DROP")
+    buffer = io.StringIO()  # \N for NULL, so that an empty scope or group label stays an empty string
+    csv.writer(buffer, lineterminator="\n").writerows(
+        (str(run_id), scope.name, *("\\N" if v is None else v for v in row)) for row in rows)
+    conn.connection.driver_connection.cursor().execute(
+        f"COPY run_dif (run_id, scope, {', '.join(DIF_COLUMNS)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+        stream=io.BytesIO(buffer.getvalue().encode()))
+    return conn.execute(sa.text("INSERT INTO mirt_dif SELECT * FROM run_dif")).rowcount
 
 
 # --- the run lock: one per scope --------------------------------------------------------------

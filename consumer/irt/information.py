@@ -51,6 +51,8 @@ class ItemStandardErrors:
     unidentified: tuple[int, ...] = ()
     #: Standard errors of the population's mean and SD when they were free (fixed-parameter calibration).
     population: tuple[float, float] | None = None
+    #: Each item's 2 x 2 sampling covariance of (a, b) (NaN where there are no SEs), for Wald tests (``dif``).
+    covariance_ab: np.ndarray | None = None
 
 
 def standard_errors(responses: Responses, params: ItemParameters, model: str,
@@ -175,7 +177,13 @@ def _assemble(params, model, final, design, covariance, dropped, method, free_po
     if free_population:
         var = np.diag(covariance.globals)[-2:]
         population = tuple(float(np.sqrt(v)) if np.isfinite(v) and v > 0 else float("nan") for v in var)
-    return ItemStandardErrors(se_a, se_b, se_c, se_d, method, tuple(sorted(unidentified)), population)
+    # (a, b) from (a, d) by the delta method: b = -d / a, so db/da = d / a^2 and db/dd = -1 / a.
+    cov_ab = np.full((n, 2, 2), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jacobian = np.zeros((a.size, 2, 2))
+        jacobian[:, 0, 0], jacobian[:, 1, 0], jacobian[:, 1, 1] = 1.0, d / a**2, -1.0 / a
+        cov_ab[kept] = (jacobian @ cov[:, :2, :2] @ jacobian.transpose(0, 2, 1))[ok]
+    return ItemStandardErrors(se_a, se_b, se_c, se_d, method, tuple(sorted(unidentified)), population, cov_ab)
 
 
 def item_information(responses: Responses, params: ItemParameters, *, free_c: bool = False,

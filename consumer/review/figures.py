@@ -182,3 +182,13 @@ def estimate_history(labels: list[str], values: np.ndarray, errors: np.ndarray, 
     if flagged is not None and flagged.any():
         chart.points(np.where(flagged, x, np.nan), values, COLOURS["red"], radius=5, cross=True, label="flagged")
     return figure(chart.render(), caption, small=True)
+
+
+def dif_curves(question_id: int, curves: dict, reference: str, focal: str, caption: str) -> Markup:
+    """A DIF-flagged item: its curve in the reference group and in the focal group, on the reference group's scale."""
+    theta = np.asarray(curves["theta"], float)
+    chart = Chart((theta[0], theta[-1]), (0.0, 1.0), f"theta ({reference}'s scale)", "probability correct",
+                  f"Item {question_id}: curves of groups {reference} and {focal}", width=320, height=220)
+    chart.line(theta, np.asarray(curves["reference"], float), COLOURS["blue"], label=f"{reference} (reference)")
+    chart.line(theta, np.asarray(curves["focal"], float), COLOURS["orange"], label=f"{focal} (focal)")
+    return figure(chart.render(), caption, small=True)

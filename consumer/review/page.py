@@ -22,7 +22,7 @@ from .markup import Markup, facts, join, paragraph, section, table, tag, text
 from .view import (BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build, setting_changes,
                    window_overlap, with_se)
 
-_SECTIONS = (("summary", "Summary"), ("run", "Run"), ("fit", "Fit"), ("misfit", "Item fit"), ("link", "Link"),
+_SECTIONS = (("summary", "Summary"), ("run", "Run"), ("fit", "Fit"), ("misfit", "Item fit"), ("dif", "DIF"), ("link", "Link"),
              ("bank", "Bank"), ("measurement", "Measurement"), ("changes", "Since the previous run"),
              ("items", "Items"))
 
@@ -37,6 +37,7 @@ def render(review: Review) -> str:
         _run_section(review),
         _fit_section(review),
         _misfit_section(review, view),
+        _dif_section(view),
         _link_section(review, view),
         _bank_section(review, view),
         _measurement_section(review, view),
@@ -44,7 +45,7 @@ def render(review: Review) -> str:
         _items_section(review, view),
     ])
     nav = join(tag("a", title, href=f"#{anchor}") for anchor, title in _SECTIONS
-               if anchor != "bank" or view.bank is not None)
+               if (anchor != "bank" or view.bank is not None) and (anchor != "dif" or view.dif is not None))
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'>"
             f"<title>Calibration run {text(run.run_id)}: review</title><style>{STYLE}</style>"
@@ -226,6 +227,59 @@ def _pisa(threshold) -> str:
     if abs(threshold - PISA_2015_RMSD) < 1e-9:
         return f", as in PISA 2015 ({PISA_2015_RMSD:g})"
     return f" (PISA 2015 flagged items above {PISA_2015_RMSD:g}; this run's threshold is {fmt.plain(threshold)})"
+
+
+def _dif_section(view: PageView) -> Markup | str:
+    """The DIF screen by group, when the run had a group column (MIRT_DIF_GROUP_COLUMN): nothing otherwise."""
+    dif = view.dif
+    if dif is None:
+        return ""
+    if "" in dif.skipped:
+        return section("dif", "DIF", paragraph(f"Groups from column {dif.group_column} of attempt: the screen was "
+                                               f"skipped: {dif.skipped['']}."))
+    sizes = ", ".join(f"{label} {fmt.count(n)}" for label, n in dif.group_sizes.items())
+    parts = [paragraph(
+        f"Differential item functioning between the groups of column {dif.group_column} of attempt (a student's "
+        f"group: the label of their earliest answer in the window that has one). Reference group: {dif.reference}; "
+        f"students per group: {sizes}; {fmt.count(dif.unassigned)} without a group, left out. Each item is screened "
+        "by Mantel-Haenszel on matched EAP ability (ETS A/B/C) and by a Wald test of a and b after linking the "
+        "groups on purified anchors; it is flagged at ETS B or C, or when the Wald test rejects (Benjamini-Hochberg, "
+        "0.05) with an RMSD_DIF of 0.05 or more. Differences are focal minus reference: negative means harder for "
+        "the focal group.")]
+    if dif.skipped:
+        parts.append(table(("group", "not compared because"), sorted(dif.skipped.items())))
+    for group in dif.groups:
+        parts.append(tag("h3", f"{group.focal} against {dif.reference}"))
+        parts.append(facts([
+            ("students", fmt.count(group.n_focal)),
+            ("items tested", fmt.count(group.items_tested)),
+            ("anchors linked on", f"{fmt.count(group.anchors)}" + ("" if group.purified else
+                                                                   " (all tested items: too few left unflagged)")),
+            ("focal group on the reference scale", f"mean {fmt.signed(group.focal_mean)}, SD "
+                                                   f"{fmt.number(group.focal_sd, 2)}"),
+            ("ETS classes", ", ".join(f"{k} {fmt.count(group.ets.get(k, 0))}" for k in ("A", "B", "C"))),
+            ("flagged", fmt.count(len(group.flagged))),
+        ]))
+        if not group.flagged:
+            continue
+        parts.append(table(("item", "ETS", "delta MH", "Wald chi2", "Wald p (BH)", "RMSD_DIF", "signed", "why"),
+                           [(f["question_id"], f["ets"], fmt.signed(f["mh_delta"]), fmt.number(f["wald_chi2"], 1),
+                             _p_value(f["wald_p_adjusted"]), fmt.number(f["rmsd_dif"]),
+                             fmt.signed(f["signed_difference"], 3), f["why"]) for f in group.flagged],
+                           numeric=(0, 2, 3, 4, 5, 6), scroll=len(group.flagged) > 20))
+        plots = [figures.dif_curves(f["question_id"], f["curves"], dif.reference, group.focal,
+                                    f"Item {f['question_id']}: {f['why']}")
+                 for f in group.flagged if f.get("curves")]
+        if plots:
+            parts.append(join(plots))
+    return section("dif", "DIF", *parts)
+
+
+def _p_value(p) -> str:
+    """A p-value as a reader compares it with 0.05: three decimals, or two significant figures below 0.001."""
+    if not fmt.is_number(p):
+        return fmt.MISSING
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def _link_section(review: Review, view: PageView) -> Markup:

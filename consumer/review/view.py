@@ -128,6 +128,36 @@ class BankSection:
 
 
 @dataclass(frozen=True)
+class DifGroup:
+    """One focal group against the reference group: its size, the screen's counts, and the flagged items."""
+
+    focal: str
+    n_focal: int
+    items_tested: int
+    anchors: int
+    purified: bool
+    focal_mean: float | None
+    focal_sd: float | None
+    ets: dict[str, int]
+    #: As the run stored them: question_id, ets, mh_delta, wald_chi2, wald_p_adjusted, rmsd_dif,
+    #: signed_difference, why, and (for the worst) curves.
+    flagged: list[dict]
+
+
+@dataclass(frozen=True)
+class DifSection:
+    """The DIF section of a run with MIRT_DIF_GROUP_COLUMN set (fit_stats.dif)."""
+
+    group_column: str
+    reference: str
+    group_sizes: dict[str, int]
+    unassigned: int
+    groups: list[DifGroup]
+    #: Groups not compared (or the whole screen skipped: key ""), with why.
+    skipped: dict[str, str]
+
+
+@dataclass(frozen=True)
 class PageView:
     """What several sections need, derived once."""
 
@@ -144,6 +174,7 @@ class PageView:
     verdicts: list[Verdict]
     measurement: Measurement | None
     bank: BankSection | None
+    dif: DifSection | None = None
 
 
 def build(review: Review) -> PageView:
@@ -167,7 +198,20 @@ def build(review: Review) -> PageView:
     return PageView(model, scope, grid, anchors, _flags(review, anchors, movement, moved_ids, bank), movement,
                     moved_ids, moved, _curves(review), note,
                     _verdicts(review, scope, note, movement, moved_ids, moved, bank),
-                    _measurement(review, grid), bank)
+                    _measurement(review, grid), bank, _dif(run.fit_stats.get("dif")))
+
+
+def _dif(stored: dict | None) -> DifSection | None:
+    """The DIF screen the run recorded; None when it ran none (no group column)."""
+    if not stored:
+        return None
+    skipped = dict(stored.get("skipped") or {}) if isinstance(stored.get("skipped"), dict) else \
+        {"": str(stored["skipped"])}
+    groups = [DifGroup(c["focal"], int(c["n_focal"]), int(c["items_tested"]), int(c["anchors"]), bool(c["purified"]),
+                       c.get("focal_mean"), c.get("focal_sd"), dict(c.get("ets") or {}), list(c.get("flagged") or []))
+              for c in stored.get("comparisons") or []]
+    return DifSection(stored.get("group_column", ""), stored.get("reference", ""), dict(stored.get("group_sizes") or {}),
+                      int(stored.get("unassigned") or 0), groups, skipped)
 
 
 def with_se(value, se, decimals: int = 4) -> str:

@@ -92,7 +92,7 @@ class RunContext:
     def model_spec(self) -> dict:
         """The run's ``mirt_fit_meta.model_spec``: what was fitted on what, with which settings, as far as it got."""
         s = self.summary
-        return {
+        spec = {
             "model": s.model,
             "n_items": s.counts.get("items_estimated", 0),
             "n_users": s.counts.get("users", 0),
@@ -111,6 +111,11 @@ class RunContext:
             "dry_run": self.request.dry_run,
             "scope": self.scope.as_dict(),
         }
+        dif = s.fit.get("dif")
+        if dif is not None:  # only with MIRT_DIF_GROUP_COLUMN: the flagged items by focal group, with why
+            spec["dif_flagged_items"] = {c["focal"]: {str(f["question_id"]): f["why"] for f in c["flagged"]}
+                                         for c in dif.get("comparisons", [])}
+        return spec
 
 
 def id_list(ids: list, limit: int = 20) -> str:

@@ -16,6 +16,7 @@ from ..irt.estimate import ItemCalibration
 from ..irt.scoring import ML, Abilities, score as score_by
 from .context import RunContext, finite
 from .bank import bank_item_params, bank_population, score_from_bank, write_bank
+from .dif import DifResult, table_rows
 from .link import Link
 
 
@@ -84,13 +85,14 @@ def population(run: RunContext, observations: Observations, link: Link) -> plaus
 
 
 def write(run: RunContext, fence_token: int, observations: Observations, link: Link, scores: Abilities | None,
-          population: plausible.PopulationEstimate | None = None) -> None:
+          population: plausible.PopulationEstimate | None = None, dif: DifResult | None = None) -> None:
     """Item parameters, abilities and the run's record in one transaction, if the run still holds its lock.
 
     In bank mode the bank's changes and the drift watch go in the same
     transaction. A recalibration (``scores`` None) writes its item
     parameters to the history only: the bank and the students' scores stay
-    as they are until an operator accepts it.
+    as they are until an operator accepts it. The DIF screen (``dif``, when
+    MIRT_DIF_GROUP_COLUMN is set) goes in the same transaction, dry run or not.
     """
     s, items, constants = run.summary, link.diagnostics.items, link.constants
     fitted_at = datetime.now(timezone.utc)
@@ -126,6 +128,8 @@ def write(run: RunContext, fence_token: int, observations: Observations, link: L
                         population.draw_sds)
                 if link.bank is not None:
                     s.rows_upserted.update(write_bank(conn, run, observations, link.bank, fitted_at))
+            if dif is not None:
+                s.rows_upserted["dif"] = queries.write_dif(conn, run.run_id, run.scope, table_rows(dif))
             s.status = SUCCEEDED
             queries.finish_run(conn, run.run_id, SUCCEEDED, run.model_spec(), s.fit, s.as_dict(),
                                fitted_at=fitted_at)

@@ -39,6 +39,8 @@ BAD_VALUES = {
     "MIRT_MAX_LEASE_SECONDS": "forever",
     "MIRT_SCOPE_KEY": "subject = 'math'",
     "INSTANCE_CONNECTION_NAME": "just-a-name",
+    "MIRT_DIF_GROUP_COLUMN": "device; DROP TABLE attempt",
+    "MIRT_DIF_REFERENCE_GROUP": "x" * 201,
 }
 # Free text, checked where it is used (DATABASE_URL by the engine factory, with its own tests).
 ANY_TEXT = {"DATABASE_URL", "DB_USER", "DB_NAME", "DB_PASS", "MIRT_DATA_DIR"}
@@ -80,3 +82,18 @@ def test_the_scoring_method_is_read_in_any_case_and_kept_by_its_canonical_name()
     assert Settings.load({"MIRT_PLAUSIBLE_VALUES": "0"}).plausible_values == 0
     with pytest.raises(ConfigError, match="request override scoring"):
         Settings.load({}).with_overrides("request", scoring="median")
+@pytest.mark.parametrize("column", ["device; DROP TABLE attempt", 'lo"cale', "1st", "device name"])
+def test_the_dif_group_column_must_be_a_plain_identifier(column):
+    with pytest.raises(ConfigError, match="MIRT_DIF_GROUP_COLUMN must be a column name of attempt"):
+        Settings.load({"MIRT_DIF_GROUP_COLUMN": column})
+
+
+def test_the_dif_settings_show_in_a_runs_settings_only_when_dif_is_on():
+    assert "dif_group_column" not in Settings.load({}).public()
+    on = Settings.load({"MIRT_DIF_GROUP_COLUMN": "device", "MIRT_DIF_REFERENCE_GROUP": "desktop"}).public()
+    assert (on["dif_group_column"], on["dif_reference_group"]) == ("device", "desktop")
+
+
+def test_a_dif_reference_group_without_a_group_column_is_an_error():
+    with pytest.raises(ConfigError, match="MIRT_DIF_REFERENCE_GROUP is set but MIRT_DIF_GROUP_COLUMN is not"):
+        Settings.load({"MIRT_DIF_REFERENCE_GROUP": "desktop"})
