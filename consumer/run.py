@@ -30,6 +30,7 @@ from .settings import Settings
 from .steps import (Anchors, RunContext, diagnose, fit, link_scale, load_anchors, load_observations, report_fit,
                     score, write)
 from .steps.bank import RECALIBRATION, hold_scale, load_bank, recalibration_impact
+from .steps.rapid import leave_out_rapid_guesses
 
 log = logging.getLogger("consumer.run")
 
@@ -95,7 +96,7 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
 def _steps(run: RunContext, fence_token: int) -> None:
     """SPEC's steps: load, anchors (or the scope's bank), fit (with its diagnostics), link (or hold the bank's
     scale), score, write. A recalibration of a bank scores only to tell its impact, and writes history only."""
-    observations = load_observations(run)
+    observations = leave_out_rapid_guesses(run, load_observations(run))
     if observations.n_obs == 0:
         run.warn("no observations completed between %s and %s (look-back %d days): nothing to calibrate; "
                  "the run is recorded as skipped and no parameters are touched",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
-from .irt import bank, defaults, linking
+from .irt import bank, defaults, linking, rapid
 from .irt.model import MODELS, model_name
 from .irt.quadrature import DEFAULT_POINTS
 
@@ -98,6 +98,18 @@ def _scope_key(text: str) -> str:
     return key
 
 
+def _column_name(text: str) -> str:
+    """A column name to quote into SQL: letters, digits and _, not a digit first, at most 63 (or empty: none)."""
+    name = str(text).strip()
+    if name and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise ValueError
+    return name
+
+
+def _rapid_guess_rule(text: str) -> str:
+    return str(rapid.RapidGuessRule.parse(text))
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -148,6 +160,14 @@ SPECS: dict[str, Spec] = {
     "item_priors": Spec("MIRT_ITEM_PRIORS", "auto", _priors, "auto, true or false",
                         "Bayes-modal priors for 2PL/3PL: log a ~ N(mu, 0.5^2), b ~ N(m, (2 / e^mu)^2) centred on "
                         "the items (3PL's c ~ Beta(5, 17) always); auto: only on thin data"),
+    "response_time_column": Spec("MIRT_RESPONSE_TIME_COLUMN", "", _column_name,
+                                 "a column name of attempt (letters, digits and _, not a digit first)",
+                                 "attempt column with each answer's response time in ms: rapid guesses are left out "
+                                 "of the run (empty: no filtering)"),
+    "rapid_guess_rule": Spec("MIRT_RAPID_GUESS_RULE", rapid.DEFAULT_RULE, _rapid_guess_rule,
+                             "ntP[:CAP_MS] (P% of the item's mean time, at most CAP_MS) or fixed:MS",
+                             "with MIRT_RESPONSE_TIME_COLUMN: answers faster than this threshold are rapid guesses "
+                             "(NT10 capped at 10 s, Wise & Ma 2012)"),
     "item_fit_threshold": Spec("MIRT_ITEM_FIT_THRESHOLD", 0.12, _positive_float, "a number > 0",
                                "items whose RMSD between observed and model curves exceeds this are flagged"),
     "em_tolerance": Spec("MIRT_EM_TOLERANCE", defaults.DEFAULT_TOLERANCE, _positive_float, "a number > 0",
@@ -207,6 +227,8 @@ class Settings:
     promotion_max_b_se: float
     promotion_runs: int
     item_priors: str
+    response_time_column: str
+    rapid_guess_rule: str
     item_fit_threshold: float
     em_tolerance: float
     em_max_iterations: int
@@ -322,7 +344,8 @@ class Settings:
 
 #: The settings that shape the numbers (logged at the start of a run and stored with it).
 CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "min_anchors",
-                        "drift_threshold", "item_priors", "item_fit_threshold", "em_tolerance", "em_max_iterations", "quadrature_points")
+                        "drift_threshold", "item_priors", "item_fit_threshold", "em_tolerance", "em_max_iterations",
+                        "quadrature_points", "response_time_column", "rapid_guess_rule")
 
 
 def parse_setting(name: str, raw: Any, *, source: str) -> Any:

@@ -39,6 +39,8 @@ class Observations:
     attempts_in_window: int = 0
     #: Whether the cap dropped first answers (the most recent were kept).
     capped: bool = False
+    #: With MIRT_RESPONSE_TIME_COLUMN: each response's time in ms, beside ``responses.item`` (NaN: unknown).
+    response_ms: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:
@@ -53,14 +55,14 @@ _SCOPED_WINDOW = f"{_WINDOW} AND question_id IN (SELECT id FROM question WHERE {
 # Each student's first answer to each question: one sort by (student, question, time).
 _FIRSTS = """
 SELECT DISTINCT ON (student_id, question_id)
-       student_id, question_id, (correct::int <> 0)::int AS correct, completed_at
+       student_id, question_id, (correct::int <> 0)::int AS correct, completed_at{time}
   FROM attempt
  WHERE {window}
  ORDER BY student_id, question_id, completed_at"""
 # One row per student: the answers packed 8 bytes each (question_id * 2 + correct).
 _PACK = """
 SELECT student_id::text, string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea),
-       min(completed_at), max(completed_at)
+       min(completed_at), max(completed_at){times}
   FROM {source} firsts
  GROUP BY student_id"""
 # Only when the window holds more attempts than the cap: keep the most recent first answers. One
@@ -69,7 +71,7 @@ _CAPPED = """
 SELECT student_id::text,
        string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea) FILTER (WHERE rank <= :cap),
        min(completed_at) FILTER (WHERE rank <= :cap), max(completed_at) FILTER (WHERE rank <= :cap),
-       max(rank) > :cap
+       max(rank) > :cap{times}
   FROM (SELECT *, row_number() OVER (ORDER BY completed_at DESC, student_id, question_id) AS rank
           FROM (SELECT * FROM ({firsts}) f ORDER BY completed_at DESC, student_id, question_id
                 LIMIT :cap + 1) recent) ranked
@@ -85,11 +87,27 @@ class _Load:
     capped: sa.TextClause
 
     @classmethod
-    def over(cls, window: str) -> "_Load":
-        firsts = _FIRSTS.format(window=window)
+    def over(cls, window: str, time_column: str | None = None) -> "_Load":
+        time, times = _times(time_column)
+        firsts = _FIRSTS.format(window=window, time=time)
         # The firsts come sorted by student, so the packing streams (GroupAggregate) with no second sort.
         return cls(sa.text(f"SELECT count(*) FROM attempt WHERE {window}"),
-                   sa.text(_PACK.format(source=f"({firsts})")), sa.text(_CAPPED.format(firsts=firsts)))
+                   sa.text(_PACK.format(source=f"({firsts})", times=times)),
+                   sa.text(_CAPPED.format(firsts=firsts, times=times and f"{times} FILTER (WHERE rank <= :cap)")))
+
+
+def _times(column: str | None) -> tuple[str, str]:
+    """With MIRT_RESPONSE_TIME_COLUMN: the firsts' time column, and its aggregate (4 bytes each, NaN unknown).
+
+    Both aggregates of a student's group see its rows in one order, so the
+    n-th time belongs to the n-th code. ``column`` is checked by the
+    settings (letters, digits, _) and quoted here.
+    """
+    if not column:
+        return "", ""
+    quoted = '"' + column.replace('"', '""') + '"'
+    return (f", CAST({quoted} AS float8) AS response_ms",
+            ", string_agg(float4send(coalesce(response_ms, 'NaN')::float4), ''::bytea)")
 
 
 _LOADS = {False: _Load.over(_WINDOW), True: _Load.over(_SCOPED_WINDOW)}
@@ -103,14 +121,17 @@ def scope_parameters(scope: Scope) -> dict:
 
 
 def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap: int,
-                      scope: Scope) -> Observations:
+                      scope: Scope, response_time_column: str | None = None) -> Observations:
     """Each student's first answer to each question of ``scope`` in (since, until], the ``cap`` most recent.
 
+    With ``response_time_column`` (a checked column name of attempt), each
+    answer's time comes with it (``Observations.response_ms``).
     Call inside a transaction (the load's settings are local to it).
     """
     for statement in _LOAD_SETTINGS:
         conn.exec_driver_sql(statement)
-    load = _LOADS[not scope.whole_bank]
+    load = (_Load.over(_SCOPED_WINDOW if not scope.whole_bank else _WINDOW, response_time_column)
+            if response_time_column else _LOADS[not scope.whole_bank])
     window = {"since": since, "until": until, **scope_parameters(scope)}
     attempts = int(conn.execute(load.count, window).scalar())
     capped = False
@@ -125,6 +146,8 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
     first_at = min((row[2] for row in rows), default=None)
     last_at = max((row[3] for row in rows), default=None)
     packed = b"".join(row[1] for row in rows)
+    response_ms = (np.frombuffer(b"".join(row[-1] for row in rows), dtype=">f4").astype(np.float64)
+                   if response_time_column else None)
     del rows
     # The last byte of each big-endian code holds "correct"; the rest, shifted, the question id.
     correct = np.frombuffer(packed, dtype=np.uint8)[7::8] & 1
@@ -142,6 +165,7 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
         last_at=last_at,
         attempts_in_window=attempts,
         capped=capped,
+        response_ms=response_ms,
     )
 
 

@@ -29,7 +29,11 @@ def load_observations(run: RunContext) -> Observations:
     with run.step("load") as span, opened(run.engine, transaction=True) as conn, \
             cancelled_when(conn, run.should_stop, stopped=run.abandoned):
         platform.check_platform_schema(conn)
-        observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs, run.scope)
+        time_column = run.settings.response_time_column or None
+        if time_column:
+            platform.check_response_time_column(conn, time_column)
+        observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs, run.scope,
+                                                 time_column)
         span.set_attributes({"observations": observations.n_obs, "users": observations.responses.n_persons,
                              "items": int(observations.question_ids.size)})
     s.counts.update(observations=observations.n_obs, users=observations.responses.n_persons,
