@@ -69,8 +69,8 @@ class RapidGuessRule:
     def describe(self) -> str:
         """The rule in words, for the log and the review page."""
         if self.floor_ms is not None:
-            return f"answers faster than {self.floor_ms:g} ms"
-        return f"answers faster than {self.percent:g}% of their item's mean time, at most {self.cap_ms:g} ms"
+            return f"answers faster than {self.floor_ms:,g} ms"
+        return f"answers faster than {self.percent:g}% of their item's mean time, at most {self.cap_ms:,g} ms"
 
 
 def item_thresholds(item: np.ndarray, times_ms: np.ndarray, n_items: int, rule: RapidGuessRule) -> np.ndarray:

@@ -16,6 +16,7 @@ from consumer.settings import Settings
 
 from tests.support.database import rows
 from tests.support.platform_data import AS_OF, FIRST_QUESTION_ID, load_timed_simulation
+from tests.support.review_pages import page_of, section
 from tests.support.runs import REQUEST
 
 TIMED = Settings.load({"MIRT_RESPONSE_TIME_COLUMN": "time_spent_ms"})
@@ -67,6 +68,19 @@ def test_a_run_with_the_time_column_leaves_the_rapid_guesses_out_and_counts_them
         kept = np.array([p[name] for _, p in plain_items])
         left_out = np.array([p[name] for _, p in with_filter])
         assert np.sqrt(np.mean((left_out - truth_values) ** 2)) < 0.7 * np.sqrt(np.mean((kept - truth_values) ** 2))
+
+
+    # The review page: a line in the summary, and where they fell in the Run section.
+    page = page_of(engine, filtered.run_id)
+    summary = section(page, "summary")
+    assert "<h3>Rapid guesses</h3>" in summary
+    assert f"{record['rapid']:,} of {data.responses.n_obs:,} timed answers" in summary
+    run = section(page, "run")
+    top = record["top_items"][0]
+    assert f"Rapid guesses left out ({record['rapid']:,})" in run
+    assert f"<td class=n>{top['question_id']}<td class=n>{top['rapid']:,}" in run
+    assert "Students by their share of rapid guesses" in run
+    assert "Rapid guesses" not in page_of(engine, plain.run_id)
 
 
 def test_a_rapid_first_answer_is_left_out_not_replaced_by_the_later_one(engine):
