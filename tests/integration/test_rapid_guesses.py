@@ -119,3 +119,28 @@ def test_a_time_column_attempt_lacks_fails_the_run_naming_the_setting(engine, gu
     summary = calibrate(engine, Settings.load({"MIRT_RESPONSE_TIME_COLUMN": "correct"}),
                         CalibrationRequest(request_id="req-3", as_of=AS_OF))
     assert summary.status == "failed" and "boolean" in summary.error
+
+
+def test_each_time_stays_with_its_answer_when_the_cap_keeps_the_most_recent(engine):
+    """Times ride beside the packed answers, capped or not: each must land on its own (student, question)."""
+    with engine.begin() as conn:
+        platform.create_platform_tables(conn)
+        platform.insert_questions(conn, range(1, 11), [{}] * 10)
+        rng = np.random.default_rng(3)
+        attempts = [(f"s{s}", q, "t" if (s + q) % 2 else "f",
+                     (AS_OF - timedelta(hours=int(rng.integers(1, 200)))).isoformat(), 1000 * s + q)
+                    for s in range(30) for q in range(1, 11) if rng.random() < 0.7]
+        platform.copy_rows(conn, "attempt", ("student_id", "question_id", "correct", "completed_at", "time_spent_ms"),
+                           attempts)
+        capped = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 100, WHOLE_BANK, "time_spent_ms")
+        whole = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 10_000, WHOLE_BANK,
+                                          "time_spent_ms")
+    assert capped.capped and capped.n_obs == 100 and whole.n_obs == len(attempts)
+    for observations in (capped, whole):
+        r = observations.responses
+        person = r.person_index()
+        student = np.array([int(observations.student_ids[p][1:]) for p in person])
+        question = observations.question_ids[r.item]
+        # Each time was written as 1000 * student + question: it names the answer it belongs to.
+        assert np.array_equal(observations.response_ms, 1000 * student + question)
+        assert np.array_equal(r.correct, (student + question) % 2)
