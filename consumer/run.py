@@ -94,8 +94,9 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
 
 
 def _steps(run: RunContext, fence_token: int) -> None:
-    """SPEC's steps: load, anchors (or the scope's bank), fit (with its diagnostics), link (or hold the bank's
-    scale), score, write. A recalibration of a bank scores only to tell its impact, and writes history only."""
+    """SPEC's steps: load (rapid guesses left out, with MIRT_RESPONSE_TIME_COLUMN), anchors (or the scope's bank),
+    fit (with its diagnostics), link (or hold the bank's scale), score, write. A recalibration of a bank scores only
+    to tell its impact, and writes history only."""
     observations = leave_out_rapid_guesses(run, load_observations(run))
     if observations.n_obs == 0:
         run.warn("no observations completed between %s and %s (look-back %d days): nothing to calibrate; "

@@ -43,6 +43,9 @@ def leave_out_rapid_guesses(run: RunContext, observations: Observations) -> Obse
     run.summary.fit["rapid_guess"] = record
     run.summary.counts.update(rapid_guesses=found.count, observations=kept.n_obs, users=kept.n_persons)
     _log(run, record, observations.n_obs)
+    if found.count and not kept.n_obs:
+        run.warn("every answer in the window was a rapid guess under MIRT_RAPID_GUESS_RULE=%s: none is left to "
+                 "calibrate", record["rule"])
     return dataclasses.replace(observations, responses=kept, student_ids=[observations.student_ids[i] for i in persons],
                                response_ms=observations.response_ms[~found.rapid])
 
