@@ -225,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_database_flag(report)
     report.set_defaults(handler=_report)
 
+    export = commands.add_parser(
+        "export", help="write a scope's item bank for an adaptive test (CSV or JSON)",
+        description="The scope's operational and pretest items (marked) with a, b, c on the logistic metric (D = 1), "
+                    "their standard errors, answers, status, the run that set them and the scale they are on: the "
+                    "adopted bank, or without one the current item parameters (the file says which). The format is "
+                    "in docs/interfaces.md.")
+    export.add_argument("--format", choices=("csv", "json"), default="json", help="csv or json (default json)")
+    export.add_argument("--output", "-o", metavar="FILE", help="file to write (default: standard output)")
+    _scope_flag(export, "the item bank to export")
+    _demo_database_flag(export)
+    export.set_defaults(handler=_export)
+
     demo = commands.add_parser(
         "demo", help="simulate a week of answers in the embedded database and calibrate them",
         description="Create the platform tables in an embedded PostgreSQL, fill them with simulated answers "
@@ -503,6 +515,25 @@ def _report(args: argparse.Namespace) -> int:
     path.write_text(render(review), encoding="utf-8")
     log.info("wrote the review of run %s to %s", review.run.run_id, path.resolve())
     print(path.resolve())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import FORMATS, export_bank
+    from .review import writable_output
+    from .scope import resolve
+    settings = _settings(args)
+    path = writable_output(args.output) if args.output else None  # a path that cannot be written fails first
+    engine = _engine(settings, args)
+    _migrate_the_platforms_database(engine, only_questions=True)
+    bank = export_bank(engine, resolve(settings.scope_key, args.scope))
+    text = FORMATS[args.format](bank)
+    if path is None:
+        sys.stdout.write(text)
+        return 0
+    path.write_text(text, encoding="utf-8")
+    log.info("wrote %d items (%d operational, %d pretest) from %s to %s", bank.meta["n_items"],
+             bank.meta["operational"], bank.meta["pretest"], bank.meta["source"], path.resolve())
     return 0
 
 

@@ -9,6 +9,7 @@ numerical core.
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
@@ -89,6 +90,11 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return self.status in (SUCCEEDED, SKIPPED)
+
+
+def export_command(scope: str | None, fmt: str = "json") -> str:
+    """The command line that writes a scope's item bank for an adaptive test (``consumer.export``)."""
+    return "python -m consumer export" + (f" --scope {shlex.quote(scope)}" if scope else "") + f" --format {fmt}"
 
 
 class RunLog(logging.LoggerAdapter):

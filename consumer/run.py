@@ -31,6 +31,7 @@ from .steps import (Anchors, RunContext, diagnose, fit, link_scale, load_anchors
                     report_fit, score, write)
 from .steps.dif import screen_dif
 from .steps.bank import RECALIBRATION, hold_scale, load_bank, recalibration_impact
+from .steps.rapid import leave_out_rapid_guesses
 
 log = logging.getLogger("consumer.run")
 
@@ -94,10 +95,11 @@ def calibrate(engine: sa.Engine, settings: Settings, request: CalibrationRequest
 
 
 def _steps(run: RunContext, fence_token: int) -> None:
-    """SPEC's steps: load, anchors (or the scope's bank), fit (with its diagnostics and, with a group column,
-    the DIF screen), link (or hold the bank's scale), score (and the population's plausible values), write. A
-    recalibration of a bank scores only to tell its impact, and writes history only."""
-    observations = load_observations(run)
+    """SPEC's steps: load (rapid guesses left out, with MIRT_RESPONSE_TIME_COLUMN), anchors (or the scope's bank),
+    fit (with its diagnostics and, with a group column, the DIF screen), link (or hold the bank's scale), score
+    (and the population's plausible values), write. A recalibration of a bank scores only to tell its impact, and
+    writes history only."""
+    observations = leave_out_rapid_guesses(run, load_observations(run))
     if observations.n_obs == 0:
         run.warn("no observations completed between %s and %s (look-back %d days): nothing to calibrate; "
                  "the run is recorded as skipped and no parameters are touched",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
-from .irt import bank, defaults, linking, scoring_names
+from .irt import bank, defaults, linking, rapid, scoring_names
 from .irt.model import MODELS, model_name
 from .irt.quadrature import DEFAULT_POINTS
 
@@ -122,6 +122,10 @@ def _group_label(text: str) -> str:
     return label
 
 
+def _rapid_guess_rule(text: str) -> str:
+    return str(rapid.RapidGuessRule.parse(text))
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -172,6 +176,14 @@ SPECS: dict[str, Spec] = {
     "item_priors": Spec("MIRT_ITEM_PRIORS", "auto", _priors, "auto, true or false",
                         "Bayes-modal priors for 2PL/3PL: log a ~ N(mu, 0.5^2), b ~ N(m, (2 / e^mu)^2) centred on "
                         "the items (3PL's c ~ Beta(5, 17) always); auto: only on thin data"),
+    "response_time_column": Spec("MIRT_RESPONSE_TIME_COLUMN", "", _column_name,
+                                 "a column name of attempt (letters, digits and _, not a digit first)",
+                                 "attempt column with each answer's response time in ms: rapid guesses are left out "
+                                 "of the run (empty: no filtering)"),
+    "rapid_guess_rule": Spec("MIRT_RAPID_GUESS_RULE", rapid.DEFAULT_RULE, _rapid_guess_rule,
+                             "ntP[:CAP_MS] (P% of the item's mean time, at most CAP_MS) or fixed:MS",
+                             "with MIRT_RESPONSE_TIME_COLUMN: answers faster than this threshold are rapid guesses "
+                             "(NT10 capped at 10 s, Wise & Ma 2012)"),
     "item_fit_threshold": Spec("MIRT_ITEM_FIT_THRESHOLD", 0.12, _positive_float, "a number > 0",
                                "items whose RMSD between observed and model curves exceeds this are flagged"),
     "scoring": Spec("MIRT_SCORING", scoring_names.EAP, scoring_names.method_name,
@@ -244,6 +256,8 @@ class Settings:
     promotion_max_b_se: float
     promotion_runs: int
     item_priors: str
+    response_time_column: str
+    rapid_guess_rule: str
     item_fit_threshold: float
     scoring: str
     plausible_values: int
@@ -333,7 +347,8 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings that shape a run, safe to log and to store (no secrets, no URLs)."""
-        shown = CALIBRATION_SETTINGS + (DIF_SETTINGS if self.dif_group_column else ())
+        shown = (CALIBRATION_SETTINGS + (DIF_SETTINGS if self.dif_group_column else ())
+                 + (RAPID_GUESS_SETTINGS if self.response_time_column else ()))
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in shown}
 
     def require_project(self) -> str:
@@ -371,6 +386,8 @@ CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "l
                         "em_tolerance", "em_max_iterations", "quadrature_points")
 #: Shown with them only when DIF is on (MIRT_DIF_GROUP_COLUMN set): without it a run's record is as before.
 DIF_SETTINGS = ("dif_group_column", "dif_reference_group")
+#: Likewise only when rapid-guess filtering is on (MIRT_RESPONSE_TIME_COLUMN set).
+RAPID_GUESS_SETTINGS = ("response_time_column", "rapid_guess_rule")
 
 
 def parse_setting(name: str, raw: Any, *, source: str) -> Any:

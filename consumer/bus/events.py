@@ -18,7 +18,7 @@ from typing import Mapping
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from ..calibration import FAILED, CalibrationRequest, RunSummary
+from ..calibration import FAILED, SUCCEEDED, CalibrationRequest, RunSummary, export_command
 from ..scope import valid_name as valid_scope_name
 
 SCHEMA_VERSION = "v1"
@@ -161,6 +161,9 @@ def completed_body(summary: RunSummary, *, rejected: bool = False) -> dict:
     if summary.fan_out:
         body["fan_out"] = dict(summary.fan_out)
     body.update(_bank_fields(summary))
+    # A run that wrote current parameters: the command that exports them for an adaptive test.
+    if summary.status == SUCCEEDED and not summary.dry_run and body.get("mode") != "recalibration":
+        body["export"] = {"command": export_command(summary.scope), "formats": ["csv", "json"]}
     # Only a rejection's event has it: a run's event stays as it was.
     if rejected:
         body["rejected"] = True

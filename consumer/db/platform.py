@@ -52,6 +52,25 @@ def check_platform_schema(conn: sa.Connection) -> None:
         )
 
 
+#: Column types a response time in milliseconds may have.
+_NUMERIC_TYPES = ("smallint", "integer", "bigint", "numeric", "real", "double precision")
+
+
+def check_response_time_column(conn: sa.Connection, column: str) -> None:
+    """Raise ``PlatformSchemaError`` unless ``attempt`` has a numeric ``column`` (MIRT_RESPONSE_TIME_COLUMN)."""
+    found = dict(conn.execute(sa.text(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'attempt' AND table_schema = ANY (current_schemas(false))")).all())
+    if found.get(column) in _NUMERIC_TYPES:
+        return
+    problem = (f"attempt has no column {column!r}" if column not in found
+               else f"attempt.{column} is {found[column]}, not a number of milliseconds")
+    raise PlatformSchemaError(
+        f"MIRT_RESPONSE_TIME_COLUMN names the response times' column, but {problem}",
+        f"set it to a numeric column of attempt (its columns: {', '.join(sorted(found))}), or leave it empty "
+        "to calibrate without rapid-guess filtering")
+
+
 def has_table(conn: sa.Connection, name: str) -> bool:
     """Whether a table or view ``name`` is on the search path."""
     return conn.execute(sa.text("SELECT to_regclass(CAST(:name AS text)) IS NOT NULL"), {"name": name}).scalar()

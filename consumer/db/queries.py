@@ -42,6 +42,8 @@ class Observations:
     capped: bool = False
     #: With MIRT_DIF_GROUP_COLUMN: each student's group label (``group_label``), None for a student without one.
     groups: list[str | None] | None = None
+    #: With MIRT_RESPONSE_TIME_COLUMN: each response's time in ms, beside ``responses.item`` (NaN: unknown).
+    response_ms: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:
@@ -56,14 +58,14 @@ _SCOPED_WINDOW = f"{_WINDOW} AND question_id IN (SELECT id FROM question WHERE {
 # Each student's first answer to each question: one sort by (student, question, time).
 _FIRSTS = """
 SELECT DISTINCT ON (student_id, question_id)
-       student_id, question_id, (correct::int <> 0)::int AS correct, completed_at
+       student_id, question_id, (correct::int <> 0)::int AS correct, completed_at{extra}
   FROM attempt
  WHERE {window}
  ORDER BY student_id, question_id, completed_at"""
 # One row per student: the answers packed 8 bytes each (question_id * 2 + correct).
 _PACK = """
 SELECT student_id::text, string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea),
-       min(completed_at), max(completed_at)
+       min(completed_at), max(completed_at){extra}
   FROM {source} firsts
  GROUP BY student_id"""
 # Only when the window holds more attempts than the cap: keep the most recent first answers. One
@@ -72,7 +74,7 @@ _CAPPED = """
 SELECT student_id::text,
        string_agg(int8send(question_id::bigint * 2 + correct), ''::bytea) FILTER (WHERE rank <= :cap),
        min(completed_at) FILTER (WHERE rank <= :cap), max(completed_at) FILTER (WHERE rank <= :cap),
-       max(rank) > :cap
+       max(rank) > :cap{extra}
   FROM (SELECT *, row_number() OVER (ORDER BY completed_at DESC, student_id, question_id) AS rank
           FROM (SELECT * FROM ({firsts}) f ORDER BY completed_at DESC, student_id, question_id
                 LIMIT :cap + 1) recent) ranked
@@ -94,17 +96,33 @@ class _Load:
     capped: sa.TextClause
 
     @classmethod
-    def over(cls, window: str, group_column: str = "") -> "_Load":
-        firsts, pack, capped = _FIRSTS.format(window=window), _PACK, _CAPPED
-        if group_column:  # one more column through the firsts, one more aggregate per student, last
-            firsts = firsts.replace(", completed_at\n  FROM", _WITH_LABEL.format(column=quoted(group_column))
-                                    + ", completed_at\n  FROM", 1)
-            pack = pack.replace("\n  FROM", _GROUP_OF_STUDENT.format(capped="") + "\n  FROM", 1)
-            capped = capped.replace("max(rank) > :cap\n", "max(rank) > :cap"
-                                    + _GROUP_OF_STUDENT.format(capped=" AND rank <= :cap") + "\n", 1)
+    def over(cls, window: str, group_column: str = "", time_column: str = "") -> "_Load":
+        """The statements over ``window``; each optional column adds one column to the firsts and one
+        aggregate per student, after the fixed ones: the times first, then the group."""
+        column, aggregate = _times(time_column)
+        if group_column:
+            column += _WITH_LABEL.format(column=quoted(group_column))
+        firsts = _FIRSTS.format(window=window, extra=column)
+        group = _GROUP_OF_STUDENT.format(capped="") if group_column else ""
+        capped_group = _GROUP_OF_STUDENT.format(capped=" AND rank <= :cap") if group_column else ""
         # The firsts come sorted by student, so the packing streams (GroupAggregate) with no second sort.
         return cls(sa.text(f"SELECT count(*) FROM attempt WHERE {window}"),
-                   sa.text(pack.format(source=f"({firsts})")), sa.text(capped.format(firsts=firsts)))
+                   sa.text(_PACK.format(source=f"({firsts})", extra=aggregate + group)),
+                   sa.text(_CAPPED.format(firsts=firsts, extra=(aggregate and f"{aggregate} FILTER (WHERE rank <= :cap)")
+                                          + capped_group)))
+
+
+def _times(column: str) -> tuple[str, str]:
+    """With MIRT_RESPONSE_TIME_COLUMN: the firsts' time column, and its aggregate (4 bytes each, NaN unknown).
+
+    Both aggregates of a student's group see its rows in one order, so the
+    n-th time belongs to the n-th code. ``column`` is checked by the
+    settings (letters, digits, _) and quoted here.
+    """
+    if not column:
+        return "", ""
+    return (f", CAST({quoted(column)} AS float8) AS response_ms",
+            ", string_agg(float4send(coalesce(response_ms, 'NaN')::float4), ''::bytea)")
 
 
 _LOADS = {False: _Load.over(_WINDOW), True: _Load.over(_SCOPED_WINDOW)}
@@ -136,17 +154,19 @@ def scope_parameters(scope: Scope) -> dict:
 
 
 def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap: int,
-                      scope: Scope, group_column: str = "") -> Observations:
+                      scope: Scope, group_column: str = "", response_time_column: str = "") -> Observations:
     """Each student's first answer to each question of ``scope`` in (since, until], the ``cap`` most recent.
 
     With ``group_column`` (MIRT_DIF_GROUP_COLUMN, checked by ``check_group_column``), also each student's
-    group: the label of the student's earliest loaded answer that has one.
+    group: the label of the student's earliest loaded answer that has one. With ``response_time_column``
+    (a checked column name of attempt), each answer's time comes with it (``Observations.response_ms``).
     Call inside a transaction (the load's settings are local to it).
     """
     for statement in _LOAD_SETTINGS:
         conn.exec_driver_sql(statement)
-    load = _Load.over(_SCOPED_WINDOW if not scope.whole_bank else _WINDOW, group_column) if group_column \
-        else _LOADS[not scope.whole_bank]
+    optional = bool(group_column or response_time_column)
+    load = (_Load.over(_SCOPED_WINDOW if not scope.whole_bank else _WINDOW, group_column, response_time_column)
+            if optional else _LOADS[not scope.whole_bank])
     window = {"since": since, "until": until, **scope_parameters(scope)}
     attempts = int(conn.execute(load.count, window).scalar())
     capped = False
@@ -154,10 +174,13 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
         rows = conn.execute(load.capped, {**window, "cap": cap}).all()
         capped = any(row[4] for row in rows)
         rows = [row for row in rows if row[1] is not None]  # a student whose only answer fell past the cap
-        groups = [row[5] for row in rows] if group_column else None
+        extra = 5
     else:
         rows = conn.execute(load.everything, window).all()
-        groups = [row[4] for row in rows] if group_column else None
+        extra = 4
+    response_ms = (np.frombuffer(b"".join(row[extra] for row in rows), dtype=">f4").astype(np.float64)
+                   if response_time_column else None)
+    groups = [row[extra + bool(response_time_column)] for row in rows] if group_column else None
     student_ids = [row[0] for row in rows]
     lengths = np.fromiter((len(row[1]) // 8 for row in rows), dtype=np.int64, count=len(rows))
     first_at = min((row[2] for row in rows), default=None)
@@ -181,6 +204,7 @@ def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap
         attempts_in_window=attempts,
         capped=capped,
         groups=groups,
+        response_ms=response_ms,
     )
 
 

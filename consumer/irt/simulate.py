@@ -189,3 +189,40 @@ def simulate_weeks(
         responses = Responses(ptr, item.astype(np.int32), correct, n_total)
         out.append(Week(w, mean, sd, theta, responses, params, week_new, drift))
     return out
+
+
+@dataclass(frozen=True)
+class RapidGuessing:
+    """Simulated answers with response times, some of them rapid guesses (which ones is known)."""
+
+    responses: Responses
+    #: One per response, in ms.
+    times_ms: np.ndarray
+    #: One per response: True where the answer was a rapid guess (its correctness drawn at chance).
+    rapid: np.ndarray
+    #: The students who rapid-guess (a share of their answers).
+    guessers: np.ndarray
+
+
+def add_rapid_guessing(data: SimulatedData, *, guessers: float, share: float = 0.5, chance: float = 0.25,
+                       mean_time_ms: float = 30_000.0, seed: int = 0) -> RapidGuessing:
+    """``data`` with a share ``guessers`` of its students rapid-guessing a share ``share`` of their answers.
+
+    Solution behaviour takes a lognormal time around each item's own time
+    intensity (median ``mean_time_ms`` times a lognormal(0, 0.3) factor, SD
+    0.4 on the log scale around it) and keeps the model's answer; a rapid
+    guess takes 300 to 2,500 ms and is right with probability ``chance``
+    whatever the student's ability (Wise & DeMars 2006's effort-moderated
+    model).
+    """
+    rng = np.random.default_rng(seed)
+    r = data.responses
+    is_guesser = rng.random(r.n_persons) < guessers
+    rapid = is_guesser[r.person_index()] & (rng.random(r.n_obs) < share)
+    intensity = mean_time_ms * rng.lognormal(0.0, 0.3, r.n_items)
+    times = intensity[r.item] * rng.lognormal(0.0, 0.4, r.n_obs)
+    times[rapid] = rng.uniform(300.0, 2_500.0, int(rapid.sum()))
+    correct = r.correct.copy()
+    correct[rapid] = (rng.random(int(rapid.sum())) < chance).astype(np.uint8)
+    return RapidGuessing(Responses(r.person_ptr, r.item, correct, r.n_items), times, rapid,
+                         np.flatnonzero(is_guesser))

@@ -19,8 +19,8 @@ from . import statistics as stats
 from .assets import EARLY_SCRIPT, ROWS_PER_PAGE, SCRIPT, STYLE
 from .load import Review
 from .markup import Markup, facts, join, paragraph, section, table, tag, text
-from .view import (BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build, setting_changes,
-                   window_overlap, with_se)
+from .view import (BANK_ITEMS_DRAWN, MOVED_LISTED, MOVEMENT_Z, BankSection, PageView, Verdict, build,
+                   rapid_guess_shares, setting_changes, window_overlap, with_se)
 
 _SECTIONS = (("summary", "Summary"), ("run", "Run"), ("fit", "Fit"), ("misfit", "Item fit"), ("dif", "DIF"), ("link", "Link"),
              ("bank", "Bank"), ("measurement", "Measurement"), ("changes", "Since the previous run"),
@@ -125,8 +125,29 @@ def _run_section(review: Review) -> Markup:
     return section("run", "Run", about,
                    tag("h3", "Time per step"), table(("step", "took"), steps, numeric=(1,)),
                    tag("h3", "Counts"), table(("what", "how many"), count_rows, numeric=(1,)),
+                   _rapid_guesses(review.run.fit_stats.get("rapid_guess")),
                    tag("h3", "Settings"), table(("setting", "variable", "value"),
                                                 [(label, env, value) for label, env, value in settings]))
+
+
+def _rapid_guesses(record: dict | None) -> Markup:
+    """Where the rapid guesses fell: the items with most, and how they spread over the students."""
+    if not record:
+        return Markup("")
+    items = [(t["question_id"], fmt.count(t["rapid"]), fmt.count(t["answers"]), f"{t['share']:.1%}",
+              fmt.count(t["threshold_ms"])) for t in record.get("top_items", [])]
+    return join([
+        tag("h3", f"Rapid guesses left out ({record['rapid']:,})"),
+        paragraph(f"First answers faster than their item's threshold ({record['rule_text']}; "
+                  f"MIRT_RAPID_GUESS_RULE={record['rule']}, times from attempt.{record['column']}) are left out of "
+                  f"the calibration and the scores, not replaced by later answers. {record['answers_untimed']:,} "
+                  "answers had no time and were kept.", "quiet"),
+        table(("item", "rapid guesses", "timed answers", "share", "threshold (ms)"), items, numeric=(0, 1, 2, 3, 4))
+        if items else paragraph("None."),
+        tag("h3", "Students by their share of rapid guesses"),
+        table(("share of their timed answers", "students"),
+              [(share, fmt.count(n)) for share, n in rapid_guess_shares(record)], numeric=(1,)),
+    ])
 
 
 def _fit_section(review: Review) -> Markup:

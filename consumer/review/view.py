@@ -450,6 +450,9 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
         verdicts.append(Verdict("Link", level, lines))
     if bank is not None:
         verdicts.append(bank.verdict)
+    rapid = rapid_guess_verdict(fit.get("rapid_guess"))
+    if rapid is not None:
+        verdicts.append(rapid)
     if movement is not None:
         previous = review.previous
         lines = []
@@ -484,6 +487,31 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
             f"{fmt.number(stats.empirical_reliability(review.theta, review.theta_se))}; median SE "
             f"{fmt.number(_median(review.theta_se))}."]))
     return verdicts
+
+
+#: Past this share of the timed answers left out as rapid guesses, the summary's card asks for a look.
+RAPID_GUESS_WARN_SHARE = 0.10
+
+
+def rapid_guess_verdict(record: dict | None) -> Verdict | None:
+    """The summary's line on rapid guesses (MIRT_RESPONSE_TIME_COLUMN): how many were left out, and where."""
+    if not record:
+        return None
+    top = ", ".join(f"{t['question_id']} ({t['rapid']:,} of {t['answers']:,})" for t in record.get("top_items", [])[:3])
+    lines = [f"{record['rapid']:,} of {record['answers_timed']:,} timed answers ({record['share']:.1%}) left out: "
+             f"{record['rule_text']} (MIRT_RAPID_GUESS_RULE={record['rule']}, attempt.{record['column']}).",
+             f"On {record['items_with_rapid']:,} items" + (f", most on {top}" if top else "") + "; "
+             f"{record['students_with_rapid']:,} students guessed rapidly at least once, "
+             f"{record['students_low_effort']:,} with response-time effort below {record['low_effort_rte']:.2f}, "
+             f"{record.get('students_left_out', 0):,} left with no answer (not scored)."]
+    return Verdict("Rapid guesses", "warn" if record["share"] > RAPID_GUESS_WARN_SHARE else "", lines)
+
+
+def rapid_guess_shares(record: dict) -> list[tuple[str, int]]:
+    """The students by their share of rapid guesses among their timed answers: (bin, students), none first."""
+    edges, students = record["student_share"]["edges"], record["student_share"]["students"]
+    bins = ["none"] + [f"more than {low:.0%}, at most {high:.0%}" for low, high in zip(edges[:-1], edges[1:])]
+    return list(zip(bins, students))
 
 
 def _measurement(review: Review, grid: np.ndarray) -> Measurement | None:

@@ -270,3 +270,11 @@ def test_demo_runs_on_the_embedded_database_and_shows_recovery(tmp_path):
     event = json.loads(out.split("as subscribers receive it:")[1].split("\n\n")[0])
     assert event["status"] == "succeeded" and event["request_id"] == "demo-2026"
     assert event["linking_constants"]["slope"] == pytest.approx(slope_found, abs=1e-3)
+    # The event names the command that exports the bank, and that command works on the demo's database.
+    assert event["export"]["command"] == "python -m consumer export --format json"
+    exported = cli("export", "--demo", "--format", "csv", env={"MIRT_DATA_DIR": str(tmp_path)})
+    assert exported.returncode == 0, exported.stderr
+    from consumer.export import read_csv
+    bank = read_csv(exported.stdout)
+    assert bank.meta["source"] == "mirt_item_params" and len(bank.items) == bank.meta["n_items"] == 80
+    assert all(item["a"] > 0 and item["b_se"] > 0 for item in bank.items)

@@ -88,3 +88,18 @@ def small_platform(engine, n_persons=1200, n_items=60, per_person=20, seed=5):
     with engine.begin() as conn:
         load_simulation(conn, simulate(n_persons, n_items, per_person, seed=seed),
                         anchors=range(0, n_items, 5), old_scale=(1.2, 0.3), days_before=1)
+
+
+def load_timed_simulation(conn, data: SimulatedData, times_ms: np.ndarray, *, days_before=1) -> None:
+    """Like ``load_simulation`` (no anchors), each answer with its response time in ``attempt.time_spent_ms``."""
+    platform.create_platform_tables(conn)
+    r = data.responses
+    platform.insert_questions(conn, question_ids(r.n_items), [{"tags": []}] * r.n_items)
+    when = platform.as_datetime64(AS_OF - timedelta(days=days_before))
+    stamps = np.datetime_as_string(when + np.arange(r.n_obs).astype("timedelta64[s]") % np.timedelta64(86400, "s"),
+                                   unit="us")
+    rows = zip(student_ids(r.n_persons)[r.person_index()].tolist(), question_ids(r.n_items)[r.item].tolist(),
+               np.where(r.correct, "t", "f").tolist(), (s + "+00" for s in stamps),
+               np.rint(times_ms).astype(np.int64).tolist())
+    platform.copy_rows(conn, "attempt", ("student_id", "question_id", "correct", "completed_at", "time_spent_ms"),
+                       rows)

@@ -65,3 +65,32 @@ def test_every_message_valid_before_scopes_still_is_and_means_the_same():
         request = parse_request(json.dumps(body).encode(), {}, "message-1")
         assert request.scope is None and request.fan_out is None
         assert request.request_id == body.get("request_id", "message-1")
+
+
+def test_a_completed_event_may_name_the_export_command_and_nothing_else_there():
+    check = validator("calibration-completed")
+    succeeded = json.loads((SCHEMAS / "examples" / "calibration-completed.succeeded.json").read_text())
+    assert succeeded["export"]["command"].startswith("python -m consumer export")
+    assert not list(check.iter_errors({k: v for k, v in succeeded.items() if k != "export"}))  # optional
+    assert list(check.iter_errors({**succeeded, "export": {}}))
+    assert list(check.iter_errors({**succeeded, "export": {"command": ""}}))
+    assert list(check.iter_errors({**succeeded, "export": {"command": "x", "formats": ["xlsx"]}}))
+    assert list(check.iter_errors({**succeeded, "export": {"command": "x", "path": "/tmp/bank.csv"}}))
+
+
+def test_the_event_of_a_run_that_wrote_parameters_names_the_command_that_exports_them():
+    """The command in the event is one the command line takes, for the run's scope; dry runs and failures have none."""
+    from consumer.__main__ import build_parser
+    from consumer.bus.events import completed_body
+    from consumer.calibration import RunSummary
+    summary = RunSummary(run_id="b915a94c-bbc7-41bb-9a9c-e86542597299", request_id="r", status="succeeded",
+                         model="2PL", durations={"total": 1.0}, scope="math and more")
+    command = completed_body(summary)["export"]["command"]
+    import shlex
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "consumer"]
+    args = build_parser().parse_args(words[3:])
+    assert args.command == "export" and args.scope == "math and more" and args.format == "json"
+    assert "export" not in completed_body(RunSummary(**{**summary.__dict__, "dry_run": True}))
+    failed = RunSummary(**{**summary.__dict__, "status": "failed", "error": "boom"})
+    assert "export" not in completed_body(failed)

@@ -19,6 +19,8 @@ BAD_VALUES = {
     "MIRT_PROMOTION_MAX_B_SE": "0",
     "MIRT_PROMOTION_RUNS": "-2",
     "MIRT_ITEM_PRIORS": "perhaps",
+    "MIRT_RESPONSE_TIME_COLUMN": "time_spent_ms; DROP TABLE attempt",
+    "MIRT_RAPID_GUESS_RULE": "nt200",
     "MIRT_ITEM_FIT_THRESHOLD": "0",
     "MIRT_SCORING": "bayes",
     "MIRT_PLAUSIBLE_VALUES": "1",
