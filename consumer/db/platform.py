@@ -56,11 +56,28 @@ def check_platform_schema(conn: sa.Connection) -> None:
 _NUMERIC_TYPES = ("smallint", "integer", "bigint", "numeric", "real", "double precision")
 
 
+def attempt_columns(conn: sa.Connection) -> dict[str, str]:
+    """``attempt``'s columns (table or view on the search path) and their types, in their order."""
+    return dict(conn.execute(sa.text(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'attempt' AND table_schema = ANY (current_schemas(false)) ORDER BY ordinal_position"
+    )).all())
+
+
+def check_group_column(conn: sa.Connection, column: str) -> None:
+    """Raise ``PlatformSchemaError`` unless ``attempt`` has the DIF group column ``column`` (MIRT_DIF_GROUP_COLUMN)."""
+    present = attempt_columns(conn)
+    if column not in present:
+        raise PlatformSchemaError(f"MIRT_DIF_GROUP_COLUMN names column {column!r}, which attempt does not have "
+                                  f"(its columns: {', '.join(present)})",
+                                  "set MIRT_DIF_GROUP_COLUMN to the column of attempt that holds each answer's group "
+                                  "label (the name as PostgreSQL spells it, lowercase unless created quoted), or "
+                                  "leave it empty for no DIF screen")
+
+
 def check_response_time_column(conn: sa.Connection, column: str) -> None:
     """Raise ``PlatformSchemaError`` unless ``attempt`` has a numeric ``column`` (MIRT_RESPONSE_TIME_COLUMN)."""
-    found = dict(conn.execute(sa.text(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = 'attempt' AND table_schema = ANY (current_schemas(false))")).all())
+    found = attempt_columns(conn)
     if found.get(column) in _NUMERIC_TYPES:
         return
     problem = (f"attempt has no column {column!r}" if column not in found

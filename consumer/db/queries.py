@@ -136,28 +136,15 @@ def quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def check_group_column(conn: sa.Connection, column: str) -> None:
-    """Raise ``PlatformSchemaError`` unless ``attempt`` has the DIF group column ``column`` (MIRT_DIF_GROUP_COLUMN)."""
-    present = [row[0] for row in conn.execute(sa.text(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_name = 'attempt' AND table_schema = ANY (current_schemas(false)) ORDER BY ordinal_position"))]
-    if column not in present:
-        raise PlatformSchemaError(f"MIRT_DIF_GROUP_COLUMN names column {column!r}, which attempt does not have "
-                                  f"(its columns: {', '.join(present)})",
-                                  "set MIRT_DIF_GROUP_COLUMN to the column of attempt that holds each answer's group "
-                                  "label (the name as PostgreSQL spells it, lowercase unless created quoted), or "
-                                  "leave it empty for no DIF screen")
-
-
 def scope_parameters(scope: Scope) -> dict:
     return {} if scope.whole_bank else {"scope_key": scope.key, "scope": scope.name}
 
 
 def load_observations(conn: sa.Connection, since: datetime, until: datetime, cap: int,
-                      scope: Scope, group_column: str = "", response_time_column: str = "") -> Observations:
+                      scope: Scope, *, group_column: str = "", response_time_column: str = "") -> Observations:
     """Each student's first answer to each question of ``scope`` in (since, until], the ``cap`` most recent.
 
-    With ``group_column`` (MIRT_DIF_GROUP_COLUMN, checked by ``check_group_column``), also each student's
+    With ``group_column`` (MIRT_DIF_GROUP_COLUMN, checked by ``platform.check_group_column``), also each student's
     group: the label of the student's earliest loaded answer that has one. With ``response_time_column``
     (a checked column name of attempt), each answer's time comes with it (``Observations.response_ms``).
     Call inside a transaction (the load's settings are local to it).

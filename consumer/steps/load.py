@@ -31,12 +31,13 @@ def load_observations(run: RunContext) -> Observations:
         platform.check_platform_schema(conn)
         group_column = run.settings.dif_group_column
         if group_column:
-            queries.check_group_column(conn, group_column)
+            platform.check_group_column(conn, group_column)
         time_column = run.settings.response_time_column
         if time_column:
             platform.check_response_time_column(conn, time_column)
         observations = queries.load_observations(conn, run.since, run.until, run.settings.max_obs, run.scope,
-                                                 group_column, time_column)
+                                                 group_column=group_column,
+                                                 response_time_column=time_column)
         span.set_attributes({"observations": observations.n_obs, "users": observations.responses.n_persons,
                              "items": int(observations.question_ids.size)})
     s.counts.update(observations=observations.n_obs, users=observations.responses.n_persons,

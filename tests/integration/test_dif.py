@@ -68,7 +68,7 @@ def test_a_students_group_is_the_label_of_their_earliest_answer(engine, grouped)
                              "(SELECT min(completed_at) FROM attempt WHERE student_id = 'u00000')"))
         conn.execute(sa.text("UPDATE attempt SET device = NULL WHERE student_id = 'u00001'"))
         observations = queries.load_observations(conn, AS_OF - np.timedelta64(30, "D").item(), AS_OF, 10**7,
-                                                 WHOLE_BANK, "device")
+                                                 WHOLE_BANK, group_column="device")
     group = dict(zip(observations.student_ids, observations.groups))
     assert group["u00000"] == "desktop" and group["u00001"] is None and group[f"u{N_PER_GROUP:05d}"] == "phone"
 
@@ -92,7 +92,7 @@ def test_a_group_column_attempt_does_not_have_fails_the_run_naming_the_setting(e
 def test_the_capped_load_carries_each_students_group_too(engine, grouped):
     with engine.begin() as conn:
         observations = queries.load_observations(conn, AS_OF - np.timedelta64(30, "D").item(), AS_OF, 5000,
-                                                 WHOLE_BANK, "device")
+                                                 WHOLE_BANK, group_column="device")
     assert observations.capped and len(observations.groups) == len(observations.student_ids) > 0
     expected = ["desktop" if s < f"u{N_PER_GROUP:05d}" else "phone" for s in observations.student_ids]
     assert observations.groups == expected

@@ -93,7 +93,7 @@ def test_a_rapid_first_answer_is_left_out_not_replaced_by_the_later_one(engine):
                            [("s1", 1, "f", t(5), 400), ("s1", 1, "t", t(2), 30000), ("s1", 2, "t", t(4), 20000),
                             ("s2", 1, "t", t(3), None), ("s2", 2, "f", t(3), 25000), ("s3", 1, "t", t(1), 35000)])
         observations = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 100, WHOLE_BANK,
-                                                 "time_spent_ms")
+                                                 response_time_column="time_spent_ms")
     r = observations.responses
     answers = {(observations.student_ids[p], int(observations.question_ids[r.item[k]])): observations.response_ms[k]
                for p in range(r.n_persons) for k in range(r.person_ptr[p], r.person_ptr[p + 1])}
@@ -132,9 +132,10 @@ def test_each_time_stays_with_its_answer_when_the_cap_keeps_the_most_recent(engi
                     for s in range(30) for q in range(1, 11) if rng.random() < 0.7]
         platform.copy_rows(conn, "attempt", ("student_id", "question_id", "correct", "completed_at", "time_spent_ms"),
                            attempts)
-        capped = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 100, WHOLE_BANK, "time_spent_ms")
+        capped = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 100, WHOLE_BANK,
+                                          response_time_column="time_spent_ms")
         whole = queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, 10_000, WHOLE_BANK,
-                                          "time_spent_ms")
+                                          response_time_column="time_spent_ms")
     assert capped.capped and capped.n_obs == 100 and whole.n_obs == len(attempts)
     for observations in (capped, whole):
         r = observations.responses
@@ -144,3 +145,32 @@ def test_each_time_stays_with_its_answer_when_the_cap_keeps_the_most_recent(engi
         # Each time was written as 1000 * student + question: it names the answer it belongs to.
         assert np.array_equal(observations.response_ms, 1000 * student + question)
         assert np.array_equal(r.correct, (student + question) % 2)
+
+
+def test_times_and_group_labels_ride_together_each_with_its_own_answer_and_student(engine):
+    """With MIRT_RESPONSE_TIME_COLUMN and MIRT_DIF_GROUP_COLUMN both set, each answer keeps its own time and each
+    student the label of the earliest answer, capped or not (the two aggregates follow the fixed columns)."""
+    with engine.begin() as conn:
+        platform.create_platform_tables(conn)
+        conn.exec_driver_sql("ALTER TABLE attempt ADD COLUMN device text")
+        platform.insert_questions(conn, range(1, 11), [{}] * 10)
+        rng = np.random.default_rng(4)
+        attempts = [(f"s{s}", q, "t" if (s + q) % 2 else "f",
+                     (AS_OF - timedelta(hours=int(rng.integers(1, 200)))).isoformat(), 1000 * s + q,
+                     "phone" if q % 2 else "desktop")
+                    for s in range(30) for q in range(1, 11) if rng.random() < 0.7]
+        platform.copy_rows(conn, "attempt", ("student_id", "question_id", "correct", "completed_at",
+                                             "time_spent_ms", "device"), attempts)
+        loads = [queries.load_observations(conn, AS_OF - timedelta(days=60), AS_OF, cap, WHOLE_BANK,
+                                           group_column="device", response_time_column="time_spent_ms")
+                 for cap in (100, 10_000)]
+    # Each student's group, worked out here: the label of the student's earliest answer (among those loaded).
+    for observations in loads:
+        r = observations.responses
+        for p, student in enumerate(observations.student_ids):
+            answered = range(r.person_ptr[p], r.person_ptr[p + 1])
+            questions = [int(observations.question_ids[r.item[k]]) for k in answered]
+            assert [observations.response_ms[k] for k in answered] == [1000 * int(student[1:]) + q for q in questions]
+            earliest = min((a for a in attempts if a[0] == student and a[1] in questions), key=lambda a: a[3])
+            assert observations.groups[p] == earliest[5]
+    assert loads[0].capped and not loads[1].capped and loads[1].n_obs == len(attempts)
