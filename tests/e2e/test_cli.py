@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -268,5 +270,76 @@ def test_demo_runs_on_the_embedded_database_and_shows_recovery(tmp_path):
     assert "Rows written: 80 item parameters, 1500 abilities" in out
     # The whole loop: a request through Pub/Sub, and the completed event subscribers get.
     event = json.loads(out.split("as subscribers receive it:")[1].split("\n\n")[0])
-    assert event["status"] == "succeeded" and event["request_id"] == "demo-2026"
+    assert event["status"] == "succeeded" and event["request_id"] == "demo-2026-week-1"
     assert event["linking_constants"]["slope"] == pytest.approx(slope_found, abs=1e-3)
+
+
+def _printed_report_command(stdout: str) -> str:
+    return stdout.split("The run's review page")[1].splitlines()[1].strip()
+
+
+def test_the_demo_keeps_its_history_and_starts_over_only_when_asked(tmp_path):
+    """A second demo is the next week (new students, answers after the first week's) and its run is the scope's
+    second; the command the first demo printed still writes the first run's page; --fresh starts over."""
+    # (run outside the checkout, the commands must still import this checkout's package)
+    env = {"MIRT_DATA_DIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    small = ("--students", "1500", "--items", "80", "--answers", "25")
+    somewhere = tmp_path / "elsewhere"  # where the user stood: the printed paths must not depend on it
+    somewhere.mkdir()
+    first = cli("demo", *small, env=env, timeout=300, cwd=somewhere)
+    assert first.returncode == 0, first.stderr
+    printed = _printed_report_command(first.stdout)
+    output = Path(shlex.split(printed)[-1])
+    assert output.is_absolute() and output.parent == somewhere and f"MIRT_DATA_DIR={tmp_path} " in printed
+
+    second = cli("demo", *small, env=env, timeout=300, cwd=somewhere)
+    assert second.returncode == 0, second.stderr
+    event = json.loads(second.stdout.split("as subscribers receive it:")[1].split("\n\n")[0])
+    assert event["request_id"] == "demo-2026-week-2"
+    # Both weeks' answers are in its window: twice the students and observations, the same items.
+    assert "Rows written: 80 item parameters, 3000 abilities" in second.stdout
+    listed = cli("runs", "--demo", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    runs = json.loads(listed.stdout)
+    assert [r["request_id"] for r in runs] == ["demo-2026-week-2", "demo-2026-week-1"]  # newest first
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+    assert runs[0]["counts"]["users"] == 2 * runs[1]["counts"]["users"] == 3000
+    assert runs[0]["counts"]["observations"] == 2 * runs[1]["counts"]["observations"]
+    # The new week's answers all came after the first week's (a later week, not the same one again).
+    from consumer.db.engine import embedded_engine
+    engine = embedded_engine(tmp_path, "mirt_demo")
+    with engine.connect() as conn:
+        last_of_week_1, first_of_week_2 = conn.execute(sa.text(
+            "SELECT max(completed_at) FILTER (WHERE student_id < 'student-001500'), "
+            "min(completed_at) FILTER (WHERE student_id >= 'student-001500' AND completed_at > now() - "
+            "interval '60 days') FROM attempt")).one()
+    engine.dispose()
+    assert first_of_week_2 > last_of_week_1
+
+    # The first demo's command, pasted as printed after the second demo, still writes the first run's page ...
+    shown = subprocess.run(["bash", "-c", printed], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env={**{k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DATABASE_URL"))},
+                                "PYTHONPATH": env["PYTHONPATH"]},
+                           stdin=subprocess.DEVNULL)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Calibration run {runs[1]['run_id']}" in output.read_text()
+    # ... and the second run's page compares it with the first.
+    latest = cli("report", "--latest", "--demo", "-o", str(tmp_path / "latest.html"), env=env)
+    assert latest.returncode == 0, latest.stderr
+    changes = (tmp_path / "latest.html").read_text().split('id="changes"')[1]
+    assert runs[1]["run_id"] in changes and "80 items in both runs" in changes
+
+    # Another bank (other --items) cannot be the next week of this one: one line, nothing added.
+    other = cli("demo", "--students", "1500", "--items", "100", "--answers", "25", env=env, timeout=300)
+    assert other.returncode == 2
+    (line,) = error_lines(other)
+    assert "holds a bank of 80 items" in line and "--fresh" in line
+    assert len(json.loads(cli("runs", "--demo", "--json", env=env).stdout)) == 2
+
+    # --fresh starts over: one run, week 1 again, and the earlier runs are gone.
+    fresh = cli("demo", *small, "--fresh", env=env, timeout=300, cwd=somewhere)
+    assert fresh.returncode == 0, fresh.stderr
+    runs = json.loads(cli("runs", "--demo", "--json", env=env).stdout)
+    assert [r["request_id"] for r in runs] == ["demo-2026-week-1"]
+    gone = cli("report", json.loads(listed.stdout)[1]["run_id"], "--demo", "-o", str(tmp_path / "gone.html"), env=env)
+    assert gone.returncode == 1 and "no calibration run" in error_lines(gone)[0]
