@@ -137,6 +137,9 @@ class Review:
     theta_se: np.ndarray
     previous: RunRecord | None = None
     previous_items: ItemResults | None = None
+    #: The run before the previous one (its id and items): the previous run's own change is shown beside this one's.
+    before_previous: str | None = None
+    before_previous_items: ItemResults | None = None
     history: list[AbilitySummary] = field(default_factory=list)  # oldest first, this run last
     #: question.meta->'irt' of this run's anchors as the platform holds it now (empty without a question table).
     anchor_meta: dict[int, dict] = field(default_factory=dict)
@@ -191,6 +194,8 @@ def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS
         if earlier:
             review.previous = _run(conn, earlier[0], scoped)
             review.previous_items = _items(conn, earlier[0])
+        if len(earlier) > 1:
+            review.before_previous, review.before_previous_items = earlier[1], _items(conn, earlier[1])
         # A dry run's estimates sit in the history too (marked dry): it is shown beside the runs before it.
         shown = list(reversed(earlier[:history_runs - 1])) + ([run.run_id] if len(review.items) else [])
         review.history = _ability_history(conn, shown)

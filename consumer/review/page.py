@@ -498,7 +498,16 @@ def _movement_parts(review: Review, view: PageView) -> list:
     z = np.fmax(np.abs(moved.b_z), np.abs(moved.log_a_z))
     flagged = np.flatnonzero(np.nan_to_num(z) > MOVEMENT_Z)
     order = flagged[np.lexsort((ids[flagged], -z[flagged]))][:MOVED_LISTED]
-    parts.append(figures.movement(moved.b_z, MOVEMENT_Z))
+    if view.previous_movement is not None:
+        parts.append(paragraph(
+            "The same z one run earlier, beside this run's: the previous run against the one before it "
+            f"({review.before_previous}). Both are drawn against N(0, 1), the spread of z if nothing moved and the "
+            "runs shared no answers; a spread that differs between the two charts is a change in how much items "
+            "move, or in how much the windows overlap.", "quiet"))
+        parts += figures.movement_pair(view.previous_movement.b_z, moved.b_z, MOVEMENT_Z,
+                                       "in the previous run and the one before it")
+    else:
+        parts.append(figures.movement(moved.b_z, MOVEMENT_Z))
     if not order.size:
         parts.append(paragraph(f"No item moved by more than {MOVEMENT_Z:g} standard errors in b or in log a."))
         return parts
