@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -305,6 +307,16 @@ def test_the_demo_keeps_its_history_and_starts_over_only_when_asked(tmp_path):
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     assert runs[0]["counts"]["users"] == 2 * runs[1]["counts"]["users"] == 3000
     assert runs[0]["counts"]["observations"] == 2 * runs[1]["counts"]["observations"]
+    # Each with its window (MIRT_LOOKBACK_DAYS, 60 by default, before the run) and who asked for it.
+    for run in runs:
+        since, until = (datetime.fromisoformat(run["window"][k]) for k in ("since", "until"))
+        assert until - since == timedelta(days=60) and abs(until - datetime.fromisoformat(run["started_at"])) < \
+            timedelta(minutes=1)
+        assert run["requested_by"] == "demo"
+    table = cli("runs", "--demo", env=env).stdout.splitlines()
+    assert len(table) == 3 and "answers from" in table[0] and "asked by" in table[0]
+    assert re.search(rf"\s80\s+3000\s.*\sdemo\s+{runs[0]['run_id']}$", table[1]), table[1]
+    assert f"{since:%Y-%m-%d}..{until:%Y-%m-%d}" in table[2]
     # The new week's answers all came after the first week's (a later week, not the same one again).
     from consumer.db.engine import embedded_engine
     engine = embedded_engine(tmp_path, "mirt_demo")
