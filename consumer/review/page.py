@@ -232,9 +232,11 @@ def _link_section(review: Review, view: PageView) -> Markup:
     spec, constants = review.run.model_spec, review.run.constants
     method = constants.get("method")
     # A run refused at the link set no constants: the identity it carries would read as a scale of its own.
-    if review.run.status in ("failed", "abandoned") and method in (None, "none"):
+    if review.run.status in ("failed", "abandoned", "skipped") and method in (None, "none"):
         tagged = len(spec.get("anchor_table") or [])
-        parts = [paragraph(f"The run refused to link on its {tagged:,} anchors: {review.run.error}. It set no linking "
+        parts = [paragraph("The run was skipped before it linked: it set no linking constants."
+                           if review.run.status == "skipped" else
+                           f"The run refused to link on its {tagged:,} anchors: {review.run.error}. It set no linking "
                            "constants." if tagged else "The run ended before it linked: it set no linking constants.",
                            "note")]
         if view.anchors is None:
@@ -446,7 +448,7 @@ def _changes_section(review: Review, view: PageView) -> Markup:
             ("linking", f"{before.get('method') or fmt.MISSING}: slope {fmt.number(before.get('slope'), 4)}, "
                         f"intercept {fmt.number(before.get('intercept'), 4)}")]))
         methods = {before.get("method"), review.run.constants.get("method")}
-        if "none" in methods and len(methods) > 1:
+        if "none" in methods and len(methods) > 1 and view.movement is not None:  # (else nothing is compared)
             parts.append(paragraph("One of the two runs was not linked: the differences below include the change "
                                    "of scale, not only the items'.", "note"))
         if (previous.model_spec.get("model") or view.model) != view.model:

@@ -387,6 +387,8 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
         if failed and constants.get("method") in (None, "none"):
             lines = [f"Not linked: the run refused to link on its {len(spec['anchor_table']):,} anchors (see the Link "
                      "section)." if spec.get("anchor_table") else "Not linked: the run ended before it linked."]
+        elif review.run.status == "skipped":  # its identity constants are no scale of its own
+            lines = ["Not linked: the run was skipped before it linked (see its warnings)."]
         elif constants.get("method") in (None, "none"):
             lines = ["Not linked: no anchors, so this run defines the scale (slope 1, intercept 0)."]
         else:
