@@ -488,7 +488,9 @@ def _runs(args: argparse.Namespace) -> int:
     _migrate_the_platforms_database(engine, only_questions=True)
     scope = resolve(settings.scope_key, args.scope) if args.scope else None
     found = latest_runs(engine, scope, args.limit, args.status, args.since)
-    print(json.dumps(found) if args.json else format_runs(found))
+    filters = [f"of scope {scope.name!r}" if scope else "", f"that ended {args.status}" if args.status else "",
+               f"started since {args.since.isoformat()}" if args.since else ""]
+    print(json.dumps(found) if args.json else format_runs(found, " ".join(f for f in filters if f)))
     return 0
 
 

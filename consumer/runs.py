@@ -21,11 +21,12 @@ def latest_runs(engine: sa.Engine, scope: Scope | None, limit: int = 20, status:
         raise unavailable(engine, exc) from exc
 
 
-def format_runs(runs: list[dict]) -> str:
+def format_runs(runs: list[dict], filters: str = "") -> str:
     """One line a run: when, scope, status, mode, model, the answers' window, items and students, what it
-    reported, who asked, and its id (what report and bank accept take)."""
+    reported, who asked, and its id (what report and bank accept take). ``filters``: the ones the list was read
+    with, in words, for the line that says none matched."""
     if not runs:
-        return "no runs recorded yet (python -m consumer calibrate runs one)"
+        return f"no runs {filters}" if filters else "no runs recorded yet (python -m consumer calibrate runs one)"
     lines = [f"{'started':<25} {'scope':<12} {'status':<10} {'mode':<13} {'model':<5} {'answers from':<22} "
              f"{'items':>6} {'students':>9}  {'reported':<28} {'asked by':<16} run id"]
     for run in runs:

@@ -159,16 +159,22 @@ def find_run(engine: sa.Engine, run_id: str | None = None, *, scope: str | None 
             found = reads.latest_run_id(conn, scope, reads.runs_have_scopes(conn))
             if found is None:
                 raise RunNotFound(f"no calibration run{'' if scope is None else ' of that scope'} in "
-                                  f"{describe(engine)} yet", f"run one: python -m consumer calibrate{_elsewhere(engine)}")
+                                  f"{describe(engine)} yet", f"run one: python -m consumer calibrate{_here(engine)}{_elsewhere(engine)}")
             return found
         matches = reads.run_ids_starting(conn, run_id.strip())
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
-                          f"list the runs with: python -m consumer runs{_elsewhere(engine)}")
+                          f"list the runs with: python -m consumer runs{_here(engine)}{_elsewhere(engine)}")
     raise RunNotFound(f"{run_id!r} starts the ids of {len(matches)}{'+' if len(matches) >= 6 else ''} runs "
                       f"({', '.join(m[:13] + '…' for m in matches[:5])})", "give more of the run id")
+
+
+def _here(engine: sa.Engine) -> str:
+    """' --demo' in the demo's database: the commands a hint names must read the same database."""
+    from ..db.embedded import DEMO_DATABASE
+    return " --demo" if engine.url.database == DEMO_DATABASE else ""
 
 
 def _elsewhere(engine: sa.Engine) -> str:
@@ -188,7 +194,7 @@ def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS
         run = _run(conn, run_id, scoped)
         if run is None:
             raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
-                              f"list the runs with: python -m consumer runs{_elsewhere(engine)}")
+                              f"list the runs with: python -m consumer runs{_here(engine)}{_elsewhere(engine)}")
         review = Review(run, _items(conn, run.run_id), *_abilities(conn, run.run_id))
         earlier = reads.earlier_run_ids(conn, run.run_id, run.scope, scoped, history_runs)
         if earlier:

@@ -317,6 +317,11 @@ def test_the_demo_keeps_its_history_and_starts_over_only_when_asked(tmp_path):
     assert len(table) == 3 and "answers from" in table[0] and "asked by" in table[0]
     assert re.search(rf"\s80\s+3000\s.*\sdemo\s+{runs[0]['run_id']}$", table[1]), table[1]
     assert f"{since:%Y-%m-%d}..{until:%Y-%m-%d}" in table[2]
+    assert cli("runs", "--demo", "--status", "failed", env=env).stdout.strip() == "no runs that ended failed"
+    # A run id that is not there points at the list of the same database's runs.
+    unknown = cli("report", "0123abcd", "--demo", env=env)
+    assert unknown.returncode == 1 and error_lines(unknown)[0].endswith("list the runs with: python -m consumer runs "
+                                                                         "--demo")
     # The new week's answers all came after the first week's (a later week, not the same one again).
     from consumer.db.engine import embedded_engine
     engine = embedded_engine(tmp_path, "mirt_demo")
