@@ -102,6 +102,9 @@ def test_the_page_of_a_first_run_words_counts_citations_and_the_csv_for_what_the
 
     changes = section(page, "changes")
     assert "The last run of this scope" in changes and "last 1 runs" not in changes
+    # The card and the section agree: there is nothing to compare with.
+    assert "No earlier run of this scope (whole bank) to compare with." in card(page, "Since the previous run")
+    assert "nothing to compare with" in changes and "previous run</th>" not in changes
     measurement = words(section(page, "measurement"))
     assert "a student answering 40 items" in measurement and "40.0" not in measurement  # 40 answers each
     assert "above 0.12 (MIRT_ITEM_FIT_THRESHOLD) an item misfits, as in PISA 2015 (0.12)" in words(
