@@ -300,6 +300,11 @@ def test_the_demo_keeps_its_history_and_starts_over_only_when_asked(tmp_path):
     assert event["request_id"] == "demo-2026-week-2"
     # Both weeks' answers are in its window: twice the students and observations, the same items.
     assert "Rows written: 80 item parameters, 3000 abilities" in second.stdout
+    # Its scale is set on both weeks' students, N(0, 1) and N(0.1, 1): mean 0.05, SD sqrt(1 + 0.05^2); the true
+    # constants onto the anchors' old scale (slope 1.2, intercept 0.35) follow, and the run finds them.
+    for name, true in (("slope", 1.2 * (1 + 0.05**2) ** 0.5), ("intercept", 0.35 + 1.2 * 0.05)):
+        found, printed_true = (float(x) for x in second.stdout.split(f"linking {name}")[1].split()[:2])
+        assert printed_true == pytest.approx(true, abs=5e-4) and abs(found - true) < 0.15
     listed = cli("runs", "--demo", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     runs = json.loads(listed.stdout)
