@@ -241,13 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="simulate a week of answers in the embedded database and calibrate them",
         description="Create the platform tables in an embedded PostgreSQL, fill them with simulated answers "
                     "(known true parameters, anchors on a known old scale), run a calibration and print what "
-                    "it found next to the truth. Uses the embedded database even when DATABASE_URL is set.")
+                    "it found next to the truth. Run again, it adds the next week (new students, later answers) "
+                    "and its run to the ones before; --fresh starts over. Uses the embedded database even when "
+                    "DATABASE_URL is set.")
     demo.add_argument("--students", type=int, default=4000, metavar="N", help="simulated students (default 4000)")
     demo.add_argument("--items", type=int, default=400, metavar="N",
                       help="items in the bank, at least 60: every tenth is an anchor (default 400)")
     demo.add_argument("--answers", type=int, default=40, metavar="N",
                       help="answers per student, at most --items (default 40)")
     demo.add_argument("--seed", type=int, default=2026, metavar="N", help="random seed, >= 0 (default 2026)")
+    demo.add_argument("--fresh", action="store_true",
+                      help="start over: drop the demo's database and its runs (by default each demo keeps them and "
+                           "adds the next week's answers and run)")
     demo.set_defaults(handler=_demo)
     parser.set_defaults(command_names=list(commands.choices))
     return parser
@@ -496,7 +501,9 @@ def _runs(args: argparse.Namespace) -> int:
     _migrate_the_platforms_database(engine, only_questions=True)
     scope = resolve(settings.scope_key, args.scope) if args.scope else None
     found = latest_runs(engine, scope, args.limit, args.status, args.since)
-    print(json.dumps(found) if args.json else format_runs(found))
+    filters = [f"of scope {scope.name!r}" if scope else "", f"that ended {args.status}" if args.status else "",
+               f"started since {args.since.isoformat()}" if args.since else ""]
+    print(json.dumps(found) if args.json else format_runs(found, " ".join(f for f in filters if f)))
     return 0
 
 
@@ -539,7 +546,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    return run_demo(students=args.students, items=args.items, answers=args.answers, seed=args.seed)
+    return run_demo(students=args.students, items=args.items, answers=args.answers, seed=args.seed,
+                    fresh=args.fresh)
 
 
 def _initial_log_format() -> str:

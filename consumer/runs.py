@@ -21,12 +21,14 @@ def latest_runs(engine: sa.Engine, scope: Scope | None, limit: int = 20, status:
         raise unavailable(engine, exc) from exc
 
 
-def format_runs(runs: list[dict]) -> str:
-    """One line a run: when, scope, status, mode, what it reported, and its id (what report and bank accept take)."""
+def format_runs(runs: list[dict], filters: str = "") -> str:
+    """One line a run: when, scope, status, mode, model, the answers' window, items and students, what it
+    reported, who asked, and its id (what report and bank accept take). ``filters``: the ones the list was read
+    with, in words, for the line that says none matched."""
     if not runs:
-        return "no runs recorded yet (python -m consumer calibrate runs one)"
-    lines = [f"{'started':<25} {'scope':<12} {'status':<10} {'mode':<13} {'model':<5} {'observations':>12}  "
-             f"{'reported':<28} run id"]
+        return f"no runs {filters}" if filters else "no runs recorded yet (python -m consumer calibrate runs one)"
+    lines = [f"{'started':<25} {'scope':<12} {'status':<10} {'mode':<13} {'model':<5} {'answers from':<22} "
+             f"{'items':>6} {'students':>9}  {'reported':<28} {'asked by':<16} run id"]
     for run in runs:
         constants = run["linking_constants"]
         if run["mode"] == "bank":
@@ -36,7 +38,17 @@ def format_runs(runs: list[dict]) -> str:
         else:
             reported = "unlinked"
         mode = run["mode"] + (" (dry)" if run["dry_run"] else "")
+        counts = run["counts"]
         lines.append(f"{run['started_at'] or '-':<25} {run['scope'] or '(whole)':<12} {run['status']:<10} "
-                     f"{mode:<13} {run['model'] or '-':<5} {run['counts'].get('observations', 0):>12}  "
-                     f"{reported:<28} {run['run_id']}")
+                     f"{mode:<13} {run['model'] or '-':<5} {_window(run.get('window') or {}):<22} "
+                     f"{counts.get('items_estimated', 0):>6} {counts.get('users', 0):>9}  {reported:<28} "
+                     f"{(run.get('requested_by') or '-')[:16]:<16} {run['run_id']}")
     return "\n".join(lines)
+
+
+def _window(window: dict) -> str:
+    """The look-back window as two dates, 'YYYY-MM-DD..YYYY-MM-DD', or '-' when the run did not get that far."""
+    since, until = window.get("since"), window.get("until")
+    if not since or not until:
+        return "-"
+    return f"{since[:10]}..{until[:10]}"

@@ -77,8 +77,8 @@ def running_host(settings: Settings) -> str | None:
 
 def publish_command() -> str:
     """The command that publishes a request to the demo's server and waits for its answer, as one can paste it."""
-    data_dir = os.environ.get("MIRT_DATA_DIR", "").strip()
-    prefix = f"MIRT_DATA_DIR={shlex.quote(data_dir)} " if data_dir else ""
+    data_dir = os.environ.get("MIRT_DATA_DIR", "").strip()  # (absolute: the command works from any directory)
+    prefix = f"MIRT_DATA_DIR={shlex.quote(str(Path(data_dir).expanduser().resolve()))} " if data_dir else ""
     return f"{prefix}python -m consumer publish --demo --wait"
 
 

@@ -7,9 +7,10 @@ Publisher and Subscriber over gRPC (streaming pull, ack, nack and
 redelivery, ack-deadline changes, ordering keys, attributes) and works with
 the real ``google-cloud-pubsub`` client through ``PUBSUB_EMULATOR_HOST``.
 ``local_server_behaviour`` makes it honour the client's flow control and
-the subscription's retry policy, as Pub/Sub does and cloudbox does not.
-What it does not emulate: exactly-once delivery and dead-letter policies
-set through gRPC; see the README.
+the subscription's retry and dead-letter policies, as Pub/Sub does and
+cloudbox does not. What it does not emulate: exactly-once delivery, and
+the attributes Pub/Sub adds to a dead-lettered message; see
+docs/development.md.
 
 cloudbox declares Python >= 3.14, so pip will not install it here. Its
 Pub/Sub server only needs grpcio and google-cloud-pubsub (already

@@ -10,14 +10,21 @@ Installed in the server's own process, before it starts (``install``):
   every ack deadline. This streaming pull sends a stream no more messages
   than it may have outstanding: those sent whose ack deadline has not
   passed and that were not acknowledged or nacked.
-- **Retry policy.** cloudbox's store backs off redeliveries by a
-  subscription's retry policy, but its gRPC front drops the policy when a
-  subscription is created, so a nacked message came back at once, first in
-  line. The policy is kept now, so a nacked message waits its backoff and
-  the others go first, as on Pub/Sub.
+- **Retry and dead-letter policies.** cloudbox's store backs off
+  redeliveries by a subscription's retry policy and forwards a message to
+  the dead-letter topic once it has been delivered ``max_delivery_attempts``
+  times without an ack, but its gRPC front dropped both policies when a
+  subscription was created: a nacked message came back at once, first in
+  line, and forever. Both are kept now (and reported back by
+  GetSubscription), so a nacked message waits its backoff while the others
+  go first, and after its last attempt it goes to the subscriptions of the
+  dead-letter topic, as on Pub/Sub. Unlike Pub/Sub, it is forwarded when
+  its subscription is next pulled (a consumer pulls all the time), the
+  forwarded message carries no ``CloudPubSubDeadLetterSource…``
+  attributes, and a dead-letter topic without a subscription loses it.
 
 Everything else (acks, ack deadline changes, redelivery of expired
-messages) is cloudbox's store.
+messages, the delivery-attempt count) is cloudbox's store.
 """
 
 from __future__ import annotations
@@ -34,18 +41,45 @@ _POLL_SECONDS = 0.05
 def install(grpc_server) -> None:
     """Patch ``cloudbox.services.pubsub.grpc_server`` (before ``create_server``)."""
     grpc_server._streaming_pull = _streaming_pull_of(grpc_server)
-    grpc_server._sub_to_dict = _keeping_retry_policy(grpc_server._sub_to_dict)
+    grpc_server._sub_to_dict = _keeping_delivery_policies(grpc_server._sub_to_dict)
+    grpc_server._sub_to_proto = _reporting_delivery_policies(grpc_server._sub_to_proto)
 
 
-def _keeping_retry_policy(sub_to_dict):
-    def with_retry_policy(proto) -> dict:
+def _keeping_delivery_policies(sub_to_dict):
+    """The subscription as cloudbox's store keeps it, with the retry and dead-letter policies it reads."""
+    def with_policies(proto) -> dict:
         data = sub_to_dict(proto)
         if "retry_policy" in proto:
             policy = proto.retry_policy
             data["retryPolicy"] = {"minimumBackoff": f"{policy.minimum_backoff.total_seconds():g}s",
                                    "maximumBackoff": f"{policy.maximum_backoff.total_seconds():g}s"}
+        if "dead_letter_policy" in proto and proto.dead_letter_policy.dead_letter_topic:
+            policy = proto.dead_letter_policy
+            # Pub/Sub's default when the field is left at 0 is 5 attempts.
+            data["deadLetterPolicy"] = {"deadLetterTopic": policy.dead_letter_topic,
+                                        "maxDeliveryAttempts": policy.max_delivery_attempts or 5}
         return data
-    return with_retry_policy
+    return with_policies
+
+
+def _reporting_delivery_policies(sub_to_proto):
+    """GetSubscription and the others answer with the policies kept, as Pub/Sub does."""
+    def with_policies(data: dict):
+        proto = sub_to_proto(data)
+        retry, dead = data.get("retryPolicy"), data.get("deadLetterPolicy")
+        if retry:
+            proto.retry_policy.minimum_backoff = _seconds(retry["minimumBackoff"])
+            proto.retry_policy.maximum_backoff = _seconds(retry["maximumBackoff"])
+        if dead:
+            proto.dead_letter_policy.dead_letter_topic = dead["deadLetterTopic"]
+            proto.dead_letter_policy.max_delivery_attempts = dead["maxDeliveryAttempts"]
+        return proto
+    return with_policies
+
+
+def _seconds(duration: str):
+    from datetime import timedelta
+    return timedelta(seconds=float(duration.rstrip("s")))
 
 
 def _streaming_pull_of(grpc_server):

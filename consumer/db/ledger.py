@@ -105,13 +105,15 @@ def recent_runs(conn: sa.Connection, scope: Scope | None, limit: int, status: st
     rows = conn.execute(sa.text(
         "SELECT run_id::text, scope, status, request_id, started_at, finished_at, model_spec->>'model', "
         "model_spec->'linking_constants', model_spec->'request'->>'mode', fit_stats->'bank'->>'mode', "
-        "(model_spec->>'dry_run')::boolean, summary->'counts', error FROM mirt_fit_meta "
+        "(model_spec->>'dry_run')::boolean, summary->'counts', error, "
+        "coalesce(model_spec->'window', summary->'window'), model_spec->'request'->>'requested_by' FROM mirt_fit_meta "
         f"WHERE {' AND '.join(where)} ORDER BY started_at DESC LIMIT :limit"), values)
     return [{"run_id": r[0], "scope": r[1], "status": r[2], "request_id": r[3],
              "started_at": r[4].isoformat(timespec="seconds") if r[4] else None,
              "finished_at": r[5].isoformat(timespec="seconds") if r[5] else None, "model": r[6],
              "linking_constants": r[7] or {}, "mode": _mode(r[8], r[9]), "dry_run": bool(r[10]),
-             "counts": r[11] or {}, "error": r[12]} for r in rows]
+             "counts": r[11] or {}, "error": r[12],
+             "window": {k: (r[13] or {}).get(k) for k in ("since", "until")}, "requested_by": r[14]} for r in rows]
 
 
 def _mode(requested: str | None, ran: str | None) -> str:

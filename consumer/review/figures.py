@@ -113,21 +113,35 @@ def histogram(values: np.ndarray, x_label: str, caption: str, colour: str = COLO
     return figure(chart.render(), caption)
 
 
-def movement(z: np.ndarray, threshold: float) -> Markup:
+def movement(z: np.ndarray, threshold: float, title: str = "Change in difficulty since the previous run, in "
+             "standard errors", between: str = "in both runs", highest: float | None = None) -> Markup:
+    """The z of each item's change in b against N(0, 1); ``highest`` sets the count axis (to compare two charts)."""
     z = z[np.isfinite(z)]
     edges = np.arange(-6.0, 6.25, 0.5)
     counts = np.histogram(np.clip(z, -5.999, 5.999), edges)[0]
     grid = np.linspace(-6, 6, 121)
     normal = z.size * 0.5 * np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi)
-    chart = Chart((-6.0, 6.0), (0.0, float(max(counts.max(), normal.max())) * 1.1), "z of the change in b",
-                  "items", "Change in difficulty since the previous run, in standard errors")
+    top = highest if highest is not None else float(max(counts.max(initial=0), normal.max(initial=0)))
+    chart = Chart((-6.0, 6.0), (0.0, (top or 1.0) * 1.1), "z of the change in b", "items", title)
     chart.bars(edges, counts, COLOURS["blue"], label="items")
     chart.line(grid, normal, COLOURS["orange"], label="if nothing moved: N(0, 1)")
     chart.rule(x=-threshold).rule(x=threshold)
-    return figure(chart.render(), f"Change in b of the {z.size:,} items in both runs, divided by the standard error "
+    return figure(chart.render(), f"Change in b of the {z.size:,} items {between}, divided by the standard error "
                                   f"of the difference; beyond the dashed lines (|z| > {threshold:g}) an item moved "
                                   "more than its estimation error explains. Values beyond 6 are counted in the end "
                                   "bars.")
+
+
+def movement_pair(previous_z: np.ndarray, z: np.ndarray, threshold: float, previous_between: str) -> list[Markup]:
+    """The previous run's change (since the run before it) beside this run's, each against N(0, 1), on one scale."""
+    def top(values):
+        values = values[np.isfinite(values)]
+        counts = np.histogram(np.clip(values, -5.999, 5.999), np.arange(-6.0, 6.25, 0.5))[0]
+        return max(float(counts.max(initial=0)), values.size * 0.5 / np.sqrt(2 * np.pi))
+    highest = max(top(previous_z), top(z))
+    return [movement(previous_z, threshold, "The previous run's change, since the run before it", previous_between,
+                     highest),
+            movement(z, threshold, "This run's change, since the previous run", "in both runs", highest)]
 
 
 def constants_history(labels: list[str], values: np.ndarray, errors: np.ndarray, name: str) -> Markup:

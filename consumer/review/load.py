@@ -137,6 +137,9 @@ class Review:
     theta_se: np.ndarray
     previous: RunRecord | None = None
     previous_items: ItemResults | None = None
+    #: The run before the previous one (its id and items): the previous run's own change is shown beside this one's.
+    before_previous: str | None = None
+    before_previous_items: ItemResults | None = None
     history: list[AbilitySummary] = field(default_factory=list)  # oldest first, this run last
     #: question.meta->'irt' of this run's anchors as the platform holds it now (empty without a question table).
     anchor_meta: dict[int, dict] = field(default_factory=dict)
@@ -156,16 +159,22 @@ def find_run(engine: sa.Engine, run_id: str | None = None, *, scope: str | None 
             found = reads.latest_run_id(conn, scope, reads.runs_have_scopes(conn))
             if found is None:
                 raise RunNotFound(f"no calibration run{'' if scope is None else ' of that scope'} in "
-                                  f"{describe(engine)} yet", f"run one: python -m consumer calibrate{_elsewhere(engine)}")
+                                  f"{describe(engine)} yet", f"run one: python -m consumer calibrate{_here(engine)}{_elsewhere(engine)}")
             return found
         matches = reads.run_ids_starting(conn, run_id.strip())
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
-                          f"list the runs with: python -m consumer runs{_elsewhere(engine)}")
+                          f"list the runs with: python -m consumer runs{_here(engine)}{_elsewhere(engine)}")
     raise RunNotFound(f"{run_id!r} starts the ids of {len(matches)}{'+' if len(matches) >= 6 else ''} runs "
                       f"({', '.join(m[:13] + '…' for m in matches[:5])})", "give more of the run id")
+
+
+def _here(engine: sa.Engine) -> str:
+    """' --demo' in the demo's database: the commands a hint names must read the same database."""
+    from ..db.embedded import DEMO_DATABASE
+    return " --demo" if engine.url.database == DEMO_DATABASE else ""
 
 
 def _elsewhere(engine: sa.Engine) -> str:
@@ -185,12 +194,14 @@ def load_review(engine: sa.Engine, run_id: str, history_runs: int = HISTORY_RUNS
         run = _run(conn, run_id, scoped)
         if run is None:
             raise RunNotFound(f"no calibration run {run_id} in {describe(engine)}",
-                              f"list the runs with: python -m consumer runs{_elsewhere(engine)}")
+                              f"list the runs with: python -m consumer runs{_here(engine)}{_elsewhere(engine)}")
         review = Review(run, _items(conn, run.run_id), *_abilities(conn, run.run_id))
         earlier = reads.earlier_run_ids(conn, run.run_id, run.scope, scoped, history_runs)
         if earlier:
             review.previous = _run(conn, earlier[0], scoped)
             review.previous_items = _items(conn, earlier[0])
+        if len(earlier) > 1:
+            review.before_previous, review.before_previous_items = earlier[1], _items(conn, earlier[1])
         # A dry run's estimates sit in the history too (marked dry): it is shown beside the runs before it.
         shown = list(reversed(earlier[:history_runs - 1])) + ([run.run_id] if len(review.items) else [])
         review.history = _ability_history(conn, shown)

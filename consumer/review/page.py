@@ -307,9 +307,11 @@ def _link_section(review: Review, view: PageView) -> Markup:
     spec, constants = review.run.model_spec, review.run.constants
     method = constants.get("method")
     # A run refused at the link set no constants: the identity it carries would read as a scale of its own.
-    if review.run.status in ("failed", "abandoned") and method in (None, "none"):
+    if review.run.status in ("failed", "abandoned", "skipped") and method in (None, "none"):
         tagged = len(spec.get("anchor_table") or [])
-        parts = [paragraph(f"The run refused to link on its {tagged:,} anchors: {review.run.error}. It set no linking "
+        parts = [paragraph("The run was skipped before it linked: it set no linking constants."
+                           if review.run.status == "skipped" else
+                           f"The run refused to link on its {tagged:,} anchors: {review.run.error}. It set no linking "
                            "constants." if tagged else "The run ended before it linked: it set no linking constants.",
                            "note")]
         if view.anchors is None:
@@ -561,7 +563,7 @@ def _changes_section(review: Review, view: PageView) -> Markup:
             ("linking", f"{before.get('method') or fmt.MISSING}: slope {fmt.number(before.get('slope'), 4)}, "
                         f"intercept {fmt.number(before.get('intercept'), 4)}")]))
         methods = {before.get("method"), review.run.constants.get("method")}
-        if "none" in methods and len(methods) > 1:
+        if "none" in methods and len(methods) > 1 and view.movement is not None:  # (else nothing is compared)
             parts.append(paragraph("One of the two runs was not linked: the differences below include the change "
                                    "of scale, not only the items'.", "note"))
         if (previous.model_spec.get("model") or view.model) != view.model:
@@ -613,7 +615,16 @@ def _movement_parts(review: Review, view: PageView) -> list:
     z = np.fmax(np.abs(moved.b_z), np.abs(moved.log_a_z))
     flagged = np.flatnonzero(np.nan_to_num(z) > MOVEMENT_Z)
     order = flagged[np.lexsort((ids[flagged], -z[flagged]))][:MOVED_LISTED]
-    parts.append(figures.movement(moved.b_z, MOVEMENT_Z))
+    if view.previous_movement is not None:
+        parts.append(paragraph(
+            "The same z one run earlier, beside this run's: the previous run against the one before it "
+            f"({review.before_previous}). Both are drawn against N(0, 1), the spread of z if nothing moved and the "
+            "runs shared no answers; a spread that differs between the two charts is a change in how much items "
+            "move, or in how much the windows overlap.", "quiet"))
+        parts += figures.movement_pair(view.previous_movement.b_z, moved.b_z, MOVEMENT_Z,
+                                       "in the previous run and the one before it")
+    else:
+        parts.append(figures.movement(moved.b_z, MOVEMENT_Z))
     if not order.size:
         parts.append(paragraph(f"No item moved by more than {MOVEMENT_Z:g} standard errors in b or in log a."))
         return parts

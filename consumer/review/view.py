@@ -19,7 +19,7 @@ import numpy as np
 from ..irt.model import ItemParameters
 from . import formats as fmt
 from . import statistics as stats
-from .load import BankHistory, DriftEstimate, Review
+from .load import BankHistory, DriftEstimate, ItemResults, Review
 
 #: |z| past which an item's change since the previous run is called a movement.
 MOVEMENT_Z = 3.0
@@ -168,6 +168,8 @@ class PageView:
     flags: dict[int, list[str]]  # question id -> short flags
     movement: stats.Movement | None
     moved_ids: np.ndarray  # the question ids movement refers to
+    #: The previous run's change since the run before it (the same z, one run earlier), to show beside this one's.
+    previous_movement: stats.Movement | None
     moved: int  # items that moved by more than MOVEMENT_Z standard errors
     curves: dict[int, dict] | None  # question id -> stored node proportions; None when not recorded
     reference_model_note: str
@@ -189,14 +191,15 @@ def build(review: Review) -> PageView:
     else:
         grid = np.linspace(-4, 4, 161)
     anchors = _anchors(review)
-    movement, moved_ids = _movement(review)
+    movement, moved_ids = _movement(review.items, review.previous_items)
+    previous_movement = _movement(review.previous_items, review.before_previous_items)[0] if movement else None
     moved = 0
     if movement is not None:
         moved = int(np.sum(np.nan_to_num(np.fmax(np.abs(movement.b_z), np.abs(movement.log_a_z))) > MOVEMENT_Z))
     note = _reference_model_note(anchors, model)
     bank = _bank(review, run.fit_stats.get("bank"))
     return PageView(model, scope, grid, anchors, _flags(review, anchors, movement, moved_ids, bank), movement,
-                    moved_ids, moved, _curves(review), note,
+                    moved_ids, previous_movement, moved, _curves(review), note,
                     _verdicts(review, scope, note, movement, moved_ids, moved, bank),
                     _measurement(review, grid), bank, _dif(run.fit_stats.get("dif")))
 
@@ -268,14 +271,14 @@ def _reference_meta(review: Review, row: dict) -> dict:
     return {k: meta[k] for k in ("model", "a_se", "b_se") if k in meta} if same else {}
 
 
-def _movement(review: Review) -> tuple[stats.Movement | None, np.ndarray]:
-    before = review.previous_items
-    if before is None or not len(before) or not len(review.items):
+def _movement(now: ItemResults | None, before: ItemResults | None) -> tuple[stats.Movement | None, np.ndarray]:
+    """The change of the items two runs share, from ``before`` to ``now``, and their question ids."""
+    if now is None or before is None or not len(before) or not len(now):
         return None, np.zeros(0, np.int64)
-    shared, now_at, before_at = np.intersect1d(review.items.question_ids, before.question_ids,
+    shared, now_at, before_at = np.intersect1d(now.question_ids, before.question_ids,
                                                assume_unique=True, return_indices=True)
-    now_v, before_v = review.items.values, before.values
-    moved = stats.item_movement(review.items.params.take(now_at), now_v["b_se"][now_at], now_v["a_se"][now_at],
+    now_v, before_v = now.values, before.values
+    moved = stats.item_movement(now.params.take(now_at), now_v["b_se"][now_at], now_v["a_se"][now_at],
                                 before.params.take(before_at), before_v["b_se"][before_at], before_v["a_se"][before_at])
     return moved, shared
 
@@ -436,6 +439,8 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
         if failed and constants.get("method") in (None, "none"):
             lines = [f"Not linked: the run refused to link on its {len(spec['anchor_table']):,} anchors (see the Link "
                      "section)." if spec.get("anchor_table") else "Not linked: the run ended before it linked."]
+        elif review.run.status == "skipped":  # its identity constants are no scale of its own
+            lines = ["Not linked: the run was skipped before it linked (see its warnings)."]
         elif constants.get("method") in (None, "none"):
             lines = ["Not linked: no anchors, so this run defines the scale (slope 1, intercept 0)."]
         else:

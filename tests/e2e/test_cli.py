@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -268,7 +272,7 @@ def test_demo_runs_on_the_embedded_database_and_shows_recovery(tmp_path):
     assert "Rows written: 80 item parameters, 1500 abilities" in out
     # The whole loop: a request through Pub/Sub, and the completed event subscribers get.
     event = json.loads(out.split("as subscribers receive it:")[1].split("\n\n")[0])
-    assert event["status"] == "succeeded" and event["request_id"] == "demo-2026"
+    assert event["status"] == "succeeded" and event["request_id"] == "demo-2026-week-1"
     assert event["linking_constants"]["slope"] == pytest.approx(slope_found, abs=1e-3)
     # The event names the command that exports the bank, and that command works on the demo's database.
     assert event["export"]["command"] == "python -m consumer export --format json"
@@ -278,3 +282,94 @@ def test_demo_runs_on_the_embedded_database_and_shows_recovery(tmp_path):
     bank = read_csv(exported.stdout)
     assert bank.meta["source"] == "mirt_item_params" and len(bank.items) == bank.meta["n_items"] == 80
     assert all(item["a"] > 0 and item["b_se"] > 0 for item in bank.items)
+
+
+def _printed_report_command(stdout: str) -> str:
+    return stdout.split("The run's review page")[1].splitlines()[1].strip()
+
+
+def test_the_demo_keeps_its_history_and_starts_over_only_when_asked(tmp_path):
+    """A second demo is the next week (new students, answers after the first week's) and its run is the scope's
+    second; the command the first demo printed still writes the first run's page; --fresh starts over."""
+    # (run outside the checkout, the commands must still import this checkout's package)
+    env = {"MIRT_DATA_DIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    small = ("--students", "1500", "--items", "80", "--answers", "25")
+    somewhere = tmp_path / "elsewhere"  # where the user stood: the printed paths must not depend on it
+    somewhere.mkdir()
+    first = cli("demo", *small, env=env, timeout=300, cwd=somewhere)
+    assert first.returncode == 0, first.stderr
+    printed = _printed_report_command(first.stdout)
+    output = Path(shlex.split(printed)[-1])
+    assert output.is_absolute() and output.parent == somewhere and f"MIRT_DATA_DIR={tmp_path} " in printed
+
+    second = cli("demo", *small, env=env, timeout=300, cwd=somewhere)
+    assert second.returncode == 0, second.stderr
+    event = json.loads(second.stdout.split("as subscribers receive it:")[1].split("\n\n")[0])
+    assert event["request_id"] == "demo-2026-week-2"
+    # Both weeks' answers are in its window: twice the students and observations, the same items.
+    assert "Rows written: 80 item parameters, 3000 abilities" in second.stdout
+    # Its scale is set on both weeks' students, N(0, 1) and N(0.1, 1): mean 0.05, SD sqrt(1 + 0.05^2); the true
+    # constants onto the anchors' old scale (slope 1.2, intercept 0.35) follow, and the run finds them.
+    for name, true in (("slope", 1.2 * (1 + 0.05**2) ** 0.5), ("intercept", 0.35 + 1.2 * 0.05)):
+        found, printed_true = (float(x) for x in second.stdout.split(f"linking {name}")[1].split()[:2])
+        assert printed_true == pytest.approx(true, abs=5e-4) and abs(found - true) < 0.15
+    listed = cli("runs", "--demo", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    runs = json.loads(listed.stdout)
+    assert [r["request_id"] for r in runs] == ["demo-2026-week-2", "demo-2026-week-1"]  # newest first
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+    assert runs[0]["counts"]["users"] == 2 * runs[1]["counts"]["users"] == 3000
+    assert runs[0]["counts"]["observations"] == 2 * runs[1]["counts"]["observations"]
+    # Each with its window (MIRT_LOOKBACK_DAYS, 60 by default, before the run) and who asked for it.
+    for run in runs:
+        since, until = (datetime.fromisoformat(run["window"][k]) for k in ("since", "until"))
+        assert until - since == timedelta(days=60) and abs(until - datetime.fromisoformat(run["started_at"])) < \
+            timedelta(minutes=1)
+        assert run["requested_by"] == "demo"
+    table = cli("runs", "--demo", env=env).stdout.splitlines()
+    assert len(table) == 3 and "answers from" in table[0] and "asked by" in table[0]
+    assert re.search(rf"\s80\s+3000\s.*\sdemo\s+{runs[0]['run_id']}$", table[1]), table[1]
+    assert f"{since:%Y-%m-%d}..{until:%Y-%m-%d}" in table[2]
+    assert cli("runs", "--demo", "--status", "failed", env=env).stdout.strip() == "no runs that ended failed"
+    # A run id that is not there points at the list of the same database's runs.
+    unknown = cli("report", "0123abcd", "--demo", env=env)
+    assert unknown.returncode == 1 and error_lines(unknown)[0].endswith("list the runs with: python -m consumer runs "
+                                                                         "--demo")
+    # The new week's answers all came after the first week's (a later week, not the same one again).
+    from consumer.db.engine import embedded_engine
+    engine = embedded_engine(tmp_path, "mirt_demo")
+    with engine.connect() as conn:
+        last_of_week_1, first_of_week_2 = conn.execute(sa.text(
+            "SELECT max(completed_at) FILTER (WHERE student_id < 'student-001500'), "
+            "min(completed_at) FILTER (WHERE student_id >= 'student-001500' AND completed_at > now() - "
+            "interval '60 days') FROM attempt")).one()
+    engine.dispose()
+    assert first_of_week_2 > last_of_week_1
+
+    # The first demo's command, pasted as printed after the second demo, still writes the first run's page ...
+    shown = subprocess.run(["bash", "-c", printed], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env={**{k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DATABASE_URL"))},
+                                "PYTHONPATH": env["PYTHONPATH"]},
+                           stdin=subprocess.DEVNULL)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Calibration run {runs[1]['run_id']}" in output.read_text()
+    # ... and the second run's page compares it with the first.
+    latest = cli("report", "--latest", "--demo", "-o", str(tmp_path / "latest.html"), env=env)
+    assert latest.returncode == 0, latest.stderr
+    changes = (tmp_path / "latest.html").read_text().split('id="changes"')[1]
+    assert runs[1]["run_id"] in changes and "80 items in both runs" in changes
+
+    # Another bank (other --items) cannot be the next week of this one: one line, nothing added.
+    other = cli("demo", "--students", "1500", "--items", "100", "--answers", "25", env=env, timeout=300)
+    assert other.returncode == 2
+    (line,) = error_lines(other)
+    assert "holds a bank of 80 items" in line and "--fresh" in line
+    assert len(json.loads(cli("runs", "--demo", "--json", env=env).stdout)) == 2
+
+    # --fresh starts over: one run, week 1 again, and the earlier runs are gone.
+    fresh = cli("demo", *small, "--fresh", env=env, timeout=300, cwd=somewhere)
+    assert fresh.returncode == 0, fresh.stderr
+    runs = json.loads(cli("runs", "--demo", "--json", env=env).stdout)
+    assert [r["request_id"] for r in runs] == ["demo-2026-week-1"]
+    gone = cli("report", json.loads(listed.stdout)[1]["run_id"], "--demo", "-o", str(tmp_path / "gone.html"), env=env)
+    assert gone.returncode == 1 and "no calibration run" in error_lines(gone)[0]

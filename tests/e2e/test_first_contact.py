@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -33,6 +34,8 @@ from consumer.irt.simulate import simulate
 from tests.support.broker import ConsumerProcess
 from tests.support.platform_data import AS_OF, load_simulation
 from tests.support.cli import cli, error_lines
+
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 #: Longest silence allowed between two log lines of a first run (the goal is 5 s: the heartbeats speak every
 #: 3-4 s of compiling; the rest is headroom for a loaded two-core CI machine, where every step is slower).
@@ -77,8 +80,9 @@ def between(messages: list[str], first: str, last: str) -> list[str]:
 @pytest.mark.slow
 def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_command_that_works(tmp_path):
     data_dir = tmp_path  # (as in test_cli: the embedded server runs as its own user, and may read it)
-    caches = {"NUMBA_CACHE_DIR": str(tmp_path / "numba"), "MIRT_DATA_DIR": str(data_dir)}
-    demo = watched(["demo"], env=caches)
+    caches = {"NUMBA_CACHE_DIR": str(tmp_path / "numba"), "MIRT_DATA_DIR": str(data_dir),
+              "PYTHONPATH": str(CHECKOUT)}  # (run outside the checkout, it still imports this checkout's package)
+    demo = watched(["demo"], env=caches, cwd=tmp_path)  # (the printed page is written where the demo ran)
     assert demo["status"] == 0, "\n".join(demo["messages"][-10:])
     silence, after = demo["longest"]
     print(f"first demo: {demo['seconds']:.1f} s, longest silence {silence:.1f} s (after {after[:100]!r})")
@@ -95,10 +99,11 @@ def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_
     printed = demo["stdout"].split("The run's review page")[1].splitlines()[1].strip()
     run_id = re.search(r"report ([0-9a-f-]{36}) --demo", printed)[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MIRT_", "DATABASE_URL"))}
+    env["PYTHONPATH"] = str(CHECKOUT)
     shown = subprocess.run(["bash", "-c", printed], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=120, stdin=subprocess.DEVNULL)
     assert shown.returncode == 0, shown.stderr
-    report = (tmp_path / "demo-report.html").read_text()
+    report = (tmp_path / f"demo-report-{run_id[:8]}.html").read_text()
     assert f"Calibration run {run_id}" in report and "<svg" in report
 
     # Without --demo the report looks in the embedded server's default database, says so, and leaves it alone.
@@ -110,7 +115,7 @@ def test_the_first_demo_after_an_install_is_never_silent_and_ends_with_a_report_
     assert "a run of the demo is read with --demo" in line and not (tmp_path / "r.html").exists()
 
     # The next demo loads the kernels from the cache: not a word of compiling.
-    again = watched(["demo"], env=caches)
+    again = watched(["demo"], env=caches, cwd=tmp_path)
     assert again["status"] == 0, "\n".join(again["messages"][-10:])
     print(f"second demo: {again['seconds']:.1f} s, longest silence {again['longest'][0]:.1f} s")
     assert not [m for m in again["messages"] if "compiling" in m or "compiled" in m], again["messages"][:5]

@@ -172,6 +172,24 @@ def test_review_of_a_skipped_run_says_what_there_is_not(engine):
     assert "The run recorded no fit" in section(page, "fit")
     assert "No item parameters were written by this run" in section(page, "measurement")
     assert item_rows(page) == {}
+    # It never got to the anchors: no card or section reads its identity constants as a scale of its own.
+    assert "defines the scale" not in page and "the run was skipped before it linked" in section(page, "link").lower()
+
+
+def test_the_page_of_a_skipped_run_after_a_real_one_names_the_previous_run_and_compares_nothing(engine):
+    fill(engine)
+    real = calibrate(engine, Settings.load({}), CalibrationRequest(request_id="real", as_of=AS_OF))
+    skipped = calibrate(engine, Settings.load({}), CalibrationRequest(as_of=AS_OF - timedelta(days=400)))
+    assert (real.status, skipped.status) == ("succeeded", "skipped")
+
+    page = page_of(engine, skipped.run_id)
+
+    summary = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", section(page, "summary"))))
+    assert f"The previous run is {real.run_id}" in summary and "no item parameters on record" in summary
+    assert "Not linked: the run was skipped before it linked" in summary and "defines the scale" not in page
+    changes = section(page, "changes")
+    assert real.run_id in changes and "0 items in both runs" in changes
+    assert "include the change of scale" not in changes  # nothing is compared, so no caveat about comparing
 
 
 def test_report_of_an_unknown_run_says_so(database_url):

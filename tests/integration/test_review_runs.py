@@ -102,6 +102,9 @@ def test_the_page_of_a_first_run_words_counts_citations_and_the_csv_for_what_the
 
     changes = section(page, "changes")
     assert "The last run of this scope" in changes and "last 1 runs" not in changes
+    # The card and the section agree: there is nothing to compare with.
+    assert "No earlier run of this scope (whole bank) to compare with." in card(page, "Since the previous run")
+    assert "nothing to compare with" in changes and "previous run</th>" not in changes
     measurement = words(section(page, "measurement"))
     assert "a student answering 40 items" in measurement and "40.0" not in measurement  # 40 answers each
     assert "above 0.12 (MIRT_ITEM_FIT_THRESHOLD) an item misfits, as in PISA 2015 (0.12)" in words(
@@ -208,3 +211,50 @@ def test_trend_ticks_never_give_two_runs_one_label(engine):
     for chart in charts:
         ticks = [html.unescape(t) for t in re.findall(r'text-anchor="middle">([^<]*\d\d:\d\d[^<]*)</text>', chart)]
         assert ticks == ["12-03 13:43:07", f"12-03 13:43:52 {runs[1][:8]}", f"12-03 13:43:52 {runs[2][:8]}"], ticks
+
+
+def _z_counts(engine, now: str, before: str) -> np.ndarray:
+    """By hand, from the stored history: each shared item's change in b over the standard error of the difference,
+    counted in the page's bins (half a unit wide from -6 to 6, the outermost catching what lies beyond)."""
+    sql = ("SELECT n.item_id, (n.params->>'b')::float8 - (p.params->>'b')::float8, "
+           "sqrt(((n.params->>'b_se')::float8)^2 + ((p.params->>'b_se')::float8)^2) "
+           "FROM mirt_item_params_history n JOIN mirt_item_params_history p USING (item_id) "
+           "WHERE n.run_id = CAST(:now AS uuid) AND p.run_id = CAST(:before AS uuid)")
+    rows = rows_of(engine, sql, now=now, before=before)
+    z = np.array([change / se for _, change, se in rows])
+    return np.histogram(np.clip(z, -5.999, 5.999), np.arange(-6.0, 6.25, 0.5))[0]
+
+
+def _bar_heights(chart: str) -> np.ndarray:
+    """The heights of a histogram's bars (the filled rectangles; the plot's frame is not filled)."""
+    return np.array([float(h) for h in re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="([\d.]+)" '
+                                                  r'fill="#', chart)])
+
+
+def test_the_change_since_the_previous_run_is_shown_beside_the_previous_runs_own_change(engine):
+    fill(engine)
+    runs = [calibrate(engine, Settings.load({}).with_overrides(max_obs=obs),
+                      CalibrationRequest(request_id=f"week-{k}", as_of=AS_OF)).run_id
+            for k, obs in enumerate((160_000, 120_000, 160_000))]  # the middle run on the latest answers only
+
+    # Two runs: this run's change alone.
+    two = section(page_of(engine, runs[1]), "changes")
+    assert "The previous run&#x27;s change" not in two and len(re.findall("<figcaption>Change in b of the", two)) == 1
+
+    changes = section(page_of(engine, runs[2]), "changes")
+    assert f"the previous run against the one before it ({runs[0]})" in words(changes)
+    charts = [c for c in re.findall(r"<svg.*?</svg>", changes, re.S) if "change, since" in c]
+    assert [html.unescape(re.search(r"<title>([^<]*)</title>", c).group(1)) for c in charts] == [
+        "The previous run's change, since the run before it", "This run's change, since the previous run"]
+    assert changes.count("if nothing moved: N(0, 1)") == 2
+    # Each chart's bars are the z of its pair of runs, computed here from the stored history, on one count axis.
+    heights = [_bar_heights(c) for c in charts]
+    counts = [_z_counts(engine, runs[1], runs[0]), _z_counts(engine, runs[2], runs[1])]
+    assert [c.sum() for c in counts] == [100, 100]
+    assert all(h.size == (c > 0).sum() for h, c in zip(heights, counts))
+    drawn, counted = np.concatenate(heights), np.concatenate([c[c > 0] for c in counts])
+    pixels_per_item = drawn.sum() / counted.sum()
+    assert np.all(np.abs(drawn - pixels_per_item * counted) <= 0.1)  # one scale for both, up to the 0.1 px rounding
+    # (the third run is the first again, so its change is the previous one's, mirrored)
+    assert counts[1].tolist() == counts[0][::-1].tolist()
+    assert "Change in b of the 100 items in the previous run and the one before it" in words(changes)
