@@ -17,13 +17,15 @@ from ..settings import SPECS
 MISSING = "\u2013"  # an en dash where there is no value
 
 #: A run's steps (summary.durations) as the page names them, in run order.
-STEPS = {"load": "load the answers", "rapid_guesses": "leave out rapid guesses", "anchors": "load the anchors", "fit": "fit (EM)",
-         "diagnostics": "standard errors and item fit", "link": "link to the anchors' scale",
-         "score": "score the students", "write": "write the results", "total": "whole run"}
+STEPS = {"load": "load the answers", "rapid_guesses": "leave out rapid guesses", "bank": "read the scope's bank",
+         "anchors": "load the anchors", "fit": "fit (EM)", "diagnostics": "standard errors and item fit",
+         "dif": "DIF screen", "link": "link to the anchors' scale", "score": "score the students",
+         "plausible_values": "plausible values", "write": "write the results", "total": "whole run"}
 
 #: Counts of summary.counts as the page names them.
 COUNTS = {"observations": "answers calibrated (first answer per student and item)",
-          "attempts_in_window": "attempts in the window", "rapid_guesses": "rapid guesses left out", "users": "students", "users_scored": "students scored",
+          "attempts_in_window": "attempts in the window", "rapid_guesses": "rapid guesses left out",
+          "users": "students", "users_scored": "students scored",
           "items": "items answered", "items_estimated": "items estimated", "items_excluded": "items not estimated",
           "items_held_back": "items held back", "anchors_tagged": "anchors tagged", "anchors": "anchors linked on"}
 

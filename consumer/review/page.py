@@ -113,7 +113,7 @@ def _run_section(review: Review) -> Markup:
     # jsonb keeps keys in its own order: put the steps in run order and the settings in the README's.
     order = list(fmt.STEPS)
     steps = [(fmt.STEPS.get(k, fmt.label(k)), fmt.seconds(durations[k]))
-             for k in sorted(durations, key=lambda k: order.index(k) if k in order else len(order) - 1)]
+             for k in sorted(durations, key=lambda k: order.index(k) if k in order else len(order) - 1.5)]
     stored = spec.get("settings") or {}
     settings = [(*fmt.setting(name), fmt.plain(stored[name])) for name in sorted(stored, key=fmt.setting_order)]
     counts = summary.get("counts") or {}

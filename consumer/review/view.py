@@ -198,10 +198,11 @@ def build(review: Review) -> PageView:
         moved = int(np.sum(np.nan_to_num(np.fmax(np.abs(movement.b_z), np.abs(movement.log_a_z))) > MOVEMENT_Z))
     note = _reference_model_note(anchors, model)
     bank = _bank(review, run.fit_stats.get("bank"))
-    return PageView(model, scope, grid, anchors, _flags(review, anchors, movement, moved_ids, bank), movement,
+    dif = _dif(run.fit_stats.get("dif"))
+    return PageView(model, scope, grid, anchors, _flags(review, anchors, movement, moved_ids, bank, dif), movement,
                     moved_ids, previous_movement, moved, _curves(review), note,
-                    _verdicts(review, scope, note, movement, moved_ids, moved, bank),
-                    _measurement(review, grid), bank, _dif(run.fit_stats.get("dif")))
+                    _verdicts(review, scope, note, movement, moved_ids, moved, bank, dif),
+                    _measurement(review, grid), bank, dif)
 
 
 def _dif(stored: dict | None) -> DifSection | None:
@@ -296,7 +297,7 @@ def _curves(review: Review) -> dict[int, dict] | None:
 
 
 def _flags(review: Review, anchors: Anchors | None, movement: stats.Movement | None, moved_ids: np.ndarray,
-           bank: BankSection | None) -> dict[int, list[str]]:
+           bank: BankSection | None, dif: DifSection | None) -> dict[int, list[str]]:
     spec, fit = review.run.model_spec, review.run.fit_stats
     flags: dict[int, list[str]] = {}
 
@@ -327,6 +328,9 @@ def _flags(review: Review, anchors: Anchors | None, movement: stats.Movement | N
             add(item.question_id, "suspended" if item.suspended else "drift flagged")
         for row in bank.promoted:
             add(row[0], "promoted")
+    for group in dif.groups if dif is not None else ():
+        for item in group.flagged:
+            add(item["question_id"], f"DIF {item['ets']} ({group.focal})")
     return flags
 
 
@@ -409,7 +413,7 @@ def model_of(record) -> str:
 # --- the summary's verdicts, the measurement ---------------------------------------------------
 
 def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.ndarray, moved: int,
-              bank: BankSection | None) -> list[Verdict]:
+              bank: BankSection | None, dif: DifSection | None) -> list[Verdict]:
     spec, fit, summary = review.run.model_spec, review.run.fit_stats, review.run.summary
     counts = summary.get("counts") or {}
     held_back, at_bounds = spec.get("held_back_items") or {}, fit.get("items_at_bounds") or {}
@@ -458,6 +462,8 @@ def _verdicts(review: Review, scope: str, note: str, movement, moved_ids: np.nda
     rapid = rapid_guess_verdict(fit.get("rapid_guess"))
     if rapid is not None:
         verdicts.append(rapid)
+    if dif is not None:
+        verdicts.append(dif_verdict(dif))
     if movement is not None:
         previous = review.previous
         lines = []
@@ -510,6 +516,17 @@ def rapid_guess_verdict(record: dict | None) -> Verdict | None:
              f"{record['students_low_effort']:,} with response-time effort below {record['low_effort_rte']:.2f}, "
              f"{record.get('students_left_out', 0):,} left with no answer (not scored)."]
     return Verdict("Rapid guesses", "warn" if record["share"] > RAPID_GUESS_WARN_SHARE else "", lines)
+
+
+def dif_verdict(dif: DifSection) -> Verdict:
+    """The summary's line on the DIF screen: how many items each focal group flagged, the worst first."""
+    lines = [f"Screened between the groups of attempt.{dif.group_column} (reference {dif.reference})."]
+    lines += [f"{why}" + (f" ({group})" if group else "") for group, why in dif.skipped.items()]
+    for group in dif.groups:
+        worst = ", ".join(f"{f['question_id']} (ETS {f['ets']})" for f in group.flagged[:5])
+        lines.append(f"{group.focal}: {len(group.flagged)} of {group.items_tested:,} items flagged"
+                     + (f": {worst}" + (" and more" if len(group.flagged) > 5 else "") if worst else "") + ".")
+    return Verdict("DIF", "warn" if any(g.flagged for g in dif.groups) or dif.skipped else "", lines)
 
 
 def rapid_guess_shares(record: dict) -> list[tuple[str, int]]:

@@ -60,6 +60,13 @@ def test_a_run_with_a_group_column_records_the_dif_screen_and_flags_the_planted_
     for question_id in planted:
         assert f"Item {question_id}: curves of groups desktop and phone" in shown
     assert shown.count("<figure") == len(flagged)
+    # The summary's card counts them, and each flagged item carries its flag (and only those) in the items' table.
+    card = section(page, "summary")
+    assert "<h3>DIF</h3>" in card and f"phone: {len(flagged)} of 30 items flagged" in card
+    items = section(page, "items")
+    for item in comparison["flagged"]:
+        assert f"DIF {item['ets']} (phone)" in items
+    assert items.count("DIF ") == len(flagged)
 
 
 def test_a_students_group_is_the_label_of_their_earliest_answer(engine, grouped):
