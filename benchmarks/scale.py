@@ -127,9 +127,9 @@ def database_ready(admin, name: str, size: Size) -> bool:
     engine = sa.create_engine(admin.url.set(database=name))
     try:
         with engine.connect() as conn:
-            made = conn.exec_driver_sql(
-                "SELECT value FROM scale_made WHERE key = 'size'").scalar() if conn.exec_driver_sql(
-                "SELECT to_regclass('scale_made') IS NOT NULL").scalar() else None
+            if not conn.exec_driver_sql("SELECT to_regclass('scale_made') IS NOT NULL").scalar():
+                return False  # made only in part (the marker is written last)
+            made = conn.exec_driver_sql("SELECT value FROM scale_made WHERE key = 'size'").scalar()
         return made == json.dumps(size.__dict__)
     finally:
         engine.dispose()
