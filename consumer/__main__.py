@@ -306,12 +306,13 @@ def _migrate_the_platforms_database(engine, only_questions: bool = False) -> Non
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import CalibrationRequest
-    from .warmup import load_kernels
+    from .warmup import KernelImport
+    kernels = KernelImport()  # loaded from numba's cache while the database is reached and checked
     settings = _settings(args)
     configure_opentelemetry()
     engine = _engine(settings, args)
     _migrate_the_platforms_database(engine)
-    load_kernels()
+    kernels.wait()
     from .run import calibrate
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,

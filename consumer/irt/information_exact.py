@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import eigh, lapack
 
-from . import information_exact_kernels as passes
+from . import blas, information_exact_kernels as passes
 from .information_design import SINGULAR, Blocks, Covariance, Design, n_chunks
 
 
@@ -61,12 +61,14 @@ def _cholesky_inverse(lower: np.ndarray) -> np.ndarray | None:
     """In place: a lower triangle -> lt, lower triangular, with inverse = lt' lt; None if not positive definite.
 
     ``lower.T`` is the upper triangle in Fortran order, on which LAPACK's
-    Cholesky and triangular inverse work in place.
+    Cholesky and triangular inverse work in place, on one BLAS thread (``blas``: on cores shared with
+    other work, OpenBLAS's second thread spins more than it computes).
     """
-    upper, info = lapack.dpotrf(lower.T, lower=0, overwrite_a=1, clean=0)
-    if info != 0:
-        return None
-    inverse, info = lapack.dtrtri(upper, lower=0, overwrite_c=1)
+    with blas.limited(1):
+        upper, info = lapack.dpotrf(lower.T, lower=0, overwrite_a=1, clean=0)
+        if info != 0:
+            return None
+        inverse, info = lapack.dtrtri(upper, lower=0, overwrite_c=1)
     return inverse.T if info == 0 else None
 
 

@@ -2,7 +2,8 @@
 
 - ``subtract_covariances``: the whole matrix (lower triangle). A person's
   scores, centred and weighted by the square root of the posterior, are the
-  rows W of a small matrix, and Cov_i = W W' (one BLAS product per person);
+  rows W of a small matrix, and Cov_i = W W' (the lower triangle, in the
+  kernel's own vectorised loops: no BLAS threads beside the kernel's);
   each thread owns a band of rows of the output, so that none of them
   writes another's elements and no copies of the matrix are needed.
 - ``inverse_bands``: the bands of the inverse next to its diagonal, from
@@ -68,9 +69,11 @@ def _subtract_band(c, n_chunks, ptr, item, correct, rows, log_prior, scores, loc
     post = np.empty(n_nodes)
     raw = np.empty((max(n_globals, 1), n_nodes))
     root = np.empty(n_nodes)
-    W = np.empty((max_rows, n_nodes))
+    W = np.empty((n_nodes, max_rows))  # W transposed: a person's row e is the column W[:, e]
+    by_place = np.empty((n_nodes, max_rows))
     idx = np.empty(max_rows, dtype=np.int64)
-    mine = np.empty(max_rows, dtype=np.int64)
+    places = np.empty(max_rows, dtype=np.int64)
+    acc = np.empty(max_rows)
     for i in range(n_persons):
         start, stop = ptr[i], ptr[i + 1]
         if start == stop:
@@ -91,7 +94,7 @@ def _subtract_band(c, n_chunks, ptr, item, correct, rows, log_prior, scores, loc
                     for q in range(width):
                         mean += post[lo + q] * scores[j, y, u, lo + q]
                     for q in range(width):
-                        W[n, q] = root[q] * (scores[j, y, u, lo + q] - mean)
+                        W[q, n] = root[q] * (scores[j, y, u, lo + q] - mean)
                     idx[n] = p
                     n += 1
                 else:
@@ -104,33 +107,43 @@ def _subtract_band(c, n_chunks, ptr, item, correct, rows, log_prior, scores, loc
             for q in range(width):
                 mean += post[lo + q] * raw[g, q]
             for q in range(width):
-                W[n, q] = root[q] * (raw[g, q] - mean)
+                W[q, n] = root[q] * (raw[g, q] - mean)
             idx[n] = global_index[g]
             n += 1
-        n_mine = 0
+        # The rows in the order of their places in the matrix (they usually are already: answers come
+        # sorted by question), so that the lower triangle of row e is the rows before it.
+        ordered = True
+        for e in range(1, n):
+            if idx[e] < idx[e - 1]:
+                ordered = False
+                break
+        if not ordered:
+            order = np.argsort(idx[:n])
+            for e in range(n):
+                for q in range(width):
+                    by_place[q, e] = W[q, order[e]]
+            for e in range(n):
+                for q in range(width):
+                    W[q, e] = by_place[q, e]
+                places[e] = idx[order[e]]
+            for e in range(n):
+                idx[e] = places[e]
+        # This thread's rows only, and in them the lower triangle: row e against rows 0..e, summed over
+        # the nodes one node at a time (contiguous in the rows, so the loop is vectorised), in the
+        # kernel's own loops: a BLAS call per person would start BLAS's threads beside the kernel's.
         for e in range(n):
-            if first <= idx[e] < last:
-                mine[n_mine] = e
-                n_mine += 1
-        if n_mine == 0:
-            continue
-        every = np.empty((n, width))
-        some = np.empty((n_mine, width))
-        products = np.empty((n_mine, n))
-        for e in range(n):
+            pe = idx[e]
+            if pe < first or pe >= last:
+                continue
+            for f in range(e + 1):
+                acc[f] = 0.0
             for q in range(width):
-                every[e, q] = W[e, q]
-        for m in range(n_mine):
-            for q in range(width):
-                some[m, q] = W[mine[m], q]
-        np.dot(some, every.T, products)
-        for m in range(n_mine):
-            pe = idx[mine[m]]
+                w = W[q, e]
+                for f in range(e + 1):
+                    acc[f] += w * W[q, f]
             target = out[pe]
-            for f in range(n):
-                pf = idx[f]
-                if pf <= pe:
-                    target[pf] -= products[m, f]
+            for f in range(e + 1):
+                target[idx[f]] -= acc[f]
 
 
 @njit((int64, int64, _MATRIX, int64, _ARRAY_3D),
