@@ -46,7 +46,10 @@ def leave_out_rapid_guesses(run: RunContext, observations: Observations) -> Obse
     if found.count and not kept.n_obs:
         run.warn("every answer in the window was a rapid guess under MIRT_RAPID_GUESS_RULE=%s: none is left to "
                  "calibrate", record["rule"])
+    # Per-student values keep only the students left with an answer; per-answer ones only the answers kept.
+    groups = observations.groups
     return dataclasses.replace(observations, responses=kept, student_ids=[observations.student_ids[i] for i in persons],
+                               groups=None if groups is None else [groups[i] for i in persons],
                                response_ms=observations.response_ms[~found.rapid])
 
 
