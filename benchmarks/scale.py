@@ -330,11 +330,13 @@ class StepClock:
 
 def run_once(url, size: Size) -> tuple[dict, StepClock, float, float, str]:
     from consumer.db.engine import create_engine
+    from consumer.db.migrations import migrate
     from consumer.run import CalibrationRequest, calibrate
     from consumer.settings import Settings
     settings = Settings.load({}).with_overrides(max_obs=max(500_000, 2 * size.n),
                                                 database_url=url.render_as_string(hide_password=False))
     engine = create_engine(settings)
+    migrate(engine)  # as `python -m consumer calibrate` does before its run (data made before a migration)
     reset_peak_rss()
     clock = StepClock()
     cpu = time.process_time()
