@@ -254,7 +254,7 @@ def load_bound(engine, max_obs: int) -> dict:
     from consumer.db import queries
     window = queries._WINDOW.replace(":since", "'{}'".format((AS_OF - timedelta(days=60)).isoformat())) \
                             .replace(":until", f"'{AS_OF.isoformat()}'")
-    firsts = queries._FIRSTS.format(window=window, student='student_id COLLATE "C"')
+    firsts = queries._FIRSTS.format(window=window, student='student_id COLLATE "C"', extra="")
     scan = f"SELECT student_id, question_id, correct, completed_at FROM attempt WHERE {window}"
     out = {}
     with engine.begin() as conn:
