@@ -270,7 +270,7 @@ class _Copied:
             f"COPY ({_inlined(statement, conn, values)}) TO STDOUT WITH (FORMAT binary)", stream=buffer)
         self.data = data = buffer.getbuffer()
         if bytes(data[:11]) != _BINARY_HEADER[:11]:
-            raise PlatformSchemaError("the load's COPY did not come back in PostgreSQL's binary format")
+            raise RuntimeError("the load's COPY did not come back in PostgreSQL's binary format")
         (extension,) = struct.unpack_from(">i", data, 15)
         at, end = 19 + extension, len(data) - 2  # after the header, before the trailer
         fields = struct.unpack_from(">h", data, at)[0] if at < end else 0
