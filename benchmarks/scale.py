@@ -254,7 +254,7 @@ def load_bound(engine, max_obs: int) -> dict:
     from consumer.db import queries
     window = queries._WINDOW.replace(":since", "'{}'".format((AS_OF - timedelta(days=60)).isoformat())) \
                             .replace(":until", f"'{AS_OF.isoformat()}'")
-    firsts = queries._FIRSTS.format(window=window, student='student_id COLLATE "C"')
+    firsts = queries._FIRSTS.format(window=window, student='student_id COLLATE "C"', extra="")
     scan = f"SELECT student_id, question_id, correct, completed_at FROM attempt WHERE {window}"
     out = {}
     with engine.begin() as conn:
@@ -330,11 +330,13 @@ class StepClock:
 
 def run_once(url, size: Size) -> tuple[dict, StepClock, float, float, str]:
     from consumer.db.engine import create_engine
+    from consumer.db.migrations import migrate
     from consumer.run import CalibrationRequest, calibrate
     from consumer.settings import Settings
     settings = Settings.load({}).with_overrides(max_obs=max(500_000, 2 * size.n),
                                                 database_url=url.render_as_string(hide_password=False))
     engine = create_engine(settings)
+    migrate(engine)  # as `python -m consumer calibrate` does before its run (data made before a migration)
     reset_peak_rss()
     clock = StepClock()
     cpu = time.process_time()

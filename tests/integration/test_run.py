@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import numpy as np
@@ -171,6 +172,35 @@ def test_a_failure_while_writing_leaves_nothing_half_written(engine, simulated, 
     for table in ("mirt_item_params", "mirt_item_params_history", "mirt_ability", "mirt_ability_history"):
         assert rows(engine, f"SELECT count(*) FROM {table}")[0][0] == 0, table
     assert rows(engine, "SELECT status, error FROM mirt_fit_meta") == [("failed", "RuntimeError: disk full")]
+
+
+def test_abilities_are_never_written_without_their_runs_record(engine, simulated):
+    # The ability tables have no foreign key to mirt_fit_meta (migration 0009); the write checks the record
+    # once and holds it as the key's check did for each row.
+    with engine.begin() as conn:
+        load_simulation(conn, simulated)
+    summary = calibrate(engine, SETTINGS, REQUEST)
+    assert summary.status == "succeeded"
+    for table in ("mirt_ability", "mirt_ability_history"):
+        orphans = rows(engine, f"SELECT count(*) FROM {table} a WHERE NOT EXISTS "
+                               "(SELECT 1 FROM mirt_fit_meta m WHERE m.run_id = a.run_id)")[0][0]
+        assert orphans == 0 and rows(engine, f"SELECT count(*) FROM {table}")[0][0] == 3000, table
+
+    unrecorded = uuid.uuid4()
+    with pytest.raises(LookupError, match="no record"), engine.begin() as conn:
+        queries.write_abilities(conn, unrecorded, AS_OF, WHOLE_BANK, ["u1"], np.zeros(1), np.ones(1))
+    assert rows(engine, "SELECT count(*) FROM mirt_ability_history WHERE run_id = :r", r=unrecorded)[0][0] == 0
+
+    # While a write is open, its run's record cannot be deleted from under it.
+    run_id = uuid.uuid4()
+    with engine.begin() as conn:
+        queries.insert_run(conn, run_id, "r", WHOLE_BANK, {})
+    with engine.connect() as writer, writer.begin():
+        queries.write_abilities(writer, run_id, AS_OF, WHOLE_BANK, ["u1"], np.zeros(1), np.ones(1))
+        with engine.connect() as other:  # rolled back when closed
+            other.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(sa.exc.DBAPIError, match="lock timeout"):
+                other.execute(sa.text("DELETE FROM mirt_fit_meta WHERE run_id = :r"), {"r": run_id})
 
 
 def test_items_without_enough_answers_are_reported_and_not_written(engine, simulated):

@@ -234,3 +234,22 @@ def test_the_migration_keeps_every_row_written_before_scopes(database_url, monke
 
 
 # --- many replicas, many scopes ----------------------------------------------------------------
+
+
+def test_the_load_reads_a_scope_whose_name_and_key_hold_quotes_as_text(engine):
+    # The load's COPY takes no parameters: the scope's key and name are written into it as literals.
+    odd = "o'brien'; DROP TABLE attempt; --"
+    with engine.begin() as conn:
+        load_scoped_simulation(conn, simulated_banks(["math", "english"]), key="sub'ject")
+        conn.execute(sa.text("UPDATE question SET meta = meta || jsonb_build_object('sub''ject', CAST(:odd AS text)) "
+                             "WHERE meta->>'sub''ject' = 'english'"), {"odd": odd})
+    with engine.begin() as conn:
+        loaded = {name: queries.load_observations(conn, AS_OF - timedelta(days=30), AS_OF, 10**9,
+                                                  scopes.Scope("sub'ject", name))
+                  for name in ("math", odd)}
+    assert rows(engine, "SELECT count(*) FROM attempt")[0][0] == 2 * 24000
+    for name in ("math", odd):
+        expected = rows(engine, "SELECT count(*) FROM attempt a JOIN question q ON q.id = a.question_id "
+                                "WHERE q.meta->>'sub''ject' = :s", s=name)[0][0]
+        assert loaded[name].n_obs == expected == 24000 and loaded[name].attempts_in_window == expected
+    assert not set(loaded["math"].question_ids.tolist()) & set(loaded[odd].question_ids.tolist())
