@@ -14,11 +14,15 @@ ItemRow = tuple[int, str, str, dict, str | None, int | None]
 
 def bank_items(conn: sa.Connection, scope: Scope) -> list[ItemRow]:
     """The scope's operational and pretest bank items, with the answers of the latest run that estimated each."""
-    return [(int(r[0]), r[1], r[2], r[3], r[4], None if r[5] is None else int(r[5])) for r in conn.execute(sa.text(
+    return _item_rows(conn.execute(sa.text(
         "SELECT b.item_id, b.status, b.model, b.params, b.run_id::text, (p.params->>'n_responses')::bigint "
         "FROM mirt_bank_item b LEFT JOIN mirt_item_params p ON p.item_id = b.item_id AND p.scope = b.scope "
         "WHERE b.scope = :scope AND b.status IN ('operational', 'pretest') ORDER BY b.item_id"),
-        {"scope": scope.name})]
+        {"scope": scope.name}))
+
+
+def _item_rows(result) -> list[ItemRow]:
+    return [(int(r[0]), r[1], r[2], r[3], r[4], None if r[5] is None else int(r[5])) for r in result]
 
 
 def suspended_items(conn: sa.Connection, scope: Scope) -> int:
@@ -29,11 +33,11 @@ def suspended_items(conn: sa.Connection, scope: Scope) -> int:
 
 def current_items(conn: sa.Connection, scope: Scope) -> list[ItemRow]:
     """The scope's current item parameters (``mirt_item_params``), each with its status where the run recorded one."""
-    return [(int(r[0]), r[1], r[2], r[3], r[4], None if r[5] is None else int(r[5])) for r in conn.execute(sa.text(
+    return _item_rows(conn.execute(sa.text(
         "SELECT item_id, coalesce(params->>'status', 'operational'), model, params, run_id::text, "
         "(params->>'n_responses')::bigint FROM mirt_item_params WHERE scope = :scope "
         "AND coalesce(params->>'status', 'operational') IN ('operational', 'pretest') ORDER BY item_id"),
-        {"scope": scope.name})]
+        {"scope": scope.name}))
 
 
 def runs(conn: sa.Connection, run_ids: list[str]) -> dict[str, dict]:
