@@ -312,8 +312,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     configure_opentelemetry()
     engine = _engine(settings, args)
     _migrate_the_platforms_database(engine)
-    kernels.wait()
+    # What the run imports besides the kernels (about a second), while they load: this thread waits for a
+    # kernel module only when it reaches one that the other thread is still loading.
+    import scipy.optimize  # noqa: F401  (the linking step's; linking imports it only when it runs)
     from .run import calibrate
+    kernels.wait()
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
                                  dry_run=args.dry_run, as_of=args.as_of, scope=args.scope,

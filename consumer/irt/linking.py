@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from .model import ItemParameters
 
@@ -145,6 +144,8 @@ def _curve_link(reference: ItemParameters, new: ItemParameters, item_level: bool
         start = mean_mean(reference, new)
     if not np.isfinite(start.slope) or start.slope <= 0:
         start = replace(start, slope=1.0, intercept=0.0)
+    from scipy.optimize import least_squares  # here: its import takes half a second that most commands need not wait for
+
     fit = least_squares(residuals, x0=[np.log(start.slope), start.intercept], jac=jacobian,
                         method="lm", xtol=1e-12, ftol=1e-12)
     if not fit.success or not np.all(np.isfinite(fit.x)):
