@@ -9,10 +9,12 @@ cannot be reached, 75 when another run holds the lock.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
 import sys
+import threading
 import uuid
 from datetime import datetime, timezone
 
@@ -591,5 +593,28 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _exit(code: int) -> None:
+    """End the process as the interpreter would, less its teardown of every module and object.
+
+    Python's own exit frees every object one by one, numba's compiled
+    kernels among them: 0.3-0.5 s after a run has finished and said so.
+    What that exit does first is done here the same way (the threads'
+    exit hooks, which stop the kernels' thread pool, and joining the other
+    threads; the atexit callbacks, which stop an embedded server; logging's
+    and the standard streams' flush), then the process ends.
+    """
+    shutdown = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx calls first (CPython 3.9+)
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
