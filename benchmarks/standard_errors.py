@@ -66,6 +66,7 @@ DESIGNS = [
     Design("sparse", "sparse 2PL", 20_000, 2_000, 10),
     Design("thin", "thin 2PL, priors", 20_000, 4_000, 6, priors=Priors(on_a_b=True)),
     Design("sparse10k", "sparse 2PL", 50_000, 5_000, 10),
+    Design("S", "2PL at the default cap (500k answers)", 5_000, 1_500, 100),
     Design("m", "2PL", 100_000, 5_000, 50),
     Design("large", "2PL, exact forced past the budget", 100_000, 7_400, 30, large=True),
     Design("L", "2PL", 400_000, 20_000, 50, exact=False),

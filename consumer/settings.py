@@ -197,6 +197,10 @@ SPECS: dict[str, Spec] = {
                          "EM stops when no slope or intercept moves more than this"),
     "em_max_iterations": Spec("MIRT_EM_MAX_ITERATIONS", defaults.DEFAULT_MAX_ITERATIONS, _positive_int,
                               "a whole number > 0", "EM cycles before giving up (the run says it did not converge)"),
+    "standard_errors": Spec("MIRT_STANDARD_ERRORS", "exact", _choice("exact", "approximate"), "exact or approximate",
+                            "how the items' standard errors are computed: exact inverts the whole observed "
+                            "information whenever it fits the memory budget (the approximation only past it); "
+                            "approximate always takes the approximation, within 2% of exact, several times faster"),
     "quadrature_points": Spec("MIRT_QUADRATURE_POINTS", DEFAULT_POINTS, _positive_int, "a whole number >= 5",
                               "quadrature nodes on [-6, 6]"),
     "database_url": Spec("DATABASE_URL", "", _text, "a PostgreSQL URL",
@@ -263,6 +267,7 @@ class Settings:
     plausible_values: int
     em_tolerance: float
     em_max_iterations: int
+    standard_errors: str
     quadrature_points: int
     database_url: str
     instance_connection_name: str
@@ -348,7 +353,8 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """The settings that shape a run, safe to log and to store (no secrets, no URLs)."""
         shown = (CALIBRATION_SETTINGS + (DIF_SETTINGS if self.dif_group_column else ())
-                 + (RAPID_GUESS_SETTINGS if self.response_time_column else ()))
+                 + (RAPID_GUESS_SETTINGS if self.response_time_column else ())
+                 + (APPROXIMATE_SETTINGS if self.standard_errors != "exact" else ()))
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in shown}
 
     def require_project(self) -> str:
@@ -388,6 +394,8 @@ CALIBRATION_SETTINGS = ("model", "lookback_days", "max_obs", "min_responses", "l
 DIF_SETTINGS = ("dif_group_column", "dif_reference_group")
 #: Likewise only when rapid-guess filtering is on (MIRT_RESPONSE_TIME_COLUMN set).
 RAPID_GUESS_SETTINGS = ("response_time_column", "rapid_guess_rule")
+#: Likewise only when it is not the default (exact).
+APPROXIMATE_SETTINGS = ("standard_errors",)
 
 
 def parse_setting(name: str, raw: Any, *, source: str) -> Any:

@@ -91,16 +91,17 @@ def diagnose(run: RunContext, observations: Observations, calibration: Calibrati
     """
     responses, items, quadrature = observations.responses, calibration.items, run.quadrature
     final = FinalEStep.at(responses, items.params, quadrature)
+    method = "approximate" if run.settings.standard_errors == "approximate" else "auto"  # (MIRT_STANDARD_ERRORS)
     if fixed is None:
         errors = information.standard_errors(responses, items.params, items.model, quadrature, calibration.priors,
-                                             final=final)
+                                             final=final, method=method)
     else:
         kept = items.estimated  # without the items held back after the fixed-parameter calibration
         old_params = ItemParameters(np.where(kept, fixed.params.a, np.nan), np.where(kept, fixed.params.b, np.nan),
                                     fixed.params.c)
         on_old_scale = information.standard_errors(responses, old_params, items.model, quadrature,
                                                    calibration.priors, fixed=anchors,
-                                                   population=(fixed.mean, fixed.sd))
+                                                   population=(fixed.mean, fixed.sd), method=method)
         # The fit is kept on the new population's unit scale and carried to the old one by the slope
         # (= the population's SD) when written: store the SEs so that that carries them back exactly.
         errors = dataclasses.replace(on_old_scale, a=on_old_scale.a * fixed.sd, b=on_old_scale.b / fixed.sd,

@@ -417,6 +417,32 @@ def test_fipc_and_stocking_lord_agree_within_sampling_error_on_data_without_drif
     assert "fixed-parameter calibration" in fixed.fit["standard_errors"]
 
 
+
+def test_mirt_standard_errors_approximate_is_chosen_recorded_and_close_to_the_exact(engine):
+    truth = simulate(4000, 200, 30, seed=52)
+    with engine.begin() as conn:
+        load_simulation(conn, truth, anchors=range(0, 200, 10))
+    exact = calibrate(engine, SETTINGS, REQUEST)
+    approximate = calibrate(engine, SETTINGS.with_overrides(standard_errors="approximate"), REQUEST)
+    assert exact.status == approximate.status == "succeeded"
+    assert exact.fit["standard_errors"] == "observed information (Louis), full"
+    assert approximate.fit["standard_errors"].startswith("observed information (Louis), item blocks")
+    shown = dict(rows(engine, "SELECT run_id::text, model_spec->'settings' FROM mirt_fit_meta"))
+    assert shown[approximate.run_id]["standard_errors"] == "approximate"
+    assert "standard_errors" not in shown[exact.run_id]  # the default is not shown, as before the setting
+    by_run = {}
+    for run_id, item_id, params in rows(engine, "SELECT run_id::text, item_id, params FROM mirt_item_params_history"):
+        by_run.setdefault(run_id, {})[item_id] = params
+    same = sorted(by_run[exact.run_id])
+    assert len(same) == 200
+    for key in ("a_se", "b_se"):
+        ratio = np.array([by_run[approximate.run_id][q][key] / by_run[exact.run_id][q][key] for q in same])
+        assert np.all(np.abs(ratio - 1) < 0.03), (key, np.abs(ratio - 1).max())
+        assert np.abs(ratio - 1).max() > 0  # two methods, not one run's numbers twice
+    # The estimates themselves do not depend on the method.
+    assert all(by_run[approximate.run_id][q]["b"] == pytest.approx(by_run[exact.run_id][q]["b"], abs=1e-9) for q in same)
+
+
 def load_answers(conn, responses, days: int, seed: int = 0) -> None:
     """Platform tables holding ``responses``, completed at random times over the ``days`` before AS_OF."""
     platform.create_platform_tables(conn)

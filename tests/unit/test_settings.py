@@ -26,6 +26,7 @@ BAD_VALUES = {
     "MIRT_PLAUSIBLE_VALUES": "1",
     "MIRT_EM_TOLERANCE": "inf",
     "MIRT_EM_MAX_ITERATIONS": "1.5",
+    "MIRT_STANDARD_ERRORS": "fast",
     "MIRT_QUADRATURE_POINTS": "3",
     "DB_IAM_AUTH": "sometimes",
     "DB_IP_TYPE": "ipv6",
