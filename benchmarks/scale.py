@@ -148,7 +148,9 @@ SELECT j, {first} + j AS question_id,
        sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS b
   FROM generate_series(0, {items} - 1) j"""
 # One answer per (student, block): block k of the bank holds items k*width .. (k+1)*width - 1 after
-# the student's random start, so each student's items are distinct. 2% are tried again later.
+# the student's random start, so each student's items are distinct. 2% are tried again later: drawn per
+# answer in the lateral subquery (a random() in the WHERE clause that names only the VALUES list was
+# evaluated once per VALUES row, so that the data held no retried answer, or every one retried).
 _ATTEMPTS = """
 INSERT INTO attempt (student_id, question_id, correct, completed_at)
 SELECT st.student_id, it.question_id, random() < 1 / (1 + exp(-it.a * (st.theta - it.b))),
@@ -156,10 +158,11 @@ SELECT st.student_id, it.question_id, random() < 1 / (1 + exp(-it.a * (st.theta 
   FROM scale_student st
  CROSS JOIN generate_series(0, {answers} - 1) k
  CROSS JOIN LATERAL (SELECT (st.start + k * {width} + floor(random() * {width})::int) % {items} AS j,
-                            timestamptz '{until}' - interval '1 day' - random() * interval '29 days' AS t) at
+                            timestamptz '{until}' - interval '1 day' - random() * interval '29 days' AS t,
+                            random() < {retried} AS retried) at
   JOIN scale_item it ON it.j = at.j
  CROSS JOIN (VALUES (false), (true)) again_(again)
- WHERE st.s % 2 = {half} AND (NOT again OR random() < {retried})"""
+ WHERE st.s % 2 = {half} AND (NOT again OR at.retried)"""
 
 
 def make_data(admin, name: str, size: Size) -> float:
