@@ -331,12 +331,12 @@ class StepClock:
             context.RunContext.step = original
 
 
-def run_once(url, size: Size) -> tuple[dict, StepClock, float, float, str]:
+def run_once(url, size: Size, standard_errors: str = "exact") -> tuple[dict, StepClock, float, float, str]:
     from consumer.db.engine import create_engine
     from consumer.db.migrations import migrate
     from consumer.run import CalibrationRequest, calibrate
     from consumer.settings import Settings
-    settings = Settings.load({}).with_overrides(max_obs=max(500_000, 2 * size.n),
+    settings = Settings.load({}).with_overrides(max_obs=max(500_000, 2 * size.n), standard_errors=standard_errors,
                                                 database_url=url.render_as_string(hide_password=False))
     engine = create_engine(settings)
     migrate(engine)  # as `python -m consumer calibrate` does before its run (data made before a migration)
@@ -376,7 +376,7 @@ def measure(size_name: str, args) -> str:
     tables = []
     for attempt in range(args.runs):
         say(f"{size_name}: calibrate run {attempt + 1} of {args.runs} (load average {load_average()})")
-        summary, clock, cpu, peak, load_before = run_once(url, size)
+        summary, clock, cpu, peak, load_before = run_once(url, size, args.standard_errors)
         if summary["status"] != "succeeded":
             raise SystemExit(f"run {summary['status']}: {summary.get('error')}")
         d = summary["durations"]
@@ -390,7 +390,7 @@ def measure(size_name: str, args) -> str:
         lines = [
             f"### {size_name}: {size.students:,} students x {size.items:,} items x {size.answers} answers "
             f"(run {attempt + 1}; {n_obs:,} first answers of {summary['counts'].get('attempts_in_window', n_obs):,} "
-            f"attempts; data made in PostgreSQL in {made:.0f} s)",
+            f"attempts; data made in PostgreSQL in {made:.0f} s; standard errors {args.standard_errors})",
             "",
             "| step | wall (s) | CPU (s) | load average at its end | bound (s) | wall / bound |",
             "|---|---:|---:|---|---|---:|",
@@ -434,6 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=1, help="calibrate runs per size on the same data")
     parser.add_argument("--regenerate", action="store_true", help="make the data again even if kept")
     parser.add_argument("--drop", action="store_true", help="drop each size's database afterwards")
+    parser.add_argument("--standard-errors", choices=("exact", "approximate"), default="exact",
+                        help="MIRT_STANDARD_ERRORS for the run (default exact, the service's default)")
     parser.add_argument("--generate-only", action="store_true", help="only make the data")
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in args.size.split(",") if s.strip()]
