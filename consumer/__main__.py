@@ -31,7 +31,8 @@ log = logging.getLogger("consumer")
 #: Values shown for the flags that take one of a few (the settings check them, case-insensitively).
 _METAVARS = {"model": "|".join(MODELS), "linking_method": "|".join(linking.RUN_METHODS),
              "lookback_days": "DAYS", "max_obs": "N", "min_responses": "N", "em_tolerance": "X",
-             "em_max_iterations": "N", "quadrature_points": "N", "scoring": "|".join(METHODS)}
+             "em_max_iterations": "N", "quadrature_points": "N", "scoring": "|".join(METHODS),
+             "standard_errors": "exact|approximate"}
 
 
 class UsageError(SystemExit):
@@ -65,10 +66,10 @@ class _Parser(argparse.ArgumentParser):
 def _calibration_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that override the calibration settings; help text comes from the settings table."""
     for name in ("model", "lookback_days", "max_obs", "min_responses", "linking_method", "scoring", "em_tolerance",
-                 "em_max_iterations", "quadrature_points"):
+                 "em_max_iterations", "standard_errors", "quadrature_points"):
         spec = SPECS[name]
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=_METAVARS[name],
-                            help=f"{spec.help}: {spec.allowed} ({spec.env}, default {spec.default})")
+                            help=f"{spec.help}: {spec.allowed} ({spec.env}, default {spec.default})".replace("%", "%%"))
 
 
 def _scope_flag(parser: argparse.ArgumentParser, what: str) -> None:

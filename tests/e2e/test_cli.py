@@ -30,7 +30,7 @@ def test_help_lists_every_command_and_each_has_help():
 def test_help_shows_the_allowed_values():
     calibrate = " ".join(cli("calibrate", "--help").stdout.split())
     assert "stocking-lord|haebara|mean-mean|mean-sigma|fipc" in calibrate and "1PL|2PL|3PL" in calibrate
-    assert "--demo" in calibrate
+    assert "--demo" in calibrate and "--standard-errors exact|approximate" in calibrate
     publish = " ".join(cli("publish", "--help").stdout.split())
     for allowed in ("1PL|2PL|3PL", "stocking-lord|haebara|mean-mean|mean-sigma|fipc",
                     "a whole number of days > 0", "a whole number > 0"):
