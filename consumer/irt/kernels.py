@@ -9,7 +9,14 @@ both on every core:
    marginal log-likelihood to the total;
 2. row by row of the table of expected counts (one row per item and
    outcome), through an index of the responses grouped by item and outcome:
-   add up the posteriors of the persons who gave that response.
+   add up the posteriors of the persons who gave that response, a block of
+   persons at a time so that their posteriors are read from a core's cache.
+
+Past what a core's cache holds (the table at a few thousand items, the
+posteriors at a few thousand persons), each answer's row would be a cache
+miss waited for alone: pass 1 asks for a person's rows before summing them,
+and pass 2 goes over the rows once per block of persons (measured in
+``_person_posteriors`` and ``_sum_posteriors_by_row``).
 
 Against a single person-major pass that adds each posterior into
 per-thread copies of the whole counts table (the first version of this
