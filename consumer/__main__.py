@@ -310,16 +310,16 @@ def _migrate_the_platforms_database(engine, only_questions: bool = False) -> Non
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import CalibrationRequest
     from .warmup import KernelImport
-    kernels = KernelImport()  # loaded from numba's cache while the database is reached and checked
+    # The kernels loaded from numba's cache, then what the run imports besides them (the linking step's
+    # scipy.optimize, which linking imports only when it runs), while this thread reaches and checks the
+    # database; one thread imports them all, so that no two imports of one module meet.
+    kernels = KernelImport(then=("scipy.optimize", "consumer.run"))
     settings = _settings(args)
     configure_opentelemetry()
     engine = _engine(settings, args)
     _migrate_the_platforms_database(engine)
-    # What the run imports besides the kernels (about a second), while they load: this thread waits for a
-    # kernel module only when it reaches one that the other thread is still loading.
-    import scipy.optimize  # noqa: F401  (the linking step's; linking imports it only when it runs)
-    from .run import calibrate
     kernels.wait()
+    from .run import calibrate
     progress = FitProgress()
     request = CalibrationRequest(request_id=args.request_id, requested_by=args.requested_by,
                                  dry_run=args.dry_run, as_of=args.as_of, scope=args.scope,

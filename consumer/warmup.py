@@ -40,7 +40,8 @@ HEARTBEAT_SECONDS = 3.0
 class KernelImport:
     """The kernel modules being imported in a background thread; ``wait`` for them before a run."""
 
-    def __init__(self) -> None:
+    def __init__(self, then: tuple[str, ...] = ()) -> None:
+        self.then = then  # modules imported after the kernels, in the same thread (what a run needs besides them)
         self.compiling_since: float | None = None  # when numba started compiling (None: all came from its cache)
         self.compiling_took = 0.0
         self.failure: BaseException | None = None
@@ -75,6 +76,8 @@ class KernelImport:
                     if helper is not None:
                         helper.wait()  # then this import loads what it compiled (or compiles what it could not)
                     importlib.import_module(module)
+            for module in self.then:
+                importlib.import_module(module)
         except BaseException as failure:  # handed to the waiting thread, which raises it
             self.failure = failure
         finally:
@@ -98,7 +101,8 @@ class KernelImport:
                          time.monotonic() - self.compiling_since)
 
     def wait(self) -> None:
-        """Return once every kernel is compiled or loaded; raise what stopped their import, if anything did."""
+        """Return once every kernel is compiled or loaded (and ``then`` imported); raise what stopped their import, if
+        anything did."""
         self.done.wait()
         if self.failure is not None:
             raise self.failure
