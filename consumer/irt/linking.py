@@ -144,7 +144,7 @@ def _curve_link(reference: ItemParameters, new: ItemParameters, item_level: bool
         start = mean_mean(reference, new)
     if not np.isfinite(start.slope) or start.slope <= 0:
         start = replace(start, slope=1.0, intercept=0.0)
-    from scipy.optimize import least_squares  # here: its import takes half a second that most commands need not wait for
+    from scipy.optimize import least_squares  # here: its import takes half a second most commands need not wait
 
     fit = least_squares(residuals, x0=[np.log(start.slope), start.intercept], jac=jacobian,
                         method="lm", xtol=1e-12, ftol=1e-12)
